@@ -1,0 +1,1 @@
+console.log("serving /srv/web on :3000");

@@ -1,0 +1,5 @@
+from __future__ import annotations
+
+from imagectl.cli import main
+
+main()

@@ -1,0 +1,261 @@
+"""The command line: parse, call one function, render, exit code (DESIGN.md section 8)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from imagectl.errors import ImagectlError, ManifestError, UsageError
+from imagectl.manifest.loader import load_manifest
+from imagectl.manifest.models import Manifest
+from imagectl.output import github
+
+app = typer.Typer(
+    name="imagectl",
+    help="Declarative build pipeline for container images: plan and apply image families.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class State:
+    """Options given before the command."""
+
+    file: Path = Path("imagectl.yaml")
+
+
+STATE = State()
+
+
+@app.callback()
+def _root(
+    file: Annotated[
+        Path,
+        typer.Option("--file", "-f", help="Root manifest file.", envvar="IMAGECTL_FILE"),
+    ] = Path("imagectl.yaml"),
+) -> None:
+    STATE.file = file
+
+
+def load() -> Manifest:
+    """Load the manifest named by --file."""
+    return load_manifest(STATE.file)
+
+
+@app.command()
+def validate() -> None:
+    """Load and check every manifest file offline."""
+    manifest = load()
+    count = len(manifest.images)
+    out.print(
+        f"{STATE.file}: ok: {count} image{'s' if count != 1 else ''}, "
+        f"{len(manifest.bases)} external base{'s' if len(manifest.bases) != 1 else ''}, "
+        f"{len(manifest.files)} file{'s' if len(manifest.files) != 1 else ''}"
+    )
+
+
+class GraphFormat(StrEnum):
+    tree = "tree"
+    mermaid = "mermaid"
+    dot = "dot"
+    json = "json"
+
+
+@app.command()
+def graph(
+    format: Annotated[GraphFormat, typer.Option("--format", help="Output format.")] = (
+        GraphFormat.tree
+    ),
+) -> None:
+    """Show the family/base graph."""
+    from imagectl.output import graph as render
+
+    manifest = load()
+    if format is GraphFormat.tree:
+        out.print(render.render_tree(manifest))
+    elif format is GraphFormat.mermaid:
+        sys.stdout.write(render.render_mermaid(manifest))
+    elif format is GraphFormat.dot:
+        sys.stdout.write(render.render_dot(manifest))
+    else:
+        sys.stdout.write(render.render_json(manifest))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of manifest files."""
+    from imagectl.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
+class PlanFormat(StrEnum):
+    table = "table"
+    json = "json"
+    github_matrix = "github-matrix"
+
+
+def parse_now(text: str | None) -> datetime:
+    """`--now` (ISO 8601, UTC when no zone is given) or the real clock."""
+    if text is None:
+        return datetime.now(UTC)
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--now {text!r}: expected ISO 8601, e.g. 2026-12-01T00:00:00Z") from None
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+ForceOpt = Annotated[
+    list[str] | None, typer.Option("--force", help="Rebuild this image (repeatable).")
+]
+OnlyOpt = Annotated[
+    list[str] | None,
+    typer.Option("--only", help="Only this image and what it needs (repeatable)."),
+]
+RefreshOpt = Annotated[
+    bool, typer.Option("--refresh", help="Recover state from the registry, not just the lock.")
+]
+NowOpt = Annotated[str | None, typer.Option("--now", help="Plan as of this UTC time.")]
+
+
+@app.command()
+def plan(
+    json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    out: Annotated[Path | None, typer.Option("--out", help="Save the plan for apply.")] = None,
+    refresh: RefreshOpt = False,
+    force: ForceOpt = None,
+    only: OnlyOpt = None,
+    now: NowOpt = None,
+    detailed_exitcode: Annotated[
+        bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
+    ] = False,
+    format: Annotated[PlanFormat, typer.Option("--format", help="Output format.")] = (
+        PlanFormat.table
+    ),
+) -> None:
+    """Show what apply would rebuild, and why."""
+    from imagectl import commands
+
+    code = commands.plan_command(
+        load(),
+        out=out,
+        refresh=refresh,
+        force=force or [],
+        only=only or [],
+        now=parse_now(now),
+        format="json" if json_out else str(format),
+        console=out_console(),
+    )
+    if detailed_exitcode and code:
+        raise typer.Exit(2)
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[
+        Path | None, typer.Argument(help="A saved plan (plan --out); applied exactly.")
+    ] = None,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Images built at once (default: CPUs).")
+    ] = 0,
+    no_push: Annotated[bool, typer.Option("--no-push", help="Build only; push nothing.")] = False,
+    no_git: Annotated[bool, typer.Option("--no-git", help="Do not commit the lock.")] = False,
+    git_push: Annotated[bool, typer.Option("--git-push", help="Push the commit.")] = False,
+    force: ForceOpt = None,
+    only: OnlyOpt = None,
+    refresh: RefreshOpt = False,
+    now: NowOpt = None,
+    lock_timeout: Annotated[
+        float, typer.Option("--lock-timeout", help="Seconds to wait for another apply.")
+    ] = 0.0,
+    author: Annotated[
+        str | None, typer.Option("--author", help='Commit author, "Name <email>".')
+    ] = None,
+) -> None:
+    """Reconcile: plan, then build, push, verify, tag, record and commit."""
+    from imagectl import commands
+
+    if plan_file is not None and (force or only or refresh or now):
+        raise UsageError("a saved plan is applied exactly: drop --force/--only/--refresh/--now")
+    code = commands.apply_command(
+        load(),
+        plan_file=plan_file,
+        jobs=jobs or (os.cpu_count() or 1),
+        push=not no_push,
+        git=not no_git,
+        git_push=git_push,
+        force=force or [],
+        only=only or [],
+        refresh=refresh,
+        now=parse_now(now),
+        lock_timeout=lock_timeout,
+        author=commands.parse_author(author),
+        console=out_console(),
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    now: NowOpt = None,
+) -> None:
+    """Per image: recorded version, digest, base, age, and whether it is stale now."""
+    from imagectl import commands
+
+    commands.status_command(load(), now=parse_now(now), json_out=json_out, console=out_console())
+
+
+def out_console() -> Console:
+    return out
+
+
+def report(exc: ImagectlError) -> None:
+    """Print an expected error cleanly (and as annotations under GitHub Actions)."""
+    if isinstance(exc, ManifestError):
+        for problem in exc.problems:
+            err.print(f"[red]error[/red]: {problem}", markup=True, highlight=False)
+        github.annotate_problems(exc.problems)
+        count = len(exc.problems)
+        err.print(f"{count} error{'s' if count != 1 else ''} in the manifest")
+    else:
+        err.print(f"[red]error[/red]: {exc}", markup=True)
+        github.annotate_error(str(exc))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app(standalone_mode=False)
+    except ImagectlError as exc:
+        report(exc)
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(0)

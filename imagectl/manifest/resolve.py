@@ -1,0 +1,337 @@
+"""Resolve validated files into one effective config per image, and check meaning.
+
+Inheritance is defaults -> family -> image: a setting takes the value of the
+nearest level that sets it; `args` and `labels` merge (nearest wins per key).
+Every check reports a located problem; all are collected.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from imagectl.errors import Problem
+from imagectl.manifest.loader import LoadedFile, display_path
+from imagectl.manifest.models import (
+    DEFAULT_TAGS_PATCH,
+    DEFAULT_TAGS_REVISION,
+    BaseConfig,
+    FamilyModel,
+    ImageConfig,
+    ImageModel,
+    Manifest,
+    RootFile,
+    SecretRef,
+    Settings,
+)
+from imagectl.manifest.yamlsource import KeyPath, YamlSource, format_key_path
+from imagectl.plan.graph import ImageGraph
+from imagectl.plan.schedules import ScheduleError, parse_schedule
+from imagectl.plan.tags import check_template, check_template_list
+from imagectl.plan.versions import Bump, check_declared
+from imagectl.registry.reference import InvalidReferenceError, parse_reference
+
+NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
+PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+SECRET_ID_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+ARG_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@dataclass(frozen=True)
+class Level:
+    """One level of settings (defaults, a family or an image) and where it is written."""
+
+    settings: Settings
+    source: YamlSource
+    path: KeyPath
+
+
+class _Resolver:
+    def __init__(self, root: Path, files: Sequence[LoadedFile]) -> None:
+        self.root = root
+        self.root_dir = root.parent
+        self.files = files
+        self.problems: list[Problem] = []
+        self.bases: dict[str, BaseConfig] = {}
+        self.families: dict[str, tuple[FamilyModel, LoadedFile]] = {}
+        self.image_defs: dict[str, tuple[ImageModel, str, LoadedFile]] = {}
+
+    def problem(self, source: YamlSource, path: KeyPath, message: str, hint: str = "") -> None:
+        self.problems.append(Problem(source.location(path), message, format_key_path(path), hint))
+
+    # -- collection --------------------------------------------------------------------------
+    def collect(self) -> None:
+        for loaded in self.files:
+            src = loaded.source
+            for name, spec in loaded.model.bases.items():
+                where = ("bases", name)
+                if name in self.bases:
+                    other = self.bases[name].location
+                    self.problem(src, where, f"base '{name}' is also defined at {other}")
+                    continue
+                try:
+                    parse_reference(spec.ref)
+                except InvalidReferenceError as exc:
+                    self.problem(src, (*where, "ref"), str(exc))
+                self.bases[name] = BaseConfig(name, spec.ref, src.location(where, key=True))
+            for fname, family in loaded.model.families.items():
+                if fname in self.families:
+                    other_src = self.families[fname][1].source
+                    other = other_src.location(("families", fname), key=True)
+                    self.problem(
+                        src, ("families", fname), f"family '{fname}' is also defined at {other}"
+                    )
+                    continue
+                self.families[fname] = (family, loaded)
+                for iname, image in family.images.items():
+                    where = ("families", fname, "images", iname)
+                    if iname in self.image_defs:
+                        _, ofam, oloaded = self.image_defs[iname]
+                        other = oloaded.source.location(
+                            ("families", ofam, "images", iname), key=True
+                        )
+                        self.problem(src, where, f"image '{iname}' is also defined at {other}")
+                        continue
+                    if not NAME_RE.fullmatch(iname):
+                        self.problem(
+                            src,
+                            where,
+                            f"'{iname}' is not a valid image name",
+                            "use lowercase letters, digits and single . _ - separators",
+                        )
+                    self.image_defs[iname] = (image, fname, loaded)
+
+    # -- per image ---------------------------------------------------------------------------
+    def setting(self, levels: Sequence[Level], key: str) -> tuple[Any, Level | None]:
+        for level in reversed(levels):
+            value = getattr(level.settings, key)
+            if value is not None:
+                return value, level
+        return None, None
+
+    def merged(self, levels: Sequence[Level], key: str) -> dict[str, str]:
+        result: dict[str, str] = {}
+        for level in levels:
+            value = getattr(level.settings, key)
+            if value:
+                result.update(value)
+        return result
+
+    def resolve_base(self, name: str, image: ImageModel, levels: Sequence[Level]) -> str | None:
+        base, level = self.setting_from(levels, image)
+        if base is None or level is None:
+            img = levels[-1]
+            self.problem(
+                img.source,
+                img.path,
+                f"image '{name}' has no base",
+                "set `from:` on the image or on its family",
+            )
+            return None
+        where = (*level.path, "from")
+        if base in self.image_defs or base in self.bases:
+            return str(base)
+        if any(ch in base for ch in "/:@."):
+            try:
+                parse_reference(base)
+            except InvalidReferenceError as exc:
+                self.problem(level.source, where, str(exc))
+                return None
+            self.bases.setdefault(base, BaseConfig(base, base, level.source.location(where)))
+            return str(base)
+        known = sorted(set(self.image_defs) | set(self.bases))
+        close = difflib.get_close_matches(base, known, n=1, cutoff=0.6)
+        hint = (
+            f"did you mean '{close[0]}'?"
+            if close
+            else "name an image, a key of `bases:` or a reference"
+        )
+        self.problem(level.source, where, f"unknown base '{base}'", hint)
+        return None
+
+    def setting_from(self, levels: Sequence[Level], image: ImageModel) -> tuple[Any, Level | None]:
+        for level in reversed(levels):
+            value = getattr(level.settings, "from_", None)
+            if value is not None:
+                return value, level
+        return None, None
+
+    def resolve_image(
+        self, name: str, image: ImageModel, fname: str, loaded: LoadedFile
+    ) -> ImageConfig | None:
+        root_file = self.files[0]
+        assert isinstance(root_file.model, RootFile)
+        family, floaded = self.families[fname]
+        src = loaded.source
+        ipath: KeyPath = ("families", fname, "images", name)
+        levels = [
+            Level(root_file.model.defaults, root_file.source, ("defaults",)),
+            Level(family, floaded.source, ("families", fname)),
+            Level(image, src, ipath),
+        ]
+        count = len(self.problems)
+        base = self.resolve_base(name, image, levels)
+        context, dockerfile = self.check_paths(image, src, ipath)
+        bump_value, _ = self.setting(levels, "bump")
+        bump: Any = bump_value or "patch"
+        message = check_declared(image.version, Bump(bump))
+        if message:
+            self.problem(src, (*ipath, "version"), message)
+        tags_value, tags_level = self.setting(levels, "tags")
+        tags = (
+            tuple(tags_value)
+            if tags_value is not None
+            else (DEFAULT_TAGS_REVISION if bump == "revision" else DEFAULT_TAGS_PATCH)
+        )
+        allow_latest = bool(self.setting(levels, "allow_latest")[0])
+        self.check_tags(tags, allow_latest, tags_level, src, ipath)
+        rebuild, rlevel = self.setting(levels, "rebuild")
+        if rebuild is not None and rlevel is not None:
+            try:
+                parse_schedule(rebuild)
+            except ScheduleError as exc:
+                self.problem(rlevel.source, (*rlevel.path, "rebuild"), str(exc))
+        platforms, plevel = self.setting(levels, "platforms")
+        for index, platform in enumerate(platforms or []):
+            if not PLATFORM_RE.fullmatch(platform) and plevel is not None:
+                self.problem(
+                    plevel.source,
+                    (*plevel.path, "platforms", index),
+                    f"'{platform}' is not a platform",
+                    "write os/arch[/variant], e.g. linux/amd64",
+                )
+        registry = self.setting(levels, "registry")[0] or root_file.model.registry
+        if NAME_RE.fullmatch(name):  # an invalid name is reported already
+            self.check_registry(registry, name, levels)
+        args = self.merged(levels, "args")
+        for key in args:
+            if not ARG_RE.fullmatch(key) or key == "BASE_IMAGE":
+                self.problem(
+                    src,
+                    (*ipath, "args", key),
+                    f"'{key}' cannot be a build arg",
+                    "BASE_IMAGE is set by imagectl" if key == "BASE_IMAGE" else "use a shell name",
+                )
+        secrets = tuple(SecretRef(s.id, s.env, s.file) for s in image.secrets or [])
+        for index, secret in enumerate(secrets):
+            if not SECRET_ID_RE.fullmatch(secret.id):
+                self.problem(
+                    src, (*ipath, "secrets", index, "id"), f"invalid secret id '{secret.id}'"
+                )
+        if len(self.problems) != count or base is None or context is None or dockerfile is None:
+            return None
+        lint = self.setting(levels, "lint")[0]
+        return ImageConfig(
+            name=name,
+            family=fname,
+            registry=str(registry),
+            context=context,
+            dockerfile=dockerfile,
+            version=image.version,
+            base=base,
+            bump=bump,
+            tags=tags,
+            rebuild=str(rebuild or "never"),
+            builder=self.setting(levels, "builder")[0] or "docker",
+            platforms=tuple(platforms or ()),
+            network=self.setting(levels, "network")[0],
+            args=tuple(sorted(args.items())),
+            labels=tuple(sorted(self.merged(levels, "labels").items())),
+            target=image.target,
+            secrets=secrets,
+            allow_latest=allow_latest,
+            lint_ignore=tuple(lint.ignore) if lint else (),
+            location=src.location(ipath, key=True),
+        )
+
+    def check_registry(self, registry: str, name: str, levels: Sequence[Level]) -> None:
+        try:
+            parse_reference(f"{registry.rstrip('/')}/{name}")
+        except InvalidReferenceError as exc:
+            reg_level = self.setting(levels, "registry")[1]
+            where = (*reg_level.path, "registry") if reg_level else ("registry",)
+            self.problem((reg_level or levels[0]).source, where, str(exc))
+
+    def check_tags(
+        self,
+        tags: Sequence[str],
+        allow_latest: bool,
+        level: Level | None,
+        src: YamlSource,
+        ipath: KeyPath,
+    ) -> None:
+        where_src, where = (level.source, (*level.path, "tags")) if level else (src, ipath)
+        for index, message in check_template_list(tags, allow_latest):
+            self.problem(where_src, where if index is None else (*where, index), message)
+        for index, template in enumerate(tags):
+            for message in check_template(template):
+                self.problem(where_src, (*where, index), message)
+
+    def check_paths(
+        self, image: ImageModel, src: YamlSource, ipath: KeyPath
+    ) -> tuple[Path | None, Path | None]:
+        base_dir = src.path.parent
+        context = (base_dir / image.context).absolute()
+        if not context.resolve().is_relative_to(self.root_dir.resolve()):
+            self.problem(
+                src, (*ipath, "context"), f"context '{image.context}' is outside the repository"
+            )
+            return None, None
+        if not context.is_dir():
+            self.problem(
+                src,
+                (*ipath, "context"),
+                f"context directory '{display_path(context, self.root_dir)}' does not exist",
+            )
+            return None, None
+        dockerfile = (context / (image.dockerfile or "Dockerfile")).absolute()
+        key = (*ipath, "dockerfile") if image.dockerfile else (*ipath, "context")
+        if not dockerfile.resolve().is_relative_to(self.root_dir.resolve()):
+            self.problem(src, key, f"Dockerfile '{dockerfile}' is outside the repository")
+            return context, None
+        if not dockerfile.is_file():
+            self.problem(
+                src, key, f"Dockerfile '{display_path(dockerfile, self.root_dir)}' does not exist"
+            )
+            return context, None
+        return context, dockerfile
+
+    # -- whole manifest ----------------------------------------------------------------------
+    def check_cycles(self, images: dict[str, ImageConfig]) -> None:
+        graph = ImageGraph.build({n: c.base for n, c in images.items()})
+        cycle = graph.find_cycle()
+        if cycle:
+            first = cycle[0]
+            _, fname, loaded = self.image_defs[first]
+            self.problem(
+                loaded.source,
+                ("families", fname, "images", first, "from"),
+                f"dependency cycle: {' -> '.join(cycle)}",
+            )
+
+
+def resolve_manifest(
+    root: Path, files: Sequence[LoadedFile]
+) -> tuple[Manifest | None, list[Problem]]:
+    """Turn validated files into a `Manifest`, or the list of problems found."""
+    resolver = _Resolver(root, files)
+    resolver.collect()
+    images: dict[str, ImageConfig] = {}
+    for name, (image, fname, loaded) in resolver.image_defs.items():
+        config = resolver.resolve_image(name, image, fname, loaded)
+        if config is not None:
+            images[name] = config
+    resolver.check_cycles(images)
+    if resolver.problems:
+        return None, resolver.problems
+    manifest = Manifest(
+        root=root,
+        files=tuple(f.source.path for f in files),
+        images=dict(sorted(images.items())),
+        bases=dict(sorted(resolver.bases.items())),
+    )
+    return manifest, []

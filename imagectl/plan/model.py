@@ -1,0 +1,161 @@
+"""Plan data: what was built (BuiltState), what was observed, and the plan itself.
+
+Pure data with JSON round trips; no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class StaleReason(StrEnum):
+    """Why an image is in the plan (DESIGN.md section 4), in reporting order."""
+
+    NEW = "new"
+    VERSION_CHANGED = "version-changed"
+    INPUTS_CHANGED = "inputs-changed"
+    BASE_UPDATED = "base-updated"
+    BASE_REBUILT = "base-rebuilt"
+    SCHEDULE_DUE = "schedule-due"
+    MISSING = "missing"
+    FORCED = "forced"
+
+
+@dataclass(frozen=True)
+class BuiltState:
+    """What the last build of an image was (from the lock, or recovered from labels)."""
+
+    version: str
+    digest: str
+    base_ref: str
+    base_digest: str
+    inputs: str
+    built_at: datetime
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Every fact planning needs from the world, gathered by `imagectl.observe`."""
+
+    base_digests: dict[str, str]  # external base key -> current digest
+    built: dict[str, BuiltState]  # image -> last build
+    inputs: dict[str, str]  # image -> current inputs digest
+    missing: frozenset[str] = frozenset()  # images whose immutable tag is gone (--refresh)
+    revision: str | None = None  # git-ops commit, for {sha}
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What the user asked for on the command line."""
+
+    force: frozenset[str] = frozenset()
+    only: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class BaseUse:
+    """The base an action builds from: reference by tag and digest (None: built in this plan)."""
+
+    name: str  # image name or external base key
+    ref: str
+    digest: str | None
+    internal: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ref": self.ref, "digest": self.digest}
+
+
+@dataclass(frozen=True)
+class Action:
+    """One image to rebuild."""
+
+    image: str
+    family: str
+    repository: str
+    reasons: tuple[StaleReason, ...]
+    from_version: str | None
+    to_version: str
+    tags: tuple[str, ...]  # immutable first, then floating tags that may move
+    held_tags: tuple[str, ...]  # floating tags a newer version holds: left alone
+    depends_on: tuple[str, ...]
+    base: BaseUse
+    inputs: str
+    depth: int
+
+    @property
+    def immutable_tag(self) -> str:
+        return self.tags[0]
+
+    @property
+    def floating_tags(self) -> tuple[str, ...]:
+        return self.tags[1:]
+
+    def to_json(self) -> dict[str, Any]:
+        """The public JSON shape of DESIGN.md section 8."""
+        return {
+            "image": self.image,
+            "family": self.family,
+            "repository": self.repository,
+            "reasons": [str(r) for r in self.reasons],
+            "from_version": self.from_version,
+            "to_version": self.to_version,
+            "tags": list(self.tags),
+            "depends_on": list(self.depends_on),
+            "base": self.base.to_json(),
+        }
+
+    def to_saved(self) -> dict[str, Any]:
+        """The public shape plus what apply needs."""
+        data = self.to_json()
+        data["base"] = {**data["base"], "name": self.base.name, "internal": self.base.internal}
+        data.update(held_tags=list(self.held_tags), inputs=self.inputs, depth=self.depth)
+        return data
+
+    @classmethod
+    def from_saved(cls, data: dict[str, Any]) -> Action:
+        base = data["base"]
+        return cls(
+            image=data["image"],
+            family=data["family"],
+            repository=data["repository"],
+            reasons=tuple(StaleReason(r) for r in data["reasons"]),
+            from_version=data["from_version"],
+            to_version=data["to_version"],
+            tags=tuple(data["tags"]),
+            held_tags=tuple(data.get("held_tags", ())),
+            depends_on=tuple(data["depends_on"]),
+            base=BaseUse(base["name"], base["ref"], base["digest"], bool(base["internal"])),
+            inputs=data["inputs"],
+            depth=int(data["depth"]),
+        )
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The ordered actions (parents first) and what stays as it is."""
+
+    actions: tuple[Action, ...]
+    unchanged: tuple[str, ...]
+    left_out: tuple[str, ...] = ()  # stale images excluded by --only
+    base_digests: dict[str, str] = field(default_factory=dict)
+    created_at: datetime | None = None
+    revision: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.actions)
+
+    def action(self, image: str) -> Action | None:
+        return next((a for a in self.actions if a.image == image), None)
+
+    def to_json(self) -> dict[str, Any]:
+        """`plan --json` (DESIGN.md section 8)."""
+        return {
+            "format": 1,
+            "actions": [a.to_json() for a in self.actions],
+            "unchanged": list(self.unchanged),
+        }
