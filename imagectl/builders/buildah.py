@@ -1,0 +1,242 @@
+"""The buildah backend: daemonless, rootless-capable builds from a Dockerfile.
+
+Environment knobs (all optional):
+  IMAGECTL_BUILDAH_ROOT            storage under this directory (``storage/``, ``run/``)
+                                   instead of the system store; tests use a temp dir.
+  IMAGECTL_BUILDAH_STORAGE_DRIVER  force a storage driver; by default the configured one,
+                                   or ``vfs`` when that (overlay) does not work here.
+  IMAGECTL_BUILDAH_ISOLATION       ``chroot`` (default) or ``oci``/``rootless``. chroot
+                                   isolation can only share the host network, so a build
+                                   with ``network: none`` runs with ``oci`` isolation.
+
+Loopback registries speak plain HTTP: when the pushed reference or ``BASE_IMAGE``
+lives on one, buildah gets ``--tls-verify=false`` (for that command as a whole).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagectl.builders.base import (
+    BuildRequest,
+    check_request,
+    failure,
+    is_loopback_registry,
+    secret_files,
+    secret_values,
+)
+from imagectl.errors import BuildError
+from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
+
+INSTALL_HINT = "install buildah (Debian/Ubuntu: apt-get install buildah) or use builder: docker"
+_PROBE_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class BuildahSetup:
+    """What was detected: the version and how storage and isolation are configured."""
+
+    version: str
+    global_opts: tuple[str, ...]  # --root/--runroot/--storage-driver, before the subcommand
+    driver: str
+    isolation: str
+
+    @property
+    def description(self) -> str:
+        where = ""
+        if "--root" in self.global_opts:
+            where = f" at {self.global_opts[self.global_opts.index('--root') + 1]}"
+        return f"buildah {self.version} (storage {self.driver}{where}, isolation {self.isolation})"
+
+    @property
+    def secret_env(self) -> bool:
+        """Whether ``--secret id=X,env=VAR`` is known to work (verified with 1.28)."""
+        match = re.match(r"(\d+)\.(\d+)", self.version)
+        if match is None:
+            return False
+        return (int(match.group(1)), int(match.group(2))) >= (1, 28)
+
+
+def isolation_for(setup: BuildahSetup, network: str | None, explicit: bool) -> str:
+    """The isolation for a build: chroot cannot make a network namespace of its own.
+
+    Raises:
+        BuildError: chroot isolation was asked for explicitly together with network none.
+    """
+    if network == "none" and setup.isolation == "chroot":
+        if explicit:
+            raise BuildError(
+                "buildah --isolation chroot can only use the host network; unset "
+                "IMAGECTL_BUILDAH_ISOLATION or use network: host"
+            )
+        return "oci"
+    return setup.isolation
+
+
+def tls_verify_off(req: BuildRequest) -> bool:
+    """Whether any registry the build or push talks to by name is on loopback (plain HTTP)."""
+    base = req.build_args.get("BASE_IMAGE", "")
+    return is_loopback_registry(req.ref) or (bool(base) and is_loopback_registry(base))
+
+
+def build_argv(
+    setup: BuildahSetup,
+    req: BuildRequest,
+    *,
+    isolation: str,
+    secret_srcs: Mapping[str, Path],
+) -> list[str]:
+    """The buildah command line that builds `req` (pure; secret values never appear)."""
+    argv = ["buildah", *setup.global_opts, "bud", "--format", "oci", "--isolation", isolation]
+    if len(req.platforms) <= 1:
+        # With --layers, buildah (1.28) serves every platform of a multi-platform build
+        # from the first platform's cached layers: the list would hold one image.
+        argv.append("--layers")
+    if req.network and req.network != "default":
+        argv += ["--network", req.network]
+    if tls_verify_off(req):
+        argv.append("--tls-verify=false")
+    argv += ["--file", str(req.dockerfile_path)]
+    if len(req.platforms) > 1:
+        argv += ["--manifest", req.ref]
+    else:
+        argv += ["--tag", req.ref]
+    if req.platforms:
+        argv += ["--platform", ",".join(req.platforms)]
+    if req.target:
+        argv += ["--target", req.target]
+    for key, value in sorted(req.build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    for key, value in sorted(req.labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    for key, value in sorted(req.annotations.items()):
+        argv += ["--annotation", f"{key}={value}"]
+    for spec in req.secrets:
+        if spec.file is not None:
+            argv += ["--secret", f"id={spec.id},src={spec.file}"]
+        elif spec.id in secret_srcs:
+            argv += ["--secret", f"id={spec.id},src={secret_srcs[spec.id]}"]
+        else:
+            argv += ["--secret", f"id={spec.id},env={spec.env}"]
+    argv.append(str(req.context))
+    return argv
+
+
+def push_argv(setup: BuildahSetup, req: BuildRequest, digestfile: Path) -> list[str]:
+    """The buildah command line that pushes `req.ref` and writes its manifest digest."""
+    argv = ["buildah", *setup.global_opts]
+    argv += ["manifest", "push", "--all"] if len(req.platforms) > 1 else ["push"]
+    argv += ["--digestfile", str(digestfile)]
+    if tls_verify_off(req):
+        argv.append("--tls-verify=false")
+    return [*argv, req.ref, f"docker://{req.ref}"]
+
+
+class BuildahBuilder:
+    """Builds with buildah (no daemon), in the system store or ``$IMAGECTL_BUILDAH_ROOT``."""
+
+    name = "buildah"
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self._setup: BuildahSetup | None = None
+
+    def _probe(self, argv: list[str]) -> ProcResult:
+        try:
+            return run(argv, env=self.environ, timeout=_PROBE_TIMEOUT)
+        except ExecutableNotFound:
+            raise BuildError(f"buildah is not installed: {INSTALL_HINT}") from None
+        except CommandTimeout as exc:
+            raise BuildError(f"buildah does not answer: {exc}") from None
+
+    def detect(self) -> BuildahSetup:
+        """Probe buildah once: version, a storage driver that works, isolation."""
+        if self._setup is not None:
+            return self._setup
+        version = self._probe(["buildah", "version"])
+        match = re.search(r"^Version:\s*(\S+)", version.stdout, re.MULTILINE)
+        opts: list[str] = []
+        root = self.environ.get("IMAGECTL_BUILDAH_ROOT", "").strip()
+        if root:
+            opts += ["--root", str(Path(root) / "storage"), "--runroot", str(Path(root) / "run")]
+        forced = self.environ.get("IMAGECTL_BUILDAH_STORAGE_DRIVER", "").strip()
+        candidates = [forced] if forced else ["", "vfs"]
+        driver, errors = "", []
+        for candidate in candidates:
+            extra = ["--storage-driver", candidate] if candidate else []
+            info = self._probe(
+                ["buildah", *opts, *extra, "info", "--format", "{{.store.GraphDriverName}}"]
+            )
+            if info.ok:
+                opts += extra
+                driver = info.stdout.strip() or candidate
+                break
+            errors.append(info.output.strip())
+        else:
+            raise BuildError(
+                "buildah cannot open its storage: "
+                + "; ".join(errors)[-1500:]
+                + " (set IMAGECTL_BUILDAH_STORAGE_DRIVER=vfs or IMAGECTL_BUILDAH_ROOT)"
+            )
+        isolation = self.environ.get("IMAGECTL_BUILDAH_ISOLATION", "").strip() or "chroot"
+        self._setup = BuildahSetup(
+            version=match.group(1) if match else "?",
+            global_opts=tuple(opts),
+            driver=driver,
+            isolation=isolation,
+        )
+        return self._setup
+
+    def check(self) -> str:
+        """See `Builder.check`."""
+        return self.detect().description
+
+    def build(self, req: BuildRequest) -> None:
+        """See `Builder.build`."""
+        check_request(req)
+        setup = self.detect()
+        explicit = bool(self.environ.get("IMAGECTL_BUILDAH_ISOLATION", "").strip())
+        isolation = isolation_for(setup, req.network, explicit)
+        secrets = secret_values(req)
+        if len(req.platforms) > 1:
+            # --manifest adds to an existing list of that name: start from an empty one.
+            run(
+                ["buildah", *setup.global_opts, "manifest", "rm", req.ref],
+                env=self.environ,
+                log_path=req.log_path,
+                secrets=secrets,
+            )
+        env = dict(self.environ)
+        if setup.secret_env:
+            env.update({s.env: req.env[s.env] for s in req.secrets if s.env is not None})
+        holder: AbstractContextManager[dict[str, Path]]
+        holder = nullcontext({}) if setup.secret_env else secret_files(req)
+        with holder as srcs:
+            argv = build_argv(setup, req, isolation=isolation, secret_srcs=srcs)
+            result = run(argv, env=env, log_path=req.log_path, secrets=secrets)
+        if not result.ok:
+            raise failure("buildah build", req, result)
+
+    def push(self, req: BuildRequest) -> str:
+        """See `Builder.push`."""
+        setup = self.detect()
+        with tempfile.TemporaryDirectory(prefix="imagectl-buildah-") as tmp:
+            digestfile = Path(tmp) / "digest"
+            result = run(
+                push_argv(setup, req, digestfile),
+                env=self.environ,
+                log_path=req.log_path,
+                secrets=secret_values(req),
+            )
+            if not result.ok:
+                raise failure(f"buildah push {req.ref}", req, result)
+            digest = digestfile.read_text().strip() if digestfile.exists() else ""
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise BuildError(f"{req.name}: buildah push did not report a digest for {req.ref}")
+        return digest
