@@ -26,8 +26,15 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+def _console(stderr: bool = False) -> Console:
+    # logs and CI captures are wider than the 80 columns rich assumes off a terminal
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal or os.environ.get("COLUMNS") else 120
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=stderr)
+
+
+out = _console()
+err = _console(stderr=True)
 
 
 class State:
@@ -169,8 +176,9 @@ def apply(
         Path | None, typer.Argument(help="A saved plan (plan --out); applied exactly.")
     ] = None,
     jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, help="Images built at once (default: CPUs).")
-    ] = 0,
+        int | None,
+        typer.Option("--jobs", "-j", min=1, help="Images built at once (default: CPUs)."),
+    ] = None,
     no_push: Annotated[bool, typer.Option("--no-push", help="Build only; push nothing.")] = False,
     no_git: Annotated[bool, typer.Option("--no-git", help="Do not commit the lock.")] = False,
     git_push: Annotated[bool, typer.Option("--git-push", help="Push the commit.")] = False,
@@ -252,10 +260,10 @@ def main() -> None:
         err.print("interrupted")
         sys.exit(130)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
+        # click's usage errors (typer vendors click; its classes are not public API)
+        show = getattr(exc, "show", None)
+        if callable(show) and isinstance(getattr(exc, "exit_code", None), int):
+            show()
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
     sys.exit(0)

@@ -1,0 +1,121 @@
+"""The quick-start job: a real reconcile of `examples/` against a local registry, offline.
+
+1. ensure dockerd runs (started with --bridge=none --iptables=false when absent);
+2. start the reference registry on a free loopback port;
+3. publish small upstream bases (static busybox, FROM scratch) under the names
+   `examples/imagectl.yaml` follows, as a vendor would;
+4. copy `examples/` into a fresh git-ops repository pointing at that registry;
+5. `imagectl apply` (builds everything), then the vendor ships a security update of
+   the Debian stand-in, `imagectl plan` shows exactly what is stale and
+   `imagectl apply` rebuilds it; a last `imagectl plan` is empty.
+
+Usage: python -m devenv.demo [--workdir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from devenv.dockerd import ensure_dockerd
+from devenv.registry import start_registry
+from devenv.upstream import push_upstream_base
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_REGISTRY = "localhost:5000"
+
+
+def banner(text: str) -> None:
+    print(f"\n\033[1m== {text}\033[0m" if sys.stdout.isatty() else f"\n== {text}", flush=True)
+
+
+def imagectl(gitops: Path, *args: str, check: bool = True) -> int:
+    """Run the real CLI, as a user would."""
+    argv = [str(REPO / ".venv" / "bin" / "imagectl"), "-f", str(gitops / "imagectl.yaml"), *args]
+    print("$ imagectl " + " ".join(args), flush=True)
+    code = subprocess.call(argv, cwd=gitops)
+    if check and code not in (0,):
+        raise SystemExit(f"imagectl {' '.join(args)} exited with {code}")
+    return code
+
+
+def make_gitops_repo(target: Path, registry_host: str) -> None:
+    """Copy examples/ to `target`, point it at `registry_host`, commit it."""
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(REPO / "examples", target, ignore=shutil.ignore_patterns(".imagectl"))
+    for path in target.rglob("*.yaml"):
+        text = path.read_text()
+        text = text.replace(EXAMPLE_REGISTRY, registry_host)
+        text = text.replace("../schemas/", f"{REPO}/schemas/").replace(
+            "../../schemas/", f"{REPO}/schemas/"
+        )
+        path.write_text(text)
+    env = {**os.environ, "GIT_AUTHOR_NAME": "Platform Team", "GIT_AUTHOR_EMAIL": "platform@acme.test"}
+    env |= {"GIT_COMMITTER_NAME": "Platform Team", "GIT_COMMITTER_EMAIL": "platform@acme.test"}
+    for argv in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-q", "-m", "ACME image families"],
+    ):
+        subprocess.run(argv, cwd=target, check=True, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", type=Path, default=REPO / ".imagectl-run")
+    parser.add_argument("--builder", choices=["docker", "buildah"], default="docker")
+    args = parser.parse_args(argv)
+    workdir: Path = args.workdir.resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    banner("docker engine")
+    print(ensure_dockerd(workdir / "dockerd"))
+    banner("local registry")
+    shutil.rmtree(workdir / "registry", ignore_errors=True)  # a fresh start every run
+    registry = start_registry(workdir / "registry")
+    print(f"registry: {registry.url} (storage {registry.root})")
+    try:
+        host = registry.host
+        banner("upstream publishes its bases (busybox stand-ins, FROM scratch)")
+        for repo, tag, marker in (
+            ("upstream/debian", "bookworm-slim", "debian 12.7 build 1"),
+            ("upstream/alpine", "3.20", "alpine 3.20.3 build 1"),
+        ):
+            digest = push_upstream_base(host, repo, tag, marker)
+            print(f"{host}/{repo}:{tag} -> {digest}")
+        gitops = workdir / "gitops"
+        make_gitops_repo(gitops, host)
+        if args.builder != "docker":
+            for path in gitops.glob("imagectl.yaml"):
+                path.write_text(path.read_text().replace("builder: docker", f"builder: {args.builder}"))
+        banner(f"git-ops repository: {gitops}")
+        imagectl(gitops, "validate")
+        imagectl(gitops, "graph")
+
+        banner("first reconcile: everything is new")
+        imagectl(gitops, "apply")
+
+        banner("the vendor ships a security update of debian:bookworm-slim (same tag)")
+        digest = push_upstream_base(host, "upstream/debian", "bookworm-slim", "debian 12.7 build 2")
+        print(f"{host}/upstream/debian:bookworm-slim -> {digest}")
+        imagectl(gitops, "plan")
+
+        banner("second reconcile: exactly the stale images, next versions")
+        imagectl(gitops, "apply")
+
+        banner("an unchanged world plans nothing")
+        imagectl(gitops, "plan", "--detailed-exitcode")
+        imagectl(gitops, "status")
+        subprocess.run(["git", "--no-pager", "log", "--format=%h %s", "-n", "3"], cwd=gitops)
+    finally:
+        registry.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

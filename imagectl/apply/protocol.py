@@ -1,0 +1,270 @@
+"""The per-image apply protocol (DESIGN.md section 7).
+
+1. build with the labels and `BASE_IMAGE` pinned by digest;
+2. push the immutable tag — adopt an identical existing one, refuse a different one;
+3. verify the registry's digest for the tag;
+4. move floating tags forward only (manifest PUT, no blob upload);
+5. record the image in the lock, written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from imagectl.builders import get_builder
+from imagectl.builders.base import Builder, BuildRequest, SecretSpec
+from imagectl.errors import BuildError, ImagectlError, RegistryError
+from imagectl.labels import (
+    LABEL_BASE_DIGEST,
+    LABEL_INPUTS,
+    LABEL_VERSION,
+    base_annotations,
+    build_labels,
+)
+from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
+from imagectl.manifest.models import ImageConfig, Manifest
+from imagectl.plan.model import Action
+from imagectl.plan.tags import may_move_floating
+from imagectl.registry import RegistryClient, parse_reference
+
+Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
+
+
+@dataclass
+class Outcome:
+    """What happened to one image during apply."""
+
+    image: str
+    state: str = "pending"  # built | adopted | failed | skipped | cancelled
+    digest: str | None = None
+    tags_moved: tuple[str, ...] = ()
+    tags_held: tuple[str, ...] = ()
+    error: str = ""
+    log_path: Path | None = None
+    started: float | None = None
+    finished: float | None = None
+
+
+@dataclass
+class RunContext:
+    """What every image of one apply run shares."""
+
+    manifest: Manifest
+    client: RegistryClient
+    log_dir: Path
+    revision: str | None
+    source: str | None
+    now: Callable[[], datetime]
+    push: bool = True
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    on_step: Step | None = None
+
+
+class LockRecorder:
+    """Holds the lock in memory and writes it atomically after each image."""
+
+    def __init__(self, path: Path, lock: Lock | None) -> None:
+        self.path = path
+        self.lock = lock or Lock()
+        self.changed = False
+        self._mutex = threading.Lock()
+
+    def record(self, name: str, record: ImageRecord, bases: Mapping[str, BaseRecord]) -> None:
+        with self._mutex:
+            lock = self.lock.with_image(name, record)
+            for key, base in bases.items():
+                lock = lock.with_base(key, base)
+            write_lock(self.path, lock)
+            self.lock = lock
+            self.changed = True
+
+
+class ImageRunner:
+    """Applies the actions of one plan, one image per call to `run`."""
+
+    def __init__(self, ctx: RunContext, actions: Mapping[str, Action], recorder: LockRecorder):
+        self.ctx = ctx
+        self.actions = actions
+        self.recorder = recorder
+        self.outcomes: dict[str, Outcome] = {name: Outcome(name) for name in actions}
+        self._builders: dict[str, Builder] = {}
+        self._builders_mutex = threading.Lock()
+        self.builder_modes: dict[str, str] = {}
+
+    def builder(self, name: str) -> Builder:
+        with self._builders_mutex:
+            if name not in self._builders:
+                builder = get_builder(name)
+                self.builder_modes[name] = builder.check()
+                self._builders[name] = builder
+            return self._builders[name]
+
+    def step(self, image: str, name: str) -> None:
+        if self.ctx.on_step is not None:
+            self.ctx.on_step(image, name)
+
+    def base_image(self, action: Action) -> tuple[str, str]:
+        """(BASE_IMAGE pinned by digest, base digest) for the build."""
+        base = action.base
+        digest = base.digest
+        if base.internal and base.name in self.outcomes and action.base.digest is None:
+            digest = self.outcomes[base.name].digest
+        if digest is None:
+            raise ImagectlError(f"{action.image}: the digest of base {base.name} is unknown")
+        repo = base.ref.rsplit(":", 1)[0] if ":" in base.ref.rsplit("/", 1)[-1] else base.ref
+        if not self.ctx.push and base.internal and base.name in self.outcomes:
+            return base.ref, digest  # --no-push: the parent exists only in the local store
+        return f"{repo}@{digest}", digest
+
+    def request(
+        self, action: Action, image: ImageConfig, base_pinned: str, base_digest: str
+    ) -> BuildRequest:
+        labels = build_labels(
+            user_labels=dict(image.labels),
+            name=action.image,
+            family=action.family,
+            version=action.to_version,
+            base_name=action.base.ref,
+            base_digest=base_digest,
+            created=self.ctx.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+            revision=self.ctx.revision,
+            source=self.ctx.source,
+            inputs=action.inputs,
+        )
+        return BuildRequest(
+            name=action.image,
+            context=image.context,
+            dockerfile=image.dockerfile,
+            ref=f"{action.repository}:{action.immutable_tag}",
+            log_path=self.ctx.log_dir / f"{action.image}.log",
+            build_args={**dict(image.args), "BASE_IMAGE": base_pinned},
+            labels=labels,
+            annotations=base_annotations(action.base.ref, base_digest),
+            target=image.target,
+            platforms=image.platforms,
+            network=image.network,
+            secrets=tuple(
+                SecretSpec(s.id, s.env, Path(s.file) if s.file else None) for s in image.secrets
+            ),
+            env=dict(self.ctx.env),
+        )
+
+    def existing(self, action: Action, base_digest: str) -> str | None:
+        """The digest of an identical build already under the immutable tag (crash recovery).
+
+        Raises:
+            RegistryError: the tag exists and holds a different build.
+        """
+        ref = parse_reference(action.repository).with_tag(action.immutable_tag)
+        info = self.ctx.client.head_manifest(ref)
+        if info is None:
+            return None
+        labels = self.ctx.client.image_config(ref).labels
+        same = (
+            labels.get(LABEL_INPUTS) == action.inputs
+            and labels.get(LABEL_BASE_DIGEST) == base_digest
+            and labels.get(LABEL_VERSION) == action.to_version
+        )
+        if not same:
+            raise RegistryError(
+                f"{action.image}: {ref} already exists with a different build "
+                f"(inputs or base differ); an immutable tag is never overwritten — "
+                "someone else pushed this version; re-run `imagectl plan --refresh`"
+            )
+        return info.digest
+
+    def run(self, name: str) -> None:
+        outcome = self.outcomes[name]
+        outcome.log_path = self.ctx.log_dir / f"{name}.log"
+        try:
+            self._run(name, outcome)
+        except ImagectlError as exc:
+            outcome.state = "failed"
+            outcome.error = str(exc)
+            raise
+        except Exception as exc:  # an unexpected bug must fail this image, not the run
+            outcome.state = "failed"
+            outcome.error = f"internal error: {exc!r}"
+            raise
+
+    def _run(self, name: str, outcome: Outcome) -> None:
+        action = self.actions[name]
+        image = self.ctx.manifest.images[name]
+        base_pinned, base_digest = self.base_image(action)
+        self.step(name, "start")
+        digest = self.existing(action, base_digest) if self.ctx.push else None
+        if digest is not None:
+            outcome.state = "adopted"
+            self.step(name, "adopted")
+        else:
+            builder = self.builder(image.builder)
+            req = self.request(action, image, base_pinned, base_digest)
+            req.log_path.parent.mkdir(parents=True, exist_ok=True)
+            builder.build(req)
+            self.step(name, "built")
+            if not self.ctx.push:
+                outcome.state = "built"
+                return
+            again = self.existing(action, base_digest)  # someone may have pushed meanwhile
+            digest = again if again is not None else builder.push(req)
+            self.step(name, "pushed")
+            outcome.state = "built" if again is None else "adopted"
+        outcome.digest = digest
+        self.verify(action, digest)
+        self.step(name, "verified")
+        moved, held = self.move_floating(action, digest)
+        outcome.tags_moved, outcome.tags_held = moved, held
+        self.record(action, digest, base_digest, moved)
+        self.step(name, "recorded")
+
+    def verify(self, action: Action, digest: str) -> None:
+        ref = parse_reference(action.repository).with_tag(action.immutable_tag)
+        info = self.ctx.client.head_manifest(ref)
+        if info is None or info.digest != digest:
+            raise RegistryError(
+                f"{action.image}: {ref} resolves to {info.digest if info else 'nothing'}, "
+                f"not the pushed {digest}"
+            )
+
+    def move_floating(self, action: Action, digest: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        repo = parse_reference(action.repository)
+        source = repo.with_digest(digest)
+        moved: list[str] = []
+        held: list[str] = list(action.held_tags)
+        for tag in action.floating_tags:
+            current = self.ctx.client.head_manifest(repo.with_tag(tag))
+            if current is not None and current.digest != digest:
+                holder = self.ctx.client.image_config(repo.with_tag(tag)).labels.get(LABEL_VERSION)
+                if holder and not may_move_floating(action.to_version, holder):
+                    held.append(tag)
+                    continue
+            if current is None or current.digest != digest:
+                self.ctx.client.retag(source, tag)
+            moved.append(tag)
+            self.step(action.image, f"tagged:{tag}")
+        return tuple(moved), tuple(held)
+
+    def record(self, action: Action, digest: str, base_digest: str, moved: tuple[str, ...]) -> None:
+        bases: dict[str, BaseRecord] = {}
+        if not action.base.internal:
+            bases[action.base.name] = BaseRecord(ref=action.base.ref, digest=base_digest)
+        record = ImageRecord(
+            repository=action.repository,
+            version=action.to_version,
+            digest=digest,
+            tags=[action.immutable_tag, *moved],
+            base=BaseRecord(ref=action.base.ref, digest=base_digest),
+            inputs=action.inputs,
+            built_at=self.ctx.now().astimezone(UTC).replace(microsecond=0),
+            revision=self.ctx.revision,
+            versions={},
+        )
+        self.recorder.record(action.image, record, bases)
+
+
+__all__ = ["BuildError", "ImageRunner", "LockRecorder", "Outcome", "RunContext"]

@@ -1,0 +1,101 @@
+"""Run a DAG of jobs: each starts as soon as its parent is done, at most N at once.
+
+A failed job fails alone: its descendants are skipped, everything independent
+goes on. No level barriers. Generic over the job so it is unit-testable.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    """Final state of one job."""
+
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What happened to one job; `error` holds the failure or the reason for skipping."""
+
+    name: str
+    state: JobState
+    error: BaseException | None = None
+    reason: str = ""
+
+
+def run_dag(
+    order: Sequence[str],
+    parents: Mapping[str, str | None],
+    job: Callable[[str], None],
+    *,
+    jobs: int,
+    stop: threading.Event | None = None,
+    on_skip: Callable[[str, str], None] | None = None,
+) -> dict[str, JobResult]:
+    """Run `job(name)` for every name, each after its parent (if it is in `order`).
+
+    Args:
+        order: names, parents before children.
+        parents: name -> the name it waits for (None or absent: none).
+        job: does the work; raising marks the name failed.
+        jobs: maximum concurrent jobs.
+        stop: when set, no new job starts; waiting ones are cancelled.
+        on_skip: called with (name, reason) when a job is skipped or cancelled.
+    """
+    stop = stop or threading.Event()
+    names = set(order)
+    waiting_on = {n: p for n, p in parents.items() if n in names and p in names}
+    children: dict[str, list[str]] = {}
+    for name, parent in waiting_on.items():
+        if parent is not None:
+            children.setdefault(parent, []).append(name)
+    results: dict[str, JobResult] = {}
+    ready = [n for n in order if waiting_on.get(n) is None]
+    running: dict[Future[None], str] = {}
+
+    def skip_below(name: str, reason: str) -> None:
+        for child in children.get(name, []):
+            if child not in results:
+                results[child] = JobResult(child, JobState.SKIPPED, reason=reason)
+                if on_skip:
+                    on_skip(child, reason)
+                skip_below(child, reason)
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="imagectl") as pool:
+        while ready or running:
+            while ready and len(running) < max(1, jobs) and not stop.is_set():
+                name = ready.pop(0)
+                running[pool.submit(job, name)] = name
+            if stop.is_set():
+                for name in ready:
+                    results[name] = JobResult(name, JobState.CANCELLED, reason="interrupted")
+                    if on_skip:
+                        on_skip(name, "interrupted")
+                ready.clear()
+            if not running:
+                break
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for future in done:
+                name = running.pop(future)
+                error = future.exception()
+                if error is None:
+                    results[name] = JobResult(name, JobState.DONE)
+                    ready.extend(c for c in order if c in children.get(name, []))
+                else:
+                    results[name] = JobResult(name, JobState.FAILED, error=error)
+                    skip_below(name, f"base {name} failed")
+    for name in order:
+        if name not in results:
+            results[name] = JobResult(name, JobState.CANCELLED, reason="interrupted")
+            if on_skip:
+                on_skip(name, "interrupted")
+    return results

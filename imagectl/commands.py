@@ -1,0 +1,278 @@
+"""The plan, apply and status commands as plain functions returning an exit code."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from imagectl.apply.engine import ApplyOptions, ApplyResult, apply_plan, state_dir
+from imagectl.errors import PlanError, UsageError
+from imagectl.lockfile import read_lock
+from imagectl.manifest.models import Manifest
+from imagectl.observe import image_inputs
+from imagectl.output import github
+from imagectl.output.plan_view import (
+    github_matrix_json,
+    plan_markdown,
+    plan_table,
+    summary_line,
+)
+from imagectl.output.progress import Progress, summary_counts, summary_table
+from imagectl.pipeline import compute_plan, make_client
+from imagectl.plan.model import Plan, PlanOptions
+from imagectl.planfile import load_plan, save_plan
+from imagectl.repolock import RepoLock
+
+EXIT_INTERRUPTED = 130
+
+
+def parse_author(text: str | None) -> tuple[str, str] | None:
+    """`"Name <email>"` -> (name, email)."""
+    if text is None:
+        return None
+    match = re.fullmatch(r"\s*(.+?)\s*<([^<>\s]+)>\s*", text)
+    if not match:
+        raise UsageError(f'--author {text!r}: expected "Name <email>"')
+    return match.group(1), match.group(2)
+
+
+def _github_plan_outputs(plan: Plan) -> None:
+    github.set_outputs(
+        {
+            "changed": "true" if plan.changed else "false",
+            "images": json.dumps([a.image for a in plan.actions]),
+            "matrix": github_matrix_json(plan),
+        }
+    )
+
+
+def plan_command(
+    manifest: Manifest,
+    *,
+    out: Path | None,
+    refresh: bool,
+    force: Sequence[str],
+    only: Sequence[str],
+    now: datetime,
+    format: str,
+    console: Console,
+) -> int:
+    """Plan and render; returns 1 when there are changes (for --detailed-exitcode), else 0."""
+    options = PlanOptions(force=frozenset(force), only=frozenset(only))
+    with make_client() as client:
+        plan, _ = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+    if out is not None:
+        save_plan(out, plan, manifest)
+    if format == "json":
+        sys.stdout.write(json.dumps(plan.to_json(), indent=2) + "\n")
+    elif format == "github-matrix":
+        sys.stdout.write(github_matrix_json(plan) + "\n")
+    else:
+        if plan.actions:
+            console.print(plan_table(plan))
+        console.print(summary_line(plan))
+        if out is not None:
+            console.print(f"Saved plan to {out}; apply it with `imagectl apply {out}`.")
+    _github_plan_outputs(plan)
+    github.write_summary(plan_markdown(plan))
+    return 1 if plan.changed else 0
+
+
+def _check_saved_inputs(manifest: Manifest, plan: Plan) -> None:
+    current = image_inputs(manifest)
+    changed = [a.image for a in plan.actions if current.get(a.image) != a.inputs]
+    if changed:
+        raise PlanError(
+            "saved plan is stale: build inputs changed since it was made for "
+            f"{', '.join(changed)}; run `imagectl plan --out` again"
+        )
+
+
+@contextmanager
+def _graceful_stop() -> Iterator[threading.Event]:
+    """First SIGINT/SIGTERM: start no new image, let running ones finish. Second: default."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+        stop.set()
+        print(
+            f"imagectl: {signal.Signals(signum).name}: finishing images in flight, "
+            "starting no new ones (send again to abort)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def apply_command(
+    manifest: Manifest,
+    *,
+    plan_file: Path | None,
+    jobs: int,
+    push: bool,
+    git: bool,
+    git_push: bool,
+    force: Sequence[str],
+    only: Sequence[str],
+    refresh: bool,
+    now: datetime,
+    lock_timeout: float,
+    author: tuple[str, str] | None,
+    console: Console,
+) -> int:
+    """Plan (or load a saved plan) and apply it under the repository lock."""
+    with RepoLock(state_dir(manifest) / "apply.lck", timeout=lock_timeout), make_client() as client:
+        if plan_file is not None:
+            plan = load_plan(plan_file, manifest)
+            _check_saved_inputs(manifest, plan)
+        else:
+            options = PlanOptions(force=frozenset(force), only=frozenset(only))
+            plan, _ = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+        if not plan.actions:
+            console.print(summary_line(plan))
+            console.print("Nothing to do: every image is up to date.")
+            _github_plan_outputs(plan)
+            return 0
+        console.print(plan_table(plan))
+        console.print(summary_line(plan))
+        options_ = ApplyOptions(jobs=jobs, push=push, git=git, git_push=git_push, author=author)
+        with _graceful_stop() as stop, Progress(console, plan.actions) as progress:
+            result = apply_plan(manifest, plan, client, options_, on_step=progress, stop=stop)
+    return _report_apply(plan, result, console)
+
+
+def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:
+    for name, mode in sorted(result.builder_modes.items()):
+        console.print(f"builder {name}: {mode}")
+    console.print(summary_table(plan.actions, result.outcomes))
+    console.print(summary_counts(result.outcomes))
+    for action in plan.actions:
+        outcome = result.outcomes[action.image]
+        if outcome.state == "failed":
+            with github.group(f"{action.image}: failed"):
+                console.print(
+                    f"[red]{action.image} failed[/red]: {escape(outcome.error)}", highlight=False
+                )
+                if outcome.log_path and outcome.log_path.exists():
+                    console.print(f"full log: {outcome.log_path}")
+            github.annotate_error(f"{action.image}: {outcome.error.splitlines()[0]}")
+    if result.commit:
+        console.print(
+            f"Committed the lock: {result.commit[:12]}" + (" (pushed)" if result.pushed else "")
+        )
+    github.set_outputs(
+        {
+            "changed": "true",
+            "images": json.dumps(
+                [n for n, o in result.outcomes.items() if o.state in ("built", "adopted")]
+            ),
+            "matrix": github_matrix_json(plan),
+        }
+    )
+    github.write_summary(_apply_markdown(plan, result))
+    if result.interrupted:
+        return EXIT_INTERRUPTED
+    return 1 if result.failed else 0
+
+
+def _apply_markdown(plan: Plan, result: ApplyResult) -> str:
+    lines = [
+        "## imagectl apply",
+        "",
+        "| image | version | state | digest |",
+        "| --- | --- | --- | --- |",
+    ]
+    for action in plan.actions:
+        outcome = result.outcomes[action.image]
+        lines.append(
+            f"| `{action.image}` | {action.from_version or '-'} → {action.to_version} | "
+            f"{outcome.state} | `{(outcome.digest or '')[:19]}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _age(then: datetime, now: datetime) -> str:
+    seconds = max(0, int((now - then).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def status_rows(manifest: Manifest, plan: Plan, now: datetime) -> list[dict[str, Any]]:
+    """Per image: recorded version, digest, base, built time, age, stale and why."""
+    lock = read_lock(manifest.lock_path)
+    rows = []
+    for name in sorted(manifest.images):
+        record = lock.images.get(name) if lock else None
+        action = plan.action(name)
+        rows.append(
+            {
+                "image": name,
+                "version": record.version if record else None,
+                "digest": record.digest if record else None,
+                "base": f"{record.base.ref}@{record.base.digest}" if record else None,
+                "built_at": record.built_at.isoformat().replace("+00:00", "Z") if record else None,
+                "age": _age(record.built_at, now) if record else None,
+                "stale": action is not None,
+                "reasons": [str(r) for r in action.reasons] if action else [],
+                "next_version": action.to_version if action else None,
+            }
+        )
+    return rows
+
+
+def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console: Console) -> None:
+    """Print the status table or JSON."""
+    from rich.table import Table
+
+    with make_client() as client:
+        plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
+    rows = status_rows(manifest, plan, now)
+    if json_out:
+        sys.stdout.write(json.dumps({"format": 1, "images": rows}, indent=2) + "\n")
+        return
+    table = Table(header_style="bold")
+    for column in ("image", "version", "digest", "base", "age", "stale"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        stale = ", ".join(row["reasons"]) if row["stale"] else "no"
+        base = (row["base"] or "-").split("@")[0]
+        table.add_row(
+            row["image"],
+            row["version"] or "-",
+            (row["digest"] or "-")[:19],
+            base,
+            row["age"] or "-",
+            stale,
+        )
+    console.print(table)
+    stale_count = sum(1 for r in rows if r["stale"])
+    console.print(f"{len(rows)} images, {stale_count} stale (as of {now:%Y-%m-%dT%H:%M:%SZ}).")
+
+
+__all__ = ["UTC", "apply_command", "plan_command", "status_command"]

@@ -1,0 +1,113 @@
+"""Apply progress: a live table on a terminal, plain lines elsewhere; the final summary."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from types import TracebackType
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from imagectl.apply.protocol import Outcome
+from imagectl.plan.model import Action
+
+STEP_WORDS = {
+    "start": "building",
+    "built": "pushing",
+    "pushed": "verifying",
+    "verified": "tagging",
+    "adopted": "adopted existing, verifying",
+    "recorded": "done",
+    "skipped": "skipped",
+    "cancelled": "cancelled",
+    "failed": "failed",
+}
+
+
+class Progress:
+    """Receives (image, step) events from worker threads and shows them."""
+
+    def __init__(self, console: Console, actions: Iterable[Action]) -> None:
+        self.console = console
+        self.actions = list(actions)
+        self.state = {a.image: "waiting" for a in self.actions}
+        self.started: dict[str, float] = {}
+        self.mutex = threading.Lock()
+        self.live: Live | None = None
+        if console.is_terminal:
+            self.live = Live(self._table(), console=console, refresh_per_second=4, transient=True)
+
+    def __enter__(self) -> Progress:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.live is not None:
+            self.live.__exit__(exc_type, exc, tb)
+
+    def _table(self) -> Table:
+        table = Table(show_header=True, header_style="bold", box=None)
+        for column in ("image", "version", "state", "elapsed"):
+            table.add_column(column)
+        now = time.monotonic()
+        for action in self.actions:
+            started = self.started.get(action.image)
+            elapsed = f"{now - started:5.1f}s" if started is not None else ""
+            table.add_row(action.image, action.to_version, self.state[action.image], elapsed)
+        return table
+
+    def __call__(self, image: str, step: str) -> None:
+        with self.mutex:
+            if step == "start":
+                self.started[image] = time.monotonic()
+            word = STEP_WORDS.get(step, step.replace("tagged:", "tagged "))
+            self.state[image] = word
+            if self.live is not None:
+                self.live.update(self._table())
+            else:
+                started = self.started.get(image)
+                elapsed = f" ({time.monotonic() - started:.1f}s)" if started is not None else ""
+                self.console.print(f"{image}: {word}{elapsed}", highlight=False)
+
+
+def summary_table(actions: Iterable[Action], outcomes: dict[str, Outcome]) -> Table:
+    """image, old -> new version, digest, tags, state, duration."""
+    table = Table(header_style="bold", title="imagectl apply")
+    for column in ("image", "version", "digest", "tags", "state", "duration"):
+        table.add_column(column, overflow="fold")
+    for action in actions:
+        outcome = outcomes[action.image]
+        duration = ""
+        if outcome.started is not None and outcome.finished is not None:
+            duration = f"{outcome.finished - outcome.started:.1f}s"
+        tags = [action.immutable_tag, *outcome.tags_moved] if outcome.digest else []
+        state = outcome.state
+        if outcome.tags_held:
+            state += f" (kept: {', '.join(outcome.tags_held)})"
+        table.add_row(
+            action.image,
+            f"{action.from_version or '-'} -> {action.to_version}",
+            (outcome.digest or "")[:19],
+            ", ".join(tags),
+            state,
+            duration,
+        )
+    return table
+
+
+def summary_counts(outcomes: dict[str, Outcome]) -> str:
+    """`Apply: 3 built, 1 adopted, 0 failed, 0 skipped.`"""
+    counts = {k: 0 for k in ("built", "adopted", "failed", "skipped", "cancelled")}
+    for outcome in outcomes.values():
+        counts[outcome.state] = counts.get(outcome.state, 0) + 1
+    text = ", ".join(f"{v} {k}" for k, v in counts.items() if v or k in ("built", "failed"))
+    return f"Apply: {text}."

@@ -1,0 +1,292 @@
+"""`RegistryClient`: the OCI distribution API operations imagectl needs.
+
+Thread-safe: one client serves every thread of a run; `resolve_many` fans out
+over a bounded thread pool and the session bounds the requests in flight.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+
+from imagectl.errors import AuthError, ImagectlError, RegistryError
+from imagectl.registry.credentials import CredentialSource, DefaultCredentials
+from imagectl.registry.hosts import DEFAULT_CERTS_DIR
+from imagectl.registry.manifests import (
+    DEFAULT_PLATFORM,
+    MANIFEST_ACCEPT,
+    ImageConfig,
+    Manifest,
+    ManifestInfo,
+    config_digest_of,
+    image_config_from,
+    select_platform,
+    verify_digest,
+)
+from imagectl.registry.reference import InvalidReferenceError, Reference
+from imagectl.registry.retry import RetryPolicy
+from imagectl.registry.session import RegistrySession, server_message
+
+_MAX_MANIFEST = 4 * 1024 * 1024
+_MAX_PAGES = 10_000
+_MAX_INDEX_DEPTH = 2
+
+
+class RegistryClient:
+    """A client for OCI/docker registries (distribution API v2).
+
+    Args:
+        credentials: where credentials come from (default: the docker config, read when
+            a registry first asks for a login).
+        transport: an httpx transport for every request (tests: ``httpx.MockTransport``).
+        insecure_registries: hosts (``host`` or ``host:port``) reached over plain HTTP.
+        tls_registries: hosts reached over HTTPS even though they are loopback
+            (``localhost``/``127.0.0.0/8``/``[::1]`` speak plain HTTP otherwise).
+        ca_file: CA bundle to trust instead of ``SSL_CERT_FILE``/``REQUESTS_CA_BUNDLE``/the
+            system store.
+        certs_dir: docker's per-host certificate directory (``<dir>/<host:port>/ca.crt``).
+        timeout: seconds for connecting and for each read or write.
+        retry: retry policy for 429, 5xx and connection failures.
+        max_concurrency: requests in flight at once, and threads of `resolve_many`.
+        sleep: how to wait between retries (tests inject a recorder).
+        rand: random numbers in [0, 1) for backoff jitter.
+        clock: monotonic seconds, for token expiry.
+    """
+
+    def __init__(
+        self,
+        *,
+        credentials: CredentialSource | None = None,
+        transport: httpx.BaseTransport | None = None,
+        insecure_registries: Iterable[str] = (),
+        tls_registries: Iterable[str] = (),
+        ca_file: Path | None = None,
+        certs_dir: Path = DEFAULT_CERTS_DIR,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        max_concurrency: int = 8,
+        sleep: Callable[[float], None] = time.sleep,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = RegistrySession(
+            credentials if credentials is not None else DefaultCredentials(),
+            transport=transport,
+            insecure_registries=insecure_registries,
+            tls_registries=tls_registries,
+            ca_file=ca_file,
+            certs_dir=certs_dir,
+            timeout=timeout,
+            retry=retry,
+            max_concurrency=max_concurrency,
+            sleep=sleep,
+            rand=rand,
+            clock=clock,
+        )
+
+    def __repr__(self) -> str:
+        return f"RegistryClient(requests={self.request_count})"
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._session.close()
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests made so far (token requests, retries and redirects included)."""
+        return self._session.request_count
+
+    def _url(self, ref: Reference, path: str) -> str:
+        return f"{self._session.base_url(ref.api_host)}/v2/{ref.repository}/{path}"
+
+    def _call(
+        self, method: str, ref: Reference, path: str, actions: str, subject: str, **kw: Any
+    ) -> httpx.Response:
+        url = path if "://" in path else self._url(ref, path)
+        scope = f"repository:{ref.repository}:{actions}"
+        return self._session.request(method, ref.registry, url, scope=scope, subject=subject, **kw)
+
+    def head_manifest(self, ref: Reference) -> ManifestInfo | None:
+        """Digest, media type and size of the manifest `ref` names; None if there is none."""
+        path, subject = f"manifests/{ref.identifier}", f"HEAD manifest {ref}"
+        accept = {"Accept": MANIFEST_ACCEPT}
+        response = self._call("HEAD", ref, path, "pull", subject, expect={200, 404}, headers=accept)
+        if response.status_code == 404:
+            return None
+        digest = response.headers.get("docker-content-digest")
+        if not digest:  # optional header: the bytes decide
+            return self.get_manifest(ref).info
+        if ref.digest is not None and digest != ref.digest:
+            raise RegistryError(f"{subject}: the registry names digest {digest}")
+        media_type = response.headers.get("content-type", "").split(";")[0].strip()
+        return ManifestInfo(digest, media_type, int(response.headers.get("content-length", 0)))
+
+    def get_manifest(self, ref: Reference) -> Manifest:
+        """The manifest or index `ref` names, its digest verified against its bytes.
+
+        Raises:
+            RegistryError: missing, unreadable, or the bytes do not match the digest that the
+                registry or the reference names.
+        """
+        subject = f"GET manifest {ref}"
+        path, accept = f"manifests/{ref.identifier}", {"Accept": MANIFEST_ACCEPT}
+        response = self._call("GET", ref, path, "pull", subject, expect={200}, headers=accept)
+        raw = response.content
+        if len(raw) > _MAX_MANIFEST:
+            raise RegistryError(f"{subject}: manifest of {len(raw)} bytes is too large")
+        try:
+            manifest = Manifest.from_bytes(raw, response.headers.get("content-type", ""))
+        except RegistryError as exc:
+            raise RegistryError(f"{subject}: {exc}") from exc
+        for expected in (response.headers.get("docker-content-digest"), ref.digest):
+            if expected:
+                manifest = replace(manifest, digest=verify_digest(raw, expected, subject))
+        return manifest
+
+    def get_blob(self, ref: Reference, digest: str) -> bytes:
+        """The blob `digest` of `ref`'s repository, verified against its digest."""
+        subject = f"GET blob {digest} of {ref.name}"
+        response = self._call(
+            "GET", ref, f"blobs/{digest}", "pull", subject, expect={200}, follow_redirects=True
+        )
+        verify_digest(response.content, digest, subject)
+        return response.content
+
+    def image_config(self, ref: Reference, platform: str = DEFAULT_PLATFORM) -> ImageConfig:
+        """Labels and digests of the image `ref` names; for an index, its `platform` image."""
+        manifest = self.get_manifest(ref)
+        index_digest: str | None = None
+        for _ in range(_MAX_INDEX_DEPTH):
+            if not manifest.is_index:
+                break
+            index_digest = index_digest or manifest.digest
+            entry = select_platform(manifest, platform)
+            manifest = self.get_manifest(ref.with_digest(str(entry.get("digest", ""))))
+        config_digest = config_digest_of(manifest, str(ref))
+        blob = self.get_blob(ref, config_digest)
+        return image_config_from(manifest, blob, index_digest, platform, str(ref))
+
+    def put_manifest(self, ref: Reference, manifest: Manifest) -> str:
+        """Store `manifest` under `ref`'s tag (its blobs must be in the repository).
+
+        Returns:
+            The manifest digest, which the registry must confirm.
+        """
+        subject = f"PUT manifest {ref}"
+        if not manifest.media_type:
+            raise RegistryError(f"{subject}: the manifest has no media type")
+        response = self._call(
+            "PUT",
+            ref,
+            f"manifests/{ref.identifier}",
+            "pull,push",
+            subject,
+            expect={200, 201, 202},
+            headers={"Content-Type": manifest.media_type},
+            content=manifest.raw,
+        )
+        confirmed = response.headers.get("docker-content-digest")
+        if confirmed:
+            verify_digest(manifest.raw, confirmed, subject)
+        return manifest.digest
+
+    def retag(self, src: Reference, tag: str) -> str:
+        """Point `tag` (same repository) at the manifest `src` names; no blob is re-uploaded."""
+        return self.put_manifest(src.with_tag(tag), self.get_manifest(src))
+
+    def list_tags(self, ref: Reference, page_size: int | None = None) -> list[str]:
+        """All tags of `ref`'s repository, sorted; an unknown repository has none.
+
+        Args:
+            ref: any reference into the repository (its tag and digest are ignored).
+            page_size: ask for pages of this many tags (``n=``); ``Link`` headers are followed.
+        """
+        url = self._url(ref, "tags/list") + (f"?n={page_size}" if page_size else "")
+        subject = f"GET tags of {ref.name}"
+        tags: set[str] = set()
+        seen: set[str] = set()
+        while url and url not in seen and len(seen) < _MAX_PAGES:
+            seen.add(url)
+            response = self._call("GET", ref, url, "pull", subject, expect={200, 404})
+            if response.status_code == 404:
+                return sorted(tags)
+            try:
+                tags.update(str(t) for t in response.json().get("tags") or [])
+            except (ValueError, AttributeError, TypeError) as exc:
+                raise RegistryError(f"{subject}: the reply is not a tag list") from exc
+            link = response.links.get("next", {}).get("url")
+            url = str(response.url.join(link)) if link else ""
+        return sorted(tags)
+
+    def delete_manifest(self, ref: Reference) -> None:
+        """Delete the manifest `ref` pins by digest (every tag pointing at it goes too).
+
+        Raises:
+            InvalidReferenceError: `ref` has no digest.
+            RegistryError: the registry refused, e.g. because it has deletion disabled.
+        """
+        if ref.digest is None:
+            raise InvalidReferenceError(f"deleting needs a reference by digest, not {ref}")
+        subject = f"DELETE manifest {ref.name}@{ref.digest}"
+        expect = {200, 202, 204, 400, 405}
+        path = f"manifests/{ref.digest}"
+        response = self._call("DELETE", ref, path, "delete", subject, expect=expect)
+        if response.status_code < 400:
+            return
+        said = server_message(response)
+        if response.status_code == 405 or "UNSUPPORTED" in said:
+            raise RegistryError(
+                f"{subject}: registry {ref.registry} has deletion disabled "
+                f"(HTTP {response.status_code}: {said}); the reference registry enables it "
+                "with storage.delete.enabled: true"
+            )
+        raise self._session.failure(response, subject, ref.registry)
+
+    def resolve_many(self, refs: Iterable[Reference]) -> dict[Reference, ManifestInfo | None]:
+        """HEAD every distinct reference once, concurrently.
+
+        Returns:
+            Each reference mapped to its manifest info, or None when it does not exist.
+
+        Raises:
+            RegistryError: one or more references failed (all failures are listed).
+        """
+        unique = list(dict.fromkeys(refs))
+        if not unique:
+            return {}
+        found: dict[Reference, ManifestInfo | None] = {}
+        failed: list[tuple[Reference, ImagectlError]] = []
+        workers = min(self._session.max_concurrency, len(unique))
+        with ThreadPoolExecutor(workers, thread_name_prefix="imagectl-resolve") as pool:
+            futures = [(ref, pool.submit(self.head_manifest, ref)) for ref in unique]
+            for ref, future in futures:
+                try:
+                    found[ref] = future.result()
+                except ImagectlError as exc:
+                    failed.append((ref, exc))
+        if len(failed) == 1:
+            raise failed[0][1]
+        if failed:
+            kind = AuthError if all(isinstance(e, AuthError) for _, e in failed) else RegistryError
+            lines = "\n".join(f"  {ref}: {exc}" for ref, exc in failed)
+            raise kind(f"{len(failed)} of {len(unique)} references could not be resolved:\n{lines}")
+        return found

@@ -1,0 +1,270 @@
+"""Full reconcile stories on a real dockerd/buildah, a real registry and a real git repository.
+
+Each test reads like a platform team's day: apply a fresh family; re-plan is empty;
+the upstream base moves; exactly the dependents rebuild with the next versions;
+floating tags move, immutable ones do not; re-plan is empty again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from devenv.registry import RegistryServer
+from devenv.upstream import push_upstream_base
+from tests.fixtures.builders import manifest_digest, registry_get
+
+pytestmark = pytest.mark.e2e
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Platform",
+    "GIT_AUTHOR_EMAIL": "platform@acme.test",
+    "GIT_COMMITTER_NAME": "Platform",
+    "GIT_COMMITTER_EMAIL": "platform@acme.test",
+}
+
+DOCKERFILE = """\
+ARG BASE_IMAGE
+FROM ${{BASE_IMAGE}}
+RUN mkdir -p /etc/acme && echo {name} >> /etc/acme/layers
+COPY {name}.txt /etc/acme/{name}.txt
+"""
+
+
+@dataclass
+class GitOps:
+    """A git-ops repository under test and helpers to drive the real CLI on it."""
+
+    root: Path
+    host: str
+    namespace: str
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "imagectl", "-f", str(self.root / "imagectl.yaml"), *args],
+            cwd=self.root,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **GIT_ENV, **(env or {})},
+            timeout=600,
+        )
+
+    def ok(self, *args: str) -> str:
+        result = self.run(*args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout
+
+    def plan(self) -> dict[str, object]:
+        return json.loads(self.ok("plan", "--json"))
+
+    def lock(self) -> dict[str, object]:
+        data = YAML(typ="safe").load((self.root / "imagectl.lock").read_text())
+        assert isinstance(data, dict)
+        return data
+
+    def digest(self, image: str, tag: str) -> str:
+        return manifest_digest(self.host, f"{self.namespace}/{image}", tag)
+
+    def labels(self, image: str, tag: str) -> dict[str, str]:
+        manifest = json.loads(registry_get(self.host, f"{self.namespace}/{image}/manifests/{tag}"))
+        config = json.loads(
+            registry_get(self.host, f"{self.namespace}/{image}/blobs/{manifest['config']['digest']}")
+        )
+        return dict(config["config"]["Labels"])
+
+    def git_log(self) -> list[str]:
+        out = subprocess.run(
+            ["git", "log", "--format=%B%x00"], cwd=self.root, capture_output=True, text=True
+        ).stdout
+        return [m.strip() for m in out.split("\0") if m.strip()]
+
+
+def make_gitops(
+    tmp_path: Path,
+    host: str,
+    upstream_ref: str,
+    *,
+    builder: str = "docker",
+    images: dict[str, str] | None = None,
+) -> GitOps:
+    """A manifest: base on the upstream; py and node on base; app on py."""
+    namespace = f"acme-{uuid.uuid4().hex[:8]}"
+    images = images or {"base": "upstream", "py": "base", "node": "base", "app": "py"}
+    root = tmp_path / "gitops"
+    root.mkdir()
+    lines = [
+        "version: 1",
+        f"registry: {host}/{namespace}",
+        "defaults:",
+        f"  builder: {builder}",
+        "  network: host",
+        "bases:",
+        "  upstream:",
+        f"    ref: {upstream_ref}",
+        "families:",
+        "  all:",
+        "    images:",
+    ]
+    for name, base in images.items():
+        (root / name).mkdir()
+        (root / name / "Dockerfile").write_text(DOCKERFILE.format(name=name))
+        (root / name / f"{name}.txt").write_text(f"{name} v1\n")
+        lines += [
+            f"      {name}:",
+            f"        from: {base}",
+            f"        context: {name}",
+            '        version: "1.0"',
+        ]
+    (root / "imagectl.yaml").write_text("\n".join(lines) + "\n")
+    for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+        subprocess.run(argv, cwd=root, check=True, env={**os.environ, **GIT_ENV})
+    return GitOps(root, host, namespace)
+
+
+UpstreamFactory = Callable[[str], str]
+
+
+@pytest.fixture
+def upstream(builder_registry: RegistryServer, dockerd: str) -> Callable[[str], str]:
+    """Publish (or re-publish) a unique upstream base; returns its reference by tag."""
+    repository = f"upstream/debian-{uuid.uuid4().hex[:8]}"
+
+    def publish(marker: str) -> str:
+        push_upstream_base(builder_registry.host, repository, "stable", marker)
+        return f"{builder_registry.host}/{repository}:stable"
+
+    return publish
+
+
+def test_story_fresh_apply_then_base_update_rebuilds_exactly_the_dependents(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    ref = upstream("vendor build 1")
+    repo = make_gitops(tmp_path, builder_registry.host, ref)
+
+    out = repo.ok("apply", "--jobs", "2")
+    assert "4 built" in out
+    lock = repo.lock()
+    images = lock["images"]
+    assert isinstance(images, dict)
+    assert {n: images[n]["version"] for n in images} == {
+        "app": "1.0.0", "base": "1.0.0", "node": "1.0.0", "py": "1.0.0",
+    }
+    for name in images:
+        assert repo.digest(name, "1.0.0") == images[name]["digest"]
+        assert repo.digest(name, "1") == images[name]["digest"]
+    labels = repo.labels("py", "1.0.0")
+    assert labels["org.opencontainers.image.version"] == "1.0.0"
+    assert labels["org.opencontainers.image.base.digest"] == images["base"]["digest"]
+    assert labels["org.opencontainers.image.base.name"].endswith(f"{repo.namespace}/base:1.0.0")
+    assert labels["dev.imagectl.inputs"] == images["py"]["inputs"]
+    assert labels["org.opencontainers.image.title"] == "py"
+    head = repo.git_log()[0]
+    assert head.startswith("imagectl: rebuild 4 images")
+    assert "py (new) -> 1.0.0 (new)" in head
+
+    assert repo.plan()["actions"] == []
+    assert repo.run("plan", "--detailed-exitcode").returncode == 0
+
+    old = {name: images[name]["digest"] for name in images}
+    upstream("vendor build 2: security fix")
+    plan = repo.plan()
+    actions = {a["image"]: (a["reasons"], a["from_version"], a["to_version"]) for a in plan["actions"]}
+    assert actions == {
+        "base": (["base-updated"], "1.0.0", "1.0.1"),
+        "py": (["base-rebuilt"], "1.0.0", "1.0.1"),
+        "node": (["base-rebuilt"], "1.0.0", "1.0.1"),
+        "app": (["base-rebuilt"], "1.0.0", "1.0.1"),
+    }
+    assert repo.run("plan", "--detailed-exitcode").returncode == 2
+
+    repo.ok("apply")
+    new = repo.lock()["images"]
+    assert isinstance(new, dict)
+    for name in old:
+        assert repo.digest(name, "1.0.0") == old[name], "an immutable tag moved"
+        assert repo.digest(name, "1.0.1") == new[name]["digest"]
+        assert repo.digest(name, "1.0") == new[name]["digest"], "floating tag did not move"
+        assert new[name]["digest"] != old[name]
+    assert repo.plan()["actions"] == []
+
+
+def test_lost_lock_plans_nothing_and_refresh_detects_a_missing_tag(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    ref = upstream("vendor build 1")
+    repo = make_gitops(tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"})
+    repo.ok("apply")
+    (repo.root / "imagectl.lock").unlink()
+    assert repo.plan()["actions"] == [], "a lost lock must not cause a rebuild storm"
+    refreshed = json.loads(repo.ok("plan", "--json", "--refresh"))
+    assert refreshed["actions"] == []
+
+
+def test_failed_image_fails_alone(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    ref = upstream("vendor build 1")
+    repo = make_gitops(tmp_path, builder_registry.host, ref)
+    (repo.root / "py" / "Dockerfile").write_text(
+        "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo compiling && exit 3\n"
+    )
+    result = repo.run("apply", "--no-git")
+    assert result.returncode == 1, result.stdout + result.stderr
+    images = repo.lock()["images"]
+    assert isinstance(images, dict)
+    assert sorted(images) == ["base", "node"]
+    assert "skipped" in result.stdout and "failed" in result.stdout
+    assert "compiling" in result.stdout + result.stderr  # the build log tail is shown
+    plan = repo.plan()
+    assert sorted(a["image"] for a in plan["actions"]) == ["app", "py"]
+
+
+def test_saved_plan_applies_exactly_and_is_refused_when_stale(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    ref = upstream("vendor build 1")
+    repo = make_gitops(tmp_path, builder_registry.host, ref, images={"base": "upstream"})
+    repo.ok("plan", "--out", "plan.json")
+    saved = json.loads((repo.root / "plan.json").read_text())
+    seen = saved["base_digests"]["upstream"]
+    upstream("vendor build 2")  # the base moves between plan and apply
+    repo.ok("apply", "plan.json", "--no-git")
+    images = repo.lock()["images"]
+    assert isinstance(images, dict)
+    assert images["base"]["base"]["digest"] == seen, "the saved plan's digest was not used"
+    stale = repo.run("apply", "plan.json")
+    assert stale.returncode == 1 and "stale" in stale.stderr
+    # a fresh apply now builds from the new digest
+    repo.ok("apply", "--no-git")
+    images = repo.lock()["images"]
+    assert isinstance(images, dict)
+    assert images["base"]["base"]["digest"] != seen
+
+
+def test_buildah_builder_reconciles_daemonless(
+    tmp_path: Path,
+    builder_registry: RegistryServer,
+    upstream: UpstreamFactory,
+    buildah_root: Path,
+) -> None:
+    ref = upstream("vendor build 1")
+    repo = make_gitops(
+        tmp_path, builder_registry.host, ref, builder="buildah", images={"base": "upstream", "py": "base"}
+    )
+    out = repo.ok("apply")
+    assert "buildah" in out
+    images = repo.lock()["images"]
+    assert isinstance(images, dict)
+    assert repo.digest("py", "1.0.0") == images["py"]["digest"]
+    assert repo.labels("py", "1.0.0")["org.opencontainers.image.base.digest"] == images["base"]["digest"]
+    assert repo.plan()["actions"] == []
