@@ -68,7 +68,7 @@ def write_fleet(root: Path, registry_host: str, shape: FleetShape) -> Path:
             for d in range(shape.depth):
                 name = f"{family}-c{c}-d{d}"
                 out += [f"      {name}:", f"        context: ../contexts/{family}"]
-                out += [f'        version: "1.{d}"', f"        args: {{LEVEL: \"{d}\"}}"]
+                out += [f'        version: "1.{d}"', f'        args: {{LEVEL: "{d}"}}']
                 if d > 0:
                     out.append(f"        from: {family}-c{c}-d{d - 1}")
         (root / "families" / f"{family}.yaml").write_text("\n".join(out) + "\n")

@@ -55,7 +55,11 @@ def make_gitops_repo(target: Path, registry_host: str) -> None:
             "../../schemas/", f"{REPO}/schemas/"
         )
         path.write_text(text)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "Platform Team", "GIT_AUTHOR_EMAIL": "platform@acme.test"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "Platform Team",
+        "GIT_AUTHOR_EMAIL": "platform@acme.test",
+    }
     env |= {"GIT_COMMITTER_NAME": "Platform Team", "GIT_COMMITTER_EMAIL": "platform@acme.test"}
     for argv in (
         ["git", "init", "-q", "-b", "main"],
@@ -92,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         make_gitops_repo(gitops, host)
         if args.builder != "docker":
             for path in gitops.glob("imagectl.yaml"):
-                path.write_text(path.read_text().replace("builder: docker", f"builder: {args.builder}"))
+                path.write_text(
+                    path.read_text().replace("builder: docker", f"builder: {args.builder}")
+                )
         banner(f"git-ops repository: {gitops}")
         imagectl(gitops, "validate")
         imagectl(gitops, "graph")

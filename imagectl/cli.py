@@ -26,6 +26,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+
 def _console(stderr: bool = False) -> Console:
     # logs and CI captures are wider than the 80 columns rich assumes off a terminal
     probe = Console(stderr=stderr)
@@ -227,6 +228,97 @@ def status(
     commands.status_command(load(), now=parse_now(now), json_out=json_out, console=out_console())
 
 
+class LintFormat(StrEnum):
+    text = "text"
+    json = "json"
+    github = "github"
+
+
+@app.command()
+def lint(
+    hadolint: Annotated[
+        bool, typer.Option("--hadolint", help="Also run hadolint and merge its findings.")
+    ] = False,
+    format: Annotated[LintFormat, typer.Option("--format", help="Output format.")] = (
+        LintFormat.text
+    ),
+) -> None:
+    """Best-practice rules over the manifests and Dockerfiles."""
+    from imagectl.lint import lint_command
+
+    raise typer.Exit(lint_command(load(), hadolint=hadolint, format=str(format), out=sys.stdout))
+
+
+@app.command()
+def prune(
+    keep: Annotated[int, typer.Option("--keep", min=1, help="Newest versions kept.")] = 10,
+    older_than: Annotated[
+        str | None, typer.Option("--older-than", help="Only versions older than this (90d).")
+    ] = None,
+    apply: Annotated[bool, typer.Option("--apply", help="Delete; default is a dry run.")] = False,
+    now: NowOpt = None,
+) -> None:
+    """Registry retention per image; a dry run unless --apply."""
+    from imagectl.prune import prune_command
+
+    raise typer.Exit(
+        prune_command(
+            load(),
+            keep=keep,
+            older_than=older_than,
+            apply=apply,
+            now=parse_now(now),
+            console=out_console(),
+        )
+    )
+
+
+bases_app = typer.Typer(help="Pinned external bases: check and update their digests.")
+app.add_typer(bases_app, name="bases")
+
+
+@bases_app.command("check")
+def bases_check() -> None:
+    """Exit 2 when a pinned base is behind its tag."""
+    from imagectl.bases import bases_check_command
+
+    raise typer.Exit(bases_check_command(load(), console=out_console()))
+
+
+@bases_app.command("update")
+def bases_update(
+    commit: Annotated[bool, typer.Option("--commit", help="Commit the changed files.")] = False,
+) -> None:
+    """Rewrite pinned digests in place (comments and formatting kept)."""
+    from imagectl.bases import bases_update_command
+
+    raise typer.Exit(bases_update_command(load(), commit=commit, console=out_console()))
+
+
+@app.command()
+def daemon(
+    interval: Annotated[str, typer.Option("--interval", help="Time between ticks.")] = "15m",
+    once: Annotated[bool, typer.Option("--once", help="Run one tick and exit.")] = False,
+    jobs: Annotated[
+        int | None, typer.Option("--jobs", "-j", min=1, help="Images built at once.")
+    ] = None,
+    git_push: Annotated[bool, typer.Option("--git-push", help="Push each commit.")] = False,
+) -> None:
+    """Scheduled reconcile loop for hosts without cron."""
+    from imagectl.daemon import daemon_command
+
+    raise typer.Exit(
+        daemon_command(
+            STATE.file,
+            interval=interval,
+            once=once,
+            jobs=jobs or (os.cpu_count() or 1),
+            git_push=git_push,
+            console=out_console(),
+        )
+    )
+
+
 def out_console() -> Console:
     return out
 
@@ -247,7 +339,8 @@ def report(exc: ImagectlError) -> None:
 def main() -> None:
     """Console-script entry point."""
     try:
-        app(standalone_mode=False)
+        # with standalone_mode=False click returns the code of a `typer.Exit`
+        code = app(standalone_mode=False)
     except ImagectlError as exc:
         report(exc)
         sys.exit(exc.exit_code)
@@ -266,4 +359,4 @@ def main() -> None:
             show()
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
-    sys.exit(0)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Mapping
 from pathlib import Path
 
-from imagectl.dockerignore import IgnoreRules, MatchInfo, ignore_file
+from imagectl.dockerignore import IgnoreRules, MatchInfo
 from imagectl.errors import ImagectlError
 
 _CONTEXT_VERSION = b"imagectl-context-v1\n"
@@ -74,14 +74,15 @@ class ContextHasher:
             ImagectlError: the context or Dockerfile cannot be read.
             ManifestError: the ignore file has a malformed pattern.
         """
-        context_dir = os.path.abspath(self.root / context)
-        dockerfile_path = os.path.abspath(Path(context_dir) / dockerfile)
+        context_dir = os.path.join(self.root, context)  # an absolute context stays as is
+        dockerfile_path = os.path.abspath(os.path.join(context_dir, dockerfile))
+        context_dir = os.path.abspath(context_dir)
         with self._mutex:
             if not os.path.isdir(context_dir):
                 raise ImagectlError(
                     f"build context {self._display(context_dir)} is not a directory"
                 )
-            rules = self._ignore_rules(Path(context_dir), Path(dockerfile_path))
+            rules = self._ignore_rules(context_dir, dockerfile_path)
             key = (context_dir, rules.key)
             tree = self._trees.get(key)
             if tree is None:
@@ -98,21 +99,25 @@ class ContextHasher:
         except ValueError:
             return path
 
-    def _ignore_rules(self, context: Path, dockerfile: Path) -> IgnoreRules:
-        path = ignore_file(context, dockerfile)
-        if path is None:
-            return IgnoreRules()
-        cached = self._rules.get(str(path))
+    def _ignore_rules(self, context: str, dockerfile: str) -> IgnoreRules:
+        # BuildKit: <Dockerfile>.dockerignore beside the Dockerfile, else <context>/.dockerignore
+        path = dockerfile + ".dockerignore"
+        if not os.path.isfile(path):
+            path = os.path.join(context, ".dockerignore")
+            if not os.path.isfile(path):
+                return IgnoreRules()
+        cached = self._rules.get(path)
         if cached is None:
             try:
-                raw = path.read_bytes()
+                with open(path, "rb") as handle:
+                    raw = handle.read()
             except OSError as exc:
                 raise ImagectlError(
-                    f"{self._display(str(path))}: cannot read ignore file: {exc.strerror or exc}"
+                    f"{self._display(path)}: cannot read ignore file: {exc.strerror or exc}"
                 ) from exc
             text = raw.decode("utf-8", "surrogateescape")
-            cached = IgnoreRules.from_text(text, self._display(str(path)))
-            self._rules[str(path)] = cached
+            cached = IgnoreRules.from_text(text, self._display(path))
+            self._rules[path] = cached
         return cached
 
     def _file_digest(self, path: str, what: str = "file") -> str:

@@ -16,6 +16,7 @@ as ``file:line:col``. The tests check that ruamel reads what we write.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -48,6 +49,7 @@ _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
 _RESERVED = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n"})
 _LINE = re.compile(r'( *)([A-Za-z_][A-Za-z0-9_.-]*|"(?:[^"\\]|\\.)*"):(?: (.*))?')
 _DIGITS = re.compile(r"(\d+)")
+_json = json.JSONEncoder(ensure_ascii=True).encode
 
 
 class _Record(BaseModel):
@@ -124,10 +126,11 @@ def _version_order(version: str) -> list[str | int]:
     return [int(part) if index % 2 else part for index, part in enumerate(_DIGITS.split(version))]
 
 
+@functools.lru_cache(maxsize=4096)
 def _key(text: str) -> str:
     if _PLAIN_KEY.fullmatch(text) and text.lower() not in _RESERVED:
         return text
-    return json.dumps(text)
+    return _json(text)
 
 
 def _scalar(value: Any) -> str:
@@ -135,7 +138,7 @@ def _scalar(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    return json.dumps(value)  # a JSON scalar or list is a YAML flow scalar or sequence
+    return _json(value)  # a JSON scalar or list is a YAML flow scalar or sequence
 
 
 def _emit(lines: list[str], key: str, value: Any, indent: int) -> None:
@@ -295,7 +298,9 @@ def _plain(node: Any) -> Any:
         return {str(key): _plain(value) for key, value in node.items()}
     if isinstance(node, list):
         return [_plain(item) for item in node]
-    if isinstance(node, bool) or node is None or isinstance(node, datetime):
+    if isinstance(node, datetime):  # ruamel's TimeStamp subclass -> a plain datetime
+        return datetime(*node.timetuple()[:6], node.microsecond, tzinfo=node.tzinfo)
+    if isinstance(node, bool) or node is None:
         return node
     if isinstance(node, str):
         return str(node)

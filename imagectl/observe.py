@@ -24,7 +24,6 @@ from imagectl.plan.model import BuiltState, Observed
 from imagectl.plan.versions import version_key
 from imagectl.registry import RegistryClient, parse_reference
 
-
 _BUILT_VERSION = {
     "patch": re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"),
     "revision": re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)-r(0|[1-9]\d*)"),
@@ -143,6 +142,10 @@ def refresh_images(
     images = list(images)
     result = dict(built)
     missing: set[str] = set()
+    images, absent = _split_by_catalog(client, images, built)
+    for image in absent:  # the registry has no such repository: nothing was built
+        if image.name in built:
+            missing.add(image.name)
 
     def one(image: ImageConfig) -> tuple[str, Recovered, str | None]:
         recovered = recover_image(client, image)
@@ -169,6 +172,36 @@ def refresh_images(
             elif recorded is not None and current != recorded.digest:
                 missing.add(name)
     return result, frozenset(missing)
+
+
+def _split_by_catalog(
+    client: RegistryClient, images: list[ImageConfig], built: dict[str, BuiltState]
+) -> tuple[list[ImageConfig], list[ImageConfig]]:
+    """(images to look up one by one, images whose repository does not exist).
+
+    One catalog request per registry replaces a tags request per image of a
+    repository that does not exist (a cold start); registries without a catalog
+    are asked per image.
+    """
+    by_registry: dict[str, list[ImageConfig]] = {}
+    refs = {}
+    for image in images:
+        ref = parse_reference(image.repository)
+        refs[image.name] = ref
+        by_registry.setdefault(ref.registry, []).append(image)
+    lookup: list[ImageConfig] = []
+    absent: list[ImageConfig] = []
+    for group in by_registry.values():
+        if len(group) < 2:  # a catalog costs at least one request: not worth it
+            lookup.extend(group)
+            continue
+        catalog = client.list_repositories(refs[group[0].name])
+        if catalog is None:
+            lookup.extend(group)
+            continue
+        for image in group:
+            (lookup if refs[image.name].repository in catalog else absent).append(image)
+    return lookup, absent
 
 
 def observe(

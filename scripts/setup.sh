@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(docker.io docker-registry buildah runc busybox-static git apache2-utils openssl ca-certificates)
+APT_PACKAGES=(docker.io docker-registry buildah runc busybox-static git apache2-utils openssl ca-certificates shellcheck)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")

@@ -99,7 +99,7 @@ class RootFile(IncludedFile):
 
     version: Literal[1] = Field(description="Schema version of this file format.")
     registry: StrictStr = Field(description="Push prefix: image NAME goes to <registry>/<NAME>.")
-    defaults: Settings = Field(default_factory=Settings)
+    defaults: Settings = Settings()
 
 
 @dataclass(frozen=True)

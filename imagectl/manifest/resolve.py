@@ -8,6 +8,7 @@ Every check reports a located problem; all are collected.
 from __future__ import annotations
 
 import difflib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,6 +60,11 @@ class _Resolver:
         self.bases: dict[str, BaseConfig] = {}
         self.families: dict[str, tuple[FamilyModel, LoadedFile]] = {}
         self.image_defs: dict[str, tuple[ImageModel, str, LoadedFile]] = {}
+        self.real_root = Path(os.path.realpath(self.root_dir))
+        self._inside: dict[Path, bool] = {}
+        self._is_dir: dict[Path, bool] = {}
+        self._is_file: dict[Path, bool] = {}
+        self._paths: dict[tuple[str, str, str | None], tuple[Path | None, Path | None]] = {}
 
     def problem(self, source: YamlSource, path: KeyPath, message: str, hint: str = "") -> None:
         self.problems.append(Problem(source.location(path), message, format_key_path(path), hint))
@@ -88,18 +94,18 @@ class _Resolver:
                     continue
                 self.families[fname] = (family, loaded)
                 for iname, image in family.images.items():
-                    where = ("families", fname, "images", iname)
+                    ipath: KeyPath = ("families", fname, "images", iname)
                     if iname in self.image_defs:
                         _, ofam, oloaded = self.image_defs[iname]
                         other = oloaded.source.location(
                             ("families", ofam, "images", iname), key=True
                         )
-                        self.problem(src, where, f"image '{iname}' is also defined at {other}")
+                        self.problem(src, ipath, f"image '{iname}' is also defined at {other}")
                         continue
                     if not NAME_RE.fullmatch(iname):
                         self.problem(
                             src,
-                            where,
+                            ipath,
                             f"'{iname}' is not a valid image name",
                             "use lowercase letters, digits and single . _ - separators",
                         )
@@ -271,29 +277,61 @@ class _Resolver:
             for message in check_template(template):
                 self.problem(where_src, (*where, index), message)
 
+    def inside(self, path: Path) -> bool:
+        """`path` (symlinks resolved) is inside the repository; cached: contexts repeat."""
+        found = self._inside.get(path)
+        if found is None:
+            found = Path(os.path.realpath(path)).is_relative_to(self.real_root)
+            self._inside[path] = found
+        return found
+
+    def is_dir(self, path: Path) -> bool:
+        found = self._is_dir.get(path)
+        if found is None:
+            found = self._is_dir[path] = path.is_dir()
+        return found
+
+    def is_file(self, path: Path) -> bool:
+        found = self._is_file.get(path)
+        if found is None:
+            found = self._is_file[path] = path.is_file()
+        return found
+
     def check_paths(
         self, image: ImageModel, src: YamlSource, ipath: KeyPath
     ) -> tuple[Path | None, Path | None]:
+        key = (str(src.path.parent), image.context, image.dockerfile)
+        known = self._paths.get(key)
+        if known is not None:  # many images share a context: check it once
+            return known
+        found = self._check_paths(image, src, ipath)
+        if found[0] is not None and found[1] is not None:
+            self._paths[key] = found
+        return found
+
+    def _check_paths(
+        self, image: ImageModel, src: YamlSource, ipath: KeyPath
+    ) -> tuple[Path | None, Path | None]:
         base_dir = src.path.parent
-        context = (base_dir / image.context).absolute()
-        if not context.resolve().is_relative_to(self.root_dir.resolve()):
+        context = Path(os.path.normpath(base_dir / image.context))
+        if not self.inside(context):
             self.problem(
                 src, (*ipath, "context"), f"context '{image.context}' is outside the repository"
             )
             return None, None
-        if not context.is_dir():
+        if not self.is_dir(context):
             self.problem(
                 src,
                 (*ipath, "context"),
                 f"context directory '{display_path(context, self.root_dir)}' does not exist",
             )
             return None, None
-        dockerfile = (context / (image.dockerfile or "Dockerfile")).absolute()
+        dockerfile = Path(os.path.normpath(context / (image.dockerfile or "Dockerfile")))
         key = (*ipath, "dockerfile") if image.dockerfile else (*ipath, "context")
-        if not dockerfile.resolve().is_relative_to(self.root_dir.resolve()):
+        if not self.inside(dockerfile):
             self.problem(src, key, f"Dockerfile '{dockerfile}' is outside the repository")
             return context, None
-        if not dockerfile.is_file():
+        if not self.is_file(dockerfile):
             self.problem(
                 src, key, f"Dockerfile '{display_path(dockerfile, self.root_dir)}' does not exist"
             )

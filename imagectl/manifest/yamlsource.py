@@ -1,9 +1,8 @@
 """Read one YAML file into plain data plus the position of every key and value.
 
-ruamel.yaml's round-trip loader keeps line/column marks on its containers; we
-turn the document into plain dicts/lists (what pydantic validates) and keep a
-map from key paths to positions, so that any later problem can be reported as
-`file:line:col: key.path: message`.
+ruamel.yaml's (C) safe loader gives plain dicts/lists, which pydantic validates;
+its composer's node marks give the line/column of every key and value, so that
+any later problem can be reported as `file:line:col: key.path: message`.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
+from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
 
 from imagectl.errors import Location, Problem
 
@@ -36,20 +35,61 @@ class YamlSourceError(Exception):
 
 @dataclass
 class YamlSource:
-    """A YAML document as plain data, with positions for its keys and values."""
+    """A YAML document as plain data, with positions for its keys and values.
+
+    Data comes from ruamel's fast (C) safe loader; positions from its composer,
+    computed when a location is first asked for.
+    """
 
     path: Path
     display: str
     data: Any
+    text: str = ""
     key_pos: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     value_pos: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     containers: set[KeyPath] = field(default_factory=set)
+    positioned: bool = False
+
+    def _ensure_positions(self) -> None:
+        if self.positioned:
+            return
+        self.positioned = True
+        try:
+            node = YAML(typ="safe", pure=False).compose(self.text)
+        except Exception:  # the loader accepted it; positions are best effort
+            return
+        if node is not None:
+            self._walk_nodes(node, (), 0, set())
+
+    def _walk_nodes(self, node: Node, path: KeyPath, depth: int, seen: set[int]) -> None:
+        # an alias is the same node object again: position it once, never expand it
+        if depth > MAX_DEPTH or id(node) in seen:
+            return
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            self.containers.add(path)
+            for key_node, value_node in node.value:
+                child = (*path, str(key_node.value))
+                mark = key_node.start_mark
+                self.key_pos.setdefault(child, (mark.line + 1, mark.column + 1))
+                vmark = value_node.start_mark
+                self.value_pos.setdefault(child, (vmark.line + 1, vmark.column + 1))
+                self._walk_nodes(value_node, child, depth + 1, seen)
+        elif isinstance(node, SequenceNode):
+            self.containers.add(path)
+            for index, item in enumerate(node.value):
+                child = (*path, index)
+                mark = item.start_mark
+                self.key_pos.setdefault(child, (mark.line + 1, mark.column + 1))
+                self.value_pos.setdefault(child, (mark.line + 1, mark.column + 1))
+                self._walk_nodes(item, child, depth + 1, seen)
 
     def location(self, path: KeyPath, *, key: bool = False) -> Location:
         """The best-known location for `path`: its key or value, else its nearest parent.
 
         A mapping or list is located at its key: that is where a reader looks.
         """
+        self._ensure_positions()
         table = self.key_pos if key or path in self.containers else self.value_pos
         probe = path
         while True:
@@ -70,65 +110,6 @@ def format_key_path(path: KeyPath) -> str:
         else:
             text += f".{part}" if text else str(part)
     return text
-
-
-class _Converter:
-    def __init__(self, source: YamlSource) -> None:
-        self.source = source
-        self.nodes = 0
-
-    def convert(self, node: Any, path: KeyPath, depth: int) -> Any:
-        self.nodes += 1
-        if self.nodes > MAX_NODES:
-            raise YamlSourceError(
-                Problem(
-                    self.source.location(path),
-                    f"document too large after expanding aliases (over {MAX_NODES} nodes)",
-                    format_key_path(path),
-                    "YAML anchors/aliases must not multiply the document",
-                )
-            )
-        if depth > MAX_DEPTH:
-            raise YamlSourceError(
-                Problem(
-                    self.source.location(path),
-                    f"nesting deeper than {MAX_DEPTH} levels",
-                    format_key_path(path),
-                )
-            )
-        if isinstance(node, CommentedMap | CommentedSeq):
-            self.source.containers.add(path)
-        if isinstance(node, CommentedMap):
-            out: dict[Any, Any] = {}
-            for key in node:
-                child = (*path, str(key))
-                kl, kc = node.lc.key(key)
-                self.source.key_pos[child] = (kl + 1, kc + 1)
-                vl, vc = node.lc.value(key)
-                self.source.value_pos[child] = (vl + 1, vc + 1)
-                out[key if isinstance(key, str) else str(key)] = self.convert(
-                    node[key], child, depth + 1
-                )
-            return out
-        if isinstance(node, CommentedSeq):
-            items: list[Any] = []
-            for index, value in enumerate(node):
-                child = (*path, index)
-                il, ic = node.lc.item(index)
-                self.source.value_pos[child] = (il + 1, ic + 1)
-                self.source.key_pos[child] = (il + 1, ic + 1)
-                items.append(self.convert(value, child, depth + 1))
-            return items
-        if isinstance(node, str):
-            return str(node)
-        if node is None or isinstance(node, bool):
-            return node
-        # ruamel's ScalarInt/ScalarFloat subclasses become plain values
-        if isinstance(node, int):
-            return int(node)
-        if isinstance(node, float):
-            return float(node)
-        return str(node)
 
 
 def _mark_location(display: str, mark: Any) -> Location:
@@ -159,11 +140,13 @@ def load_yaml(path: Path, display: str) -> YamlSource:
                 Location(display, line, col), "file is not valid UTF-8", hint="save it as UTF-8"
             )
         ) from None
-    yaml = YAML(typ="rt")
+    yaml = YAML(typ="safe", pure=False)  # the C loader when ruamel.yaml.clib is installed
     yaml.allow_duplicate_keys = False
-    source = YamlSource(path=path, display=display, data=None)
+    source = YamlSource(path=path, display=display, data=None, text=text)
     try:
-        document = yaml.load(text)
+        # one parse: the node tree gives both the data and every position
+        node = yaml.compose(text)
+        document = yaml.constructor.construct_document(node) if node is not None else None
     except DuplicateKeyError as exc:
         key = str(exc.problem or "duplicate key").strip()
         raise YamlSourceError(
@@ -182,5 +165,41 @@ def load_yaml(path: Path, display: str) -> YamlSource:
         raise YamlSourceError(
             Problem(Location(display, 1, 1), f"YAML error: {exc}".splitlines()[0])
         ) from None
-    source.data = _Converter(source).convert(document, (), 0)
+    source.positioned = True
+    if node is not None:
+        source._walk_nodes(node, (), 0, set())
+    source.data = _Plain(source).convert(document, (), 0)
     return source
+
+
+class _Plain:
+    """Normalise safe-loaded data (dates to text) and bound its size and depth."""
+
+    def __init__(self, source: YamlSource) -> None:
+        self.source = source
+        self.nodes = 0
+
+    def convert(self, node: Any, path: KeyPath, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise YamlSourceError(
+                Problem(
+                    self.source.location(()),
+                    f"document too large after expanding aliases (over {MAX_NODES} nodes)",
+                    hint="YAML anchors/aliases must not multiply the document",
+                )
+            )
+        if depth > MAX_DEPTH:
+            raise YamlSourceError(
+                Problem(self.source.location(()), f"nesting deeper than {MAX_DEPTH} levels")
+            )
+        if isinstance(node, dict):
+            return {
+                (k if isinstance(k, str) else str(k)): self.convert(v, (*path, str(k)), depth + 1)
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [self.convert(v, (*path, i), depth + 1) for i, v in enumerate(node)]
+        if node is None or isinstance(node, bool | int | float | str):
+            return node
+        return str(node)

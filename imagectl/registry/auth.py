@@ -88,6 +88,7 @@ class TokenCache:
         return f"TokenCache({len(self._tokens)} tokens)"
 
     def get(self, key: tuple[str, str]) -> str | None:
+        """The token for (registry, scope) if it has not expired."""
         with self._lock:
             entry = self._tokens.get(key)
             if entry is None or entry[1] <= self._clock():
@@ -95,14 +96,17 @@ class TokenCache:
             return entry[0]
 
     def put(self, key: tuple[str, str], token: str, ttl: float) -> None:
+        """Keep `token` for `ttl` seconds."""
         with self._lock:
             self._tokens[key] = (token, self._clock() + ttl)
 
     def discard(self, key: tuple[str, str]) -> None:
+        """Forget the token for (registry, scope)."""
         with self._lock:
             self._tokens.pop(key, None)
 
     def key_lock(self, key: tuple[str, str]) -> threading.Lock:
+        """The lock held while fetching the token for (registry, scope)."""
         with self._lock:
             return self._key_locks.setdefault(key, threading.Lock())
 
@@ -149,7 +153,7 @@ class Authenticator:
         """Who we are to `registry`, for messages: a username, never a secret."""
         creds = self.credentials(registry)
         if creds is None:
-            return "anonymous (no credentials in the docker config)"
+            return "anonymous (no credentials for this registry)"
         return f"user {creds.username!r}" if creds.username else "an identity token"
 
     def header(self, registry: str, scope: str) -> str | None:
@@ -209,6 +213,14 @@ class Authenticator:
     def _fetch_token(
         self, registry: str, challenge: Challenge, scopes: list[str]
     ) -> tuple[str, float]:
+        try:
+            realm = httpx.URL(challenge.realm)
+        except httpx.InvalidURL:
+            realm = httpx.URL()
+        if realm.scheme not in ("http", "https") or not realm.host:
+            raise RegistryError(
+                f"registry {registry} names an invalid token realm {challenge.realm!r}"
+            )
         creds = self.credentials(registry)
         headers = {"Accept": "application/json"}
         if creds is not None and creds.identity_token:
@@ -219,13 +231,13 @@ class Authenticator:
                 "scope": " ".join(scopes),
                 "client_id": _CLIENT_ID,
             }
-            request = httpx.Request("POST", challenge.realm, data=form, headers=headers)
+            request = httpx.Request("POST", realm, data=form, headers=headers)
         else:
             pairs = [("service", challenge.service)] if challenge.service else []
             params = tuple(pairs + [("scope", s) for s in scopes])
             if creds is not None and creds.username:
                 headers["Authorization"] = basic_header(creds)
-            request = httpx.Request("GET", challenge.realm, params=params, headers=headers)
+            request = httpx.Request("GET", realm, params=params, headers=headers)
         response = self._send(request)
         if response.status_code in (401, 403):
             raise AuthError(

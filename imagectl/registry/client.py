@@ -237,6 +237,39 @@ class RegistryClient:
             url = str(response.url.join(link)) if link else ""
         return sorted(tags)
 
+    def list_repositories(self, ref: Reference) -> set[str] | None:
+        """Every repository of `ref`'s registry (`/v2/_catalog`), or None when not offered.
+
+        Many registries (Docker Hub among them) do not serve the catalog or not to
+        every user: None then means "unknown", never "empty".
+        """
+        url: str = f"{self._session.base_url(ref.api_host)}/v2/_catalog?n=1000"
+        subject = f"GET catalog of {ref.registry}"
+        repositories: set[str] = set()
+        seen: set[str] = set()
+        while url and url not in seen and len(seen) < _MAX_PAGES:
+            seen.add(url)
+            try:
+                response = self._session.request(
+                    "GET",
+                    ref.registry,
+                    url,
+                    scope="registry:catalog:*",
+                    subject=subject,
+                    expect={200, 401, 403, 404, 405},
+                )
+            except ImagectlError:
+                return None
+            if response.status_code != 200:
+                return None
+            try:
+                repositories.update(str(r) for r in response.json().get("repositories") or [])
+            except (ValueError, AttributeError, TypeError):
+                return None
+            link = response.links.get("next", {}).get("url")
+            url = str(response.url.join(link)) if link else ""
+        return repositories
+
     def delete_manifest(self, ref: Reference) -> None:
         """Delete the manifest `ref` pins by digest (every tag pointing at it goes too).
 

@@ -80,6 +80,7 @@ class StaticCredentials:
         return f"StaticCredentials(hosts={sorted(self._by_host)!r})"
 
     def credentials_for(self, registry: str) -> Credentials | None:
+        """The credentials given for `registry`, or None."""
         return self._by_host.get(normalize_host(registry))
 
 
@@ -218,6 +219,7 @@ class DefaultCredentials:
         return f"DefaultCredentials(path={self._path!r})"
 
     def credentials_for(self, registry: str) -> Credentials | None:
+        """Credentials for `registry` from the docker config (loaded now if not yet)."""
         with self._lock:
             if self._config is None:
                 self._config = DockerConfig.load(self._path, self._env)

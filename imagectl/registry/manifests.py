@@ -79,6 +79,7 @@ class Manifest:
 
     @property
     def info(self) -> ManifestInfo:
+        """Digest, media type and size, as a HEAD would report them."""
         return ManifestInfo(self.digest, self.media_type, len(self.raw))
 
 

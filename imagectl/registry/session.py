@@ -27,6 +27,14 @@ from imagectl.registry.retry import RETRY_STATUSES, RetryPolicy, parse_retry_aft
 
 log = logging.getLogger("imagectl.registry")
 
+# Failures that a second attempt cannot fix.
+_PERMANENT = (
+    httpx.UnsupportedProtocol,
+    httpx.LocalProtocolError,
+    httpx.DecodingError,
+    httpx.TooManyRedirects,
+)
+
 
 def server_message(response: httpx.Response) -> str:
     """What the server said: the distribution API's ``errors[].code: message``, or the body."""
@@ -92,6 +100,7 @@ class RegistrySession:
         return f"{choose_scheme(host, self.insecure, self.tls)}://{host}"
 
     def close(self) -> None:
+        """Close every connection pool."""
         with self._lock:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
@@ -152,7 +161,7 @@ class RegistrySession:
                         response.close()
             except httpx.HTTPError as exc:
                 hint = tls_hint(exc)
-                if hint is not None or attempt == attempts:
+                if hint is not None or attempt == attempts or isinstance(exc, _PERMANENT):
                     tried = f" (after {attempt} attempts)" if attempt > 1 else ""
                     raise RegistryError(
                         f"cannot reach {request.url.netloc.decode('ascii')} ({where}): "

@@ -48,7 +48,9 @@ class GitOps:
     host: str
     namespace: str
 
-    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "imagectl", "-f", str(self.root / "imagectl.yaml"), *args],
             cwd=self.root,
@@ -77,7 +79,9 @@ class GitOps:
     def labels(self, image: str, tag: str) -> dict[str, str]:
         manifest = json.loads(registry_get(self.host, f"{self.namespace}/{image}/manifests/{tag}"))
         config = json.loads(
-            registry_get(self.host, f"{self.namespace}/{image}/blobs/{manifest['config']['digest']}")
+            registry_get(
+                self.host, f"{self.namespace}/{image}/blobs/{manifest['config']['digest']}"
+            )
         )
         return dict(config["config"]["Labels"])
 
@@ -125,7 +129,11 @@ def make_gitops(
             '        version: "1.0"',
         ]
     (root / "imagectl.yaml").write_text("\n".join(lines) + "\n")
-    for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+    for argv in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
+    ):
         subprocess.run(argv, cwd=root, check=True, env={**os.environ, **GIT_ENV})
     return GitOps(root, host, namespace)
 
@@ -157,7 +165,10 @@ def test_story_fresh_apply_then_base_update_rebuilds_exactly_the_dependents(
     images = lock["images"]
     assert isinstance(images, dict)
     assert {n: images[n]["version"] for n in images} == {
-        "app": "1.0.0", "base": "1.0.0", "node": "1.0.0", "py": "1.0.0",
+        "app": "1.0.0",
+        "base": "1.0.0",
+        "node": "1.0.0",
+        "py": "1.0.0",
     }
     for name in images:
         assert repo.digest(name, "1.0.0") == images[name]["digest"]
@@ -178,7 +189,9 @@ def test_story_fresh_apply_then_base_update_rebuilds_exactly_the_dependents(
     old = {name: images[name]["digest"] for name in images}
     upstream("vendor build 2: security fix")
     plan = repo.plan()
-    actions = {a["image"]: (a["reasons"], a["from_version"], a["to_version"]) for a in plan["actions"]}
+    actions = {
+        a["image"]: (a["reasons"], a["from_version"], a["to_version"]) for a in plan["actions"]
+    }
     assert actions == {
         "base": (["base-updated"], "1.0.0", "1.0.1"),
         "py": (["base-rebuilt"], "1.0.0", "1.0.1"),
@@ -202,7 +215,9 @@ def test_lost_lock_plans_nothing_and_refresh_detects_a_missing_tag(
     tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
 ) -> None:
     ref = upstream("vendor build 1")
-    repo = make_gitops(tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"})
+    repo = make_gitops(
+        tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"}
+    )
     repo.ok("apply")
     (repo.root / "imagectl.lock").unlink()
     assert repo.plan()["actions"] == [], "a lost lock must not cause a rebuild storm"
@@ -259,12 +274,19 @@ def test_buildah_builder_reconciles_daemonless(
 ) -> None:
     ref = upstream("vendor build 1")
     repo = make_gitops(
-        tmp_path, builder_registry.host, ref, builder="buildah", images={"base": "upstream", "py": "base"}
+        tmp_path,
+        builder_registry.host,
+        ref,
+        builder="buildah",
+        images={"base": "upstream", "py": "base"},
     )
     out = repo.ok("apply")
     assert "buildah" in out
     images = repo.lock()["images"]
     assert isinstance(images, dict)
     assert repo.digest("py", "1.0.0") == images["py"]["digest"]
-    assert repo.labels("py", "1.0.0")["org.opencontainers.image.base.digest"] == images["base"]["digest"]
+    assert (
+        repo.labels("py", "1.0.0")["org.opencontainers.image.base.digest"]
+        == images["base"]["digest"]
+    )
     assert repo.plan()["actions"] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from imagectl.errors import AuthError
+from imagectl.errors import AuthError, RegistryError
 from imagectl.registry import Credentials, RegistryClient, StaticCredentials, parse_reference
 from imagectl.registry.auth import Challenge, parse_challenges
 from tests.fixtures.fake_registry import FakeRegistry
@@ -162,3 +162,25 @@ def test_basic_auth_wrong_password_and_missing_credentials() -> None:
         pytest.raises(AuthError, match=r"no credentials.*docker login registry.test"),
     ):
         client.head_manifest(REF)
+
+
+def test_anonymous_bearer_tokens_are_fetched_without_credentials() -> None:
+    fake = FakeRegistry(auth="bearer")  # no users: the token endpoint serves anonymous pulls
+    fake.add_image("acme/app", "1")
+    with client_for(fake) as client:
+        assert client.head_manifest(REF) is not None
+        assert client.head_manifest(REF) is not None
+        assert client.request_count == 4
+    assert fake.token_requests == [["repository:acme/app:pull"]]
+
+
+def test_an_invalid_token_realm_is_reported_not_retried() -> None:
+    def bad_realm(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(401, headers={"WWW-Authenticate": 'Bearer realm="/token"'})
+
+    client = RegistryClient(
+        credentials=StaticCredentials({}), transport=httpx.MockTransport(bad_realm)
+    )
+    with client, pytest.raises(RegistryError, match=r"invalid token realm '/token'"):
+        client.head_manifest(REF)
+    assert client.request_count == 1
