@@ -145,6 +145,7 @@ def apply_command(
     console: Console,
 ) -> int:
     """Plan (or load a saved plan) and apply it under the repository lock."""
+    read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
     with RepoLock(state_dir(manifest) / "apply.lck", timeout=lock_timeout), make_client() as client:
         if plan_file is not None:
             plan = load_plan(plan_file, manifest)
