@@ -290,3 +290,79 @@ def test_buildah_builder_reconciles_daemonless(
         == images["base"]["digest"]
     )
     assert repo.plan()["actions"] == []
+
+
+def test_git_push_and_a_remote_that_moved(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    ref = upstream("vendor build 1")
+    repo = make_gitops(tmp_path, builder_registry.host, ref, images={"base": "upstream"})
+    remote = tmp_path / "remote.git"
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    subprocess.run(["git", "remote", "add", "origin", str(remote)], cwd=repo.root, check=True)
+    subprocess.run(
+        ["git", "push", "-q", "-u", "origin", "main"], cwd=repo.root, check=True, env=env
+    )
+    repo.ok("apply", "--git-push")
+    remote_head = subprocess.run(
+        ["git", "log", "-1", "--format=%s", "main"], cwd=remote, capture_output=True, text=True
+    ).stdout.strip()
+    assert remote_head == "imagectl: rebuild 1 image"
+    assert repo.labels("base", "1.0.0")["org.opencontainers.image.source"] == str(remote)
+
+    # someone else pushes to the remote; our next apply must not force over it
+    other = tmp_path / "other"
+    subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
+    (other / "README").write_text("hello\n")
+    subprocess.run(["git", "add", "README"], cwd=other, check=True)
+    subprocess.run(["git", "commit", "-qm", "docs"], cwd=other, check=True, env=env)
+    subprocess.run(["git", "push", "-q"], cwd=other, check=True, env=env)
+    upstream("vendor build 2")
+    result = repo.run("apply", "--git-push")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "pull --rebase" in result.stderr
+    remote_log = subprocess.run(
+        ["git", "log", "--format=%s", "main"], cwd=remote, capture_output=True, text=True
+    ).stdout
+    assert remote_log.splitlines()[0] == "docs", "the remote was overwritten"
+
+
+def test_status_json_and_github_actions_outputs(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    ref = upstream("vendor build 1")
+    repo = make_gitops(
+        tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"}
+    )
+    outputs, summary = tmp_path / "out.txt", tmp_path / "summary.md"
+    gha = {
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_OUTPUT": str(outputs),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    result = repo.run("plan", env=gha)
+    assert result.returncode == 0, result.stderr
+    text = outputs.read_text()
+    assert "changed<<" in text and "\ntrue\n" in text
+    assert '["base", "py"]' in text
+    assert '"level":1' in text and '"image":"py"' in text
+    assert "| `py` | new |" in summary.read_text()
+
+    repo.ok("apply", "--no-git")
+    status = json.loads(repo.ok("status", "--json"))
+    rows = {row["image"]: row for row in status["images"]}
+    assert rows["py"]["version"] == "1.0.0" and rows["py"]["stale"] is False
+    upstream("vendor build 2")
+    status = json.loads(repo.ok("status", "--json"))
+    rows = {row["image"]: row for row in status["images"]}
+    assert rows["base"]["reasons"] == ["base-updated"] and rows["base"]["next_version"] == "1.0.1"
+    assert rows["py"]["reasons"] == ["base-rebuilt"]
+
+    (repo.root / "imagectl.yaml").write_text(
+        (repo.root / "imagectl.yaml").read_text().replace("context: py", "contxt: py")
+    )
+    bad = repo.run("validate", env=gha)
+    assert bad.returncode == 1
+    assert "::error file=imagectl.yaml,line=" in bad.stdout
+    assert "did you mean 'context'?" in bad.stdout
