@@ -17,9 +17,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from imagectl import gitops
 from imagectl.apply.engine import ApplyOptions, ApplyResult, apply_plan, state_dir
 from imagectl.errors import PlanError, UsageError
-from imagectl.lockfile import read_lock
+from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
 from imagectl.output import github
@@ -31,7 +32,7 @@ from imagectl.output.plan_view import (
 )
 from imagectl.output.progress import Progress, summary_counts, summary_table
 from imagectl.pipeline import compute_plan, make_client
-from imagectl.plan.model import Plan, PlanOptions
+from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
 from imagectl.repolock import RepoLock
 
@@ -152,7 +153,11 @@ def apply_command(
             _check_saved_inputs(manifest, plan)
         else:
             options = PlanOptions(force=frozenset(force), only=frozenset(only))
-            plan, _ = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+            plan, observed = compute_plan(
+                manifest, client, now=now, options=options, refresh=refresh
+            )
+            if push:
+                _record_recovered(manifest, observed, git=git, author=author, console=console)
         if not plan.actions:
             console.print(summary_line(plan))
             console.print("Nothing to do: every image is up to date.")
@@ -164,6 +169,52 @@ def apply_command(
         with _graceful_stop() as stop, Progress(console, plan.actions) as progress:
             result = apply_plan(manifest, plan, client, options_, on_step=progress, stop=stop)
     return _report_apply(plan, result, console)
+
+
+def _record_recovered(
+    manifest: Manifest,
+    observed: Observed,
+    *,
+    git: bool,
+    author: tuple[str, str] | None,
+    console: Console,
+) -> None:
+    """Write into the lock what the registry says was built and the lock lacks.
+
+    A lost lock (or one behind the registry, e.g. after builds on other runners)
+    is restored from the images' labels, and committed like any apply's record.
+    """
+    lock = read_lock(manifest.lock_path) or Lock()
+    recovered: list[str] = []
+    for name, state in sorted(observed.built.items()):
+        record = lock.images.get(name)
+        image = manifest.images.get(name)
+        if image is None or (record is not None and record.digest == state.digest):
+            continue
+        lock = lock.with_image(
+            name,
+            ImageRecord(
+                repository=image.repository,
+                version=state.version,
+                digest=state.digest,
+                tags=list(state.tags),
+                base=BaseRecord(ref=state.base_ref, digest=state.base_digest),
+                inputs=state.inputs,
+                built_at=state.built_at,
+                revision=None,
+            ),
+        )
+        recovered.append(f"{name} {state.version} (recovered from the registry)")
+    if not recovered:
+        return
+    write_lock(manifest.lock_path, lock)
+    console.print(f"Recorded {len(recovered)} image(s) from the registry in the lock.")
+    worktree = gitops.find_worktree(manifest.root_dir) if git else None
+    if worktree is not None:
+        title = f"imagectl: record {len(recovered)} image(s) found in the registry"
+        gitops.commit_files(
+            worktree, [manifest.lock_path], gitops.commit_message(title, recovered), author
+        )
 
 
 def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:

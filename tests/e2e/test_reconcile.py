@@ -219,10 +219,19 @@ def test_lost_lock_plans_nothing_and_refresh_detects_a_missing_tag(
         tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"}
     )
     repo.ok("apply")
+    lost_lock_images = repo.lock()["images"]
+    assert isinstance(lost_lock_images, dict)
     (repo.root / "imagectl.lock").unlink()
     assert repo.plan()["actions"] == [], "a lost lock must not cause a rebuild storm"
     refreshed = json.loads(repo.ok("plan", "--json", "--refresh"))
     assert refreshed["actions"] == []
+    before = {n: r["digest"] for n, r in lost_lock_images.items()}
+    out = repo.ok("apply")
+    assert "Nothing to do" in out
+    restored = repo.lock()["images"]
+    assert isinstance(restored, dict)
+    assert {n: r["digest"] for n, r in restored.items()} == before
+    assert repo.git_log()[0].startswith("imagectl: record 2 image(s) found in the registry")
 
 
 def test_failed_image_fails_alone(
