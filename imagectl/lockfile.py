@@ -15,14 +15,10 @@ as ``file:line:col``. The tests check that ruamel reads what we write.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import json
-import os
 import re
-import stat
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +37,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from imagectl.errors import Location, LockFileError, Problem
+from imagectl.fsutil import atomic_write
 
 LOCK_FORMAT = 1
 HEADER = "# imagectl.lock — written by imagectl; do not edit by hand."
@@ -171,15 +168,6 @@ def render_lock(lock: Lock) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fsync_dir(directory: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def write_lock(path: Path, lock: Lock) -> None:
     """Write `lock` to `path` atomically: temp file in the same directory, fsync, rename.
 
@@ -189,29 +177,10 @@ def write_lock(path: Path, lock: Lock) -> None:
     Raises:
         LockFileError: the file cannot be written.
     """
-    data = render_lock(lock).encode("utf-8")
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        mode = 0o644
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, render_lock(lock).encode("utf-8"))
     except OSError as exc:
         raise LockFileError(f"{path}: cannot write the lock: {exc.strerror or exc}") from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise LockFileError(f"{path}: cannot write the lock: {exc.strerror or exc}") from exc
-        raise
-    _fsync_dir(path.parent)
 
 
 def lock_fingerprint(path: Path) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from imagectl.errors import PlanError
+from imagectl.fsutil import atomic_write
 from imagectl.manifest.models import Manifest
 from imagectl.plan.model import Action, Plan
 
@@ -35,19 +35,12 @@ def fingerprint(manifest: Manifest) -> str:
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON through a temp file and rename, so readers never see half a file."""
+    """Write JSON atomically, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        atomic_write(path, (json.dumps(data, indent=2) + "\n").encode("utf-8"))
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot write the plan: {exc.strerror or exc}") from exc
 
 
 def save_plan(path: Path, plan: Plan, manifest: Manifest) -> None:

@@ -192,3 +192,29 @@ def failure(what: str, req: BuildRequest, result: ProcResult, *, lines: int = 25
     return BuildError(
         f"{req.name}: {what} failed (exit {result.returncode}); full log: {req.log_path}\n{tail}"
     )
+
+
+def build_flags(req: BuildRequest, secret_srcs: Mapping[str, Path]) -> list[str]:
+    """Flags both backends spell alike: platform, target, build args, labels, secrets.
+
+    `secret_srcs` maps a secret id to a private file for env secrets the tool
+    cannot read itself; other env secrets pass by name, file secrets by path.
+    Secret values never appear on a command line.
+    """
+    argv: list[str] = []
+    if req.platforms:
+        argv += ["--platform", ",".join(req.platforms)]
+    if req.target:
+        argv += ["--target", req.target]
+    for key, value in sorted(req.build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    for key, value in sorted(req.labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    for spec in req.secrets:
+        if spec.file is not None:
+            argv += ["--secret", f"id={spec.id},src={spec.file}"]
+        elif spec.id in secret_srcs:
+            argv += ["--secret", f"id={spec.id},src={secret_srcs[spec.id]}"]
+        else:
+            argv += ["--secret", f"id={spec.id},env={spec.env}"]
+    return argv

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from imagectl.builders.base import (
     BuildRequest,
+    build_flags,
     check_request,
     failure,
     is_loopback_registry,
@@ -107,23 +108,9 @@ def build_argv(
         argv += ["--manifest", req.ref]
     else:
         argv += ["--tag", req.ref]
-    if req.platforms:
-        argv += ["--platform", ",".join(req.platforms)]
-    if req.target:
-        argv += ["--target", req.target]
-    for key, value in sorted(req.build_args.items()):
-        argv += ["--build-arg", f"{key}={value}"]
-    for key, value in sorted(req.labels.items()):
-        argv += ["--label", f"{key}={value}"]
+    argv += build_flags(req, secret_srcs)
     for key, value in sorted(req.annotations.items()):
         argv += ["--annotation", f"{key}={value}"]
-    for spec in req.secrets:
-        if spec.file is not None:
-            argv += ["--secret", f"id={spec.id},src={spec.file}"]
-        elif spec.id in secret_srcs:
-            argv += ["--secret", f"id={spec.id},src={secret_srcs[spec.id]}"]
-        else:
-            argv += ["--secret", f"id={spec.id},env={spec.env}"]
     argv.append(str(req.context))
     return argv
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from imagectl.builders.base import (
     BuildRequest,
+    build_flags,
     check_request,
     failure,
     is_loopback_registry,
@@ -264,23 +265,9 @@ def build_argv(
             argv.append("--load")
         argv += ["--tag", req.ref]
     argv += ["--file", str(req.dockerfile_path)]
-    if req.platforms:
-        argv += ["--platform", ",".join(req.platforms)]
-    if req.target:
-        argv += ["--target", req.target]
     if req.network and req.network != "default":
         argv += ["--network", req.network]
-    for key, value in sorted(req.build_args.items()):
-        argv += ["--build-arg", f"{key}={value}"]
-    for key, value in sorted(req.labels.items()):
-        argv += ["--label", f"{key}={value}"]
-    for spec in req.secrets:
-        if spec.file is not None:
-            argv += ["--secret", f"id={spec.id},src={spec.file}"]
-        elif spec.id in secret_srcs:
-            argv += ["--secret", f"id={spec.id},src={secret_srcs[spec.id]}"]
-        else:
-            argv += ["--secret", f"id={spec.id},env={spec.env}"]
+    argv += build_flags(req, secret_srcs)
     argv.append(str(req.context))
     return argv
 

@@ -10,10 +10,6 @@ parsed again and must equal the old document with exactly those references chang
 
 from __future__ import annotations
 
-import contextlib
-import os
-import stat
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +20,7 @@ from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
 from imagectl.errors import Location, ManifestError, Problem
+from imagectl.fsutil import atomic_write
 from imagectl.manifest.yamlsource import format_key_path
 from imagectl.registry.reference import InvalidReferenceError, parse_reference
 
@@ -184,28 +181,11 @@ def rewrite_digests(
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` (UTF-8): temp file beside it, fsync, rename; mode kept."""
+    """Replace `path` with `text` (UTF-8) atomically; its mode is kept."""
     try:
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        mode = 0o644
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        atomic_write(path, text.encode("utf-8"))
     except OSError as exc:
         raise _unwritable(path, exc) from exc
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            os.fchmod(handle.fileno(), mode)
-            handle.write(text.encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(exc, OSError):
-            raise _unwritable(path, exc) from exc
-        raise
 
 
 def _unwritable(path: Path, exc: OSError) -> ManifestError:
