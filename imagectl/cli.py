@@ -57,15 +57,23 @@ def _root(
     STATE.file = file
 
 
-def load() -> Manifest:
-    """Load the manifest named by --file."""
+def load(*, lock: bool = True) -> Manifest:
+    """Load the manifest named by --file; with `lock`, check imagectl.lock first.
+
+    The lock is read before the manifest so that a bad lock fails before
+    anything (the manifest cache included) is written.
+    """
+    if lock:
+        from imagectl.lockfile import read_lock
+
+        read_lock(Path(os.path.abspath(STATE.file)).parent / "imagectl.lock")
     return load_manifest(STATE.file)
 
 
 @app.command()
 def validate() -> None:
     """Load and check every manifest file offline."""
-    manifest = load()
+    manifest = load(lock=False)
     count = len(manifest.images)
     out.print(
         f"{STATE.file}: ok: {count} image{'s' if count != 1 else ''}, "
@@ -90,7 +98,7 @@ def graph(
     """Show the family/base graph."""
     from imagectl.output import graph as render
 
-    manifest = load()
+    manifest = load(lock=False)
     if format is GraphFormat.tree:
         out.print(render.render_tree(manifest))
     elif format is GraphFormat.mermaid:
@@ -246,7 +254,9 @@ def lint(
     """Best-practice rules over the manifests and Dockerfiles."""
     from imagectl.lint import lint_command
 
-    raise typer.Exit(lint_command(load(), hadolint=hadolint, format=str(format), out=sys.stdout))
+    raise typer.Exit(
+        lint_command(load(lock=False), hadolint=hadolint, format=str(format), out=sys.stdout)
+    )
 
 
 @app.command()

@@ -44,3 +44,13 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.unlink(tmp)
         raise
     _fsync_dir(path.parent)
+
+
+def state_dir(directory: Path) -> Path:
+    """`.imagectl/` in `directory`: logs, locks and caches; it ignores itself in git."""
+    path = directory / ".imagectl"
+    path.mkdir(exist_ok=True)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# written by imagectl: logs, locks and caches, never committed\n*\n")
+    return path

@@ -376,6 +376,20 @@ def read_lock(path: Path) -> Lock | None:
         return None
     except OSError as exc:
         raise LockFileError(f"{display}: cannot read the lock: {exc.strerror or exc}") from exc
+    key = (str(path.absolute()), hashlib.sha256(raw).digest())
+    known = _READ_CACHE.get(key[0])
+    if known is not None and known[0] == key[1]:
+        return known[1]  # the same bytes as last read in this process: the same lock
+    lock = _parse_lock(raw, display)
+    _READ_CACHE[key[0]] = (key[1], lock)
+    return lock
+
+
+# path -> (sha256 of the bytes, parsed lock): plan and apply read the lock more than once
+_READ_CACHE: dict[str, tuple[bytes, Lock]] = {}
+
+
+def _parse_lock(raw: bytes, display: str) -> Lock:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

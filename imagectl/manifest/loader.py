@@ -129,6 +129,7 @@ class _TreeLoader:
         self.problems: list[Problem] = []
         self.files: list[LoadedFile] = []
         self.seen: set[Path] = set()
+        self.globs: list[tuple[str, str]] = []  # (directory, pattern): facts for the cache
 
     def load(self, path: Path, model: type[IncludedFile], stack: tuple[Path, ...]) -> None:
         display = display_path(path, self.root_dir)
@@ -161,6 +162,7 @@ class _TreeLoader:
                     Problem(where, "include paths are relative to the including file", key_path)
                 )
                 continue
+            self.globs.append((str(base), pattern))
             matches = sorted(glob.glob(str(base / pattern), recursive=True))
             matches = [m for m in matches if Path(m).is_file()]
             if not matches:
@@ -202,6 +204,7 @@ def load_manifest(path: Path) -> Manifest:
     Raises:
         ManifestError: with every problem found, each located.
     """
+    from imagectl.manifest import cache
     from imagectl.manifest.resolve import resolve_manifest
 
     path = Path(os.path.abspath(path))
@@ -209,13 +212,18 @@ def load_manifest(path: Path) -> Manifest:
         raise ManifestError(
             [Problem(Location(str(path)), "manifest file not found", hint="pass --file PATH")]
         )
+    cached = cache.load(path)
+    if cached is not None:
+        return cached
     tree = _TreeLoader(path)
     tree.seen.add(path.resolve())
     tree.load(path, RootFile, ())
     if tree.problems or not tree.files or not isinstance(tree.files[0].model, RootFile):
         raise ManifestError(tree.problems)
-    manifest, problems = resolve_manifest(path, tree.files)
+    facts: dict[str, dict[str, bool]] = {}
+    manifest, problems = resolve_manifest(path, tree.files, facts)
     if problems:
         raise ManifestError(problems)
     assert manifest is not None
+    cache.save(manifest, tree.globs, facts)
     return manifest

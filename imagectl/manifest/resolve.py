@@ -353,9 +353,13 @@ class _Resolver:
 
 
 def resolve_manifest(
-    root: Path, files: Sequence[LoadedFile]
+    root: Path, files: Sequence[LoadedFile], facts: dict[str, dict[str, bool]] | None = None
 ) -> tuple[Manifest | None, list[Problem]]:
-    """Turn validated files into a `Manifest`, or the list of problems found."""
+    """Turn validated files into a `Manifest`, or the list of problems found.
+
+    `facts`, when given, receives the filesystem answers the result depends on
+    (for the manifest cache).
+    """
     resolver = _Resolver(root, files)
     resolver.collect()
     images: dict[str, ImageConfig] = {}
@@ -366,6 +370,10 @@ def resolve_manifest(
     resolver.check_cycles(images)
     if resolver.problems:
         return None, resolver.problems
+    if facts is not None:
+        facts["inside"] = {str(k): v for k, v in resolver._inside.items()}
+        facts["is_dir"] = {str(k): v for k, v in resolver._is_dir.items()}
+        facts["is_file"] = {str(k): v for k, v in resolver._is_file.items()}
     manifest = Manifest(
         root=root,
         files=tuple(f.source.path for f in files),

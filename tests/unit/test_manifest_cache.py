@@ -1,0 +1,94 @@
+"""The resolved-manifest cache: used only while every fact behind it still holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imagectl.errors import ManifestError
+from imagectl.manifest import cache, loader
+from imagectl.manifest.loader import load_manifest
+
+ROOT = """\
+version: 1
+registry: localhost:5000/acme
+include: ["families/*.yaml"]
+bases:
+  debian: {ref: "docker.io/library/debian:bookworm-slim"}
+"""
+FAMILY = """\
+families:
+  {name}:
+    from: debian
+    images:
+      {name}:
+        context: ../ctx
+        version: "{version}"
+        secrets: [{{id: tok, env: TOK}}]
+        args: {{A: "1"}}
+"""
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    (tmp_path / "ctx").mkdir()
+    (tmp_path / "ctx" / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
+    (tmp_path / "families").mkdir()
+    (tmp_path / "families" / "a.yaml").write_text(FAMILY.format(name="a", version="1.0"))
+    (tmp_path / "imagectl.yaml").write_text(ROOT)
+    return tmp_path / "imagectl.yaml"
+
+
+def no_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the cache should have answered")
+
+    monkeypatch.setattr(loader, "load_yaml", refuse)
+
+
+def test_second_load_comes_from_the_cache_and_equals_a_fresh_load(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = load_manifest(repo)
+    assert cache.cache_file(repo).is_file()
+    no_parsing(monkeypatch)
+    assert load_manifest(repo) == fresh
+
+
+def test_an_edited_file_is_read_again(repo: Path) -> None:
+    load_manifest(repo)
+    (repo.parent / "families" / "a.yaml").write_text(FAMILY.format(name="a", version="2.0"))
+    assert load_manifest(repo).images["a"].version == "2.0"
+
+
+def test_a_new_file_matching_an_include_is_picked_up(repo: Path) -> None:
+    load_manifest(repo)
+    (repo.parent / "families" / "b.yaml").write_text(FAMILY.format(name="b", version="1.0"))
+    assert sorted(load_manifest(repo).images) == ["a", "b"]
+
+
+def test_a_removed_context_is_reported_not_served_from_the_cache(repo: Path) -> None:
+    load_manifest(repo)
+    (repo.parent / "ctx" / "Dockerfile").unlink()
+    with pytest.raises(ManifestError, match="does not exist"):
+        load_manifest(repo)
+
+
+def test_a_corrupt_cache_is_ignored(repo: Path) -> None:
+    fresh = load_manifest(repo)
+    cache.cache_file(repo).write_text("{not json")
+    assert load_manifest(repo) == fresh
+
+
+def test_bad_input_is_never_cached_and_the_cache_can_be_turned_off(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (repo.parent / "families" / "a.yaml").write_text("families: [oops]\n")
+    with pytest.raises(ManifestError):
+        load_manifest(repo)
+    assert not (repo.parent / ".imagectl").exists()
+    (repo.parent / "families" / "a.yaml").write_text(FAMILY.format(name="a", version="1.0"))
+    monkeypatch.setenv("IMAGECTL_NO_CACHE", "1")
+    load_manifest(repo)
+    assert not cache.cache_file(repo).exists()
