@@ -59,6 +59,7 @@ class ContextHasher:
         self._trees: dict[tuple[str, tuple[tuple[bool, str], ...]], str] = {}
         self._files: dict[str, str] = {}
         self._rules: dict[str, IgnoreRules] = {}
+        self._digests: dict[tuple[str, str], str] = {}
         self._mutex = threading.RLock()
         self.walks = 0
 
@@ -74,6 +75,10 @@ class ContextHasher:
             ImagectlError: the context or Dockerfile cannot be read.
             ManifestError: the ignore file has a malformed pattern.
         """
+        memo_key = (str(context), str(dockerfile))
+        known = self._digests.get(memo_key)
+        if known is not None:  # images sharing a context and Dockerfile: one answer
+            return known
         context_dir = os.path.join(self.root, context)  # an absolute context stays as is
         dockerfile_path = os.path.abspath(os.path.join(context_dir, dockerfile))
         context_dir = os.path.abspath(context_dir)
@@ -91,7 +96,9 @@ class ContextHasher:
             dockerfile_digest = self._file_digest(dockerfile_path, "Dockerfile")
         digest = hashlib.sha256(_CONTEXT_VERSION)
         digest.update(f"files\0{tree}\0dockerfile\0{dockerfile_digest}\n".encode())
-        return "sha256:" + digest.hexdigest()
+        result = "sha256:" + digest.hexdigest()
+        self._digests[memo_key] = result
+        return result
 
     def _display(self, path: str) -> str:
         try:
