@@ -18,7 +18,13 @@ from rich.console import Console
 from rich.markup import escape
 
 from imagectl import gitops
-from imagectl.apply.engine import ApplyOptions, ApplyResult, apply_plan, state_dir
+from imagectl.apply.engine import (
+    ApplyOptions,
+    ApplyResult,
+    apply_plan,
+    commit_pending,
+    state_dir,
+)
 from imagectl.errors import PlanError, UsageError
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
 from imagectl.manifest.models import Manifest
@@ -161,6 +167,11 @@ def apply_command(
         if not plan.actions:
             console.print(summary_line(plan))
             console.print("Nothing to do: every image is up to date.")
+            pending = commit_pending(
+                manifest, ApplyOptions(push=push, git=git, git_push=git_push, author=author)
+            )
+            if pending:
+                console.print(f"Committed the lock an interrupted apply left: {pending[:12]}")
             _github_plan_outputs(plan)
             return 0
         console.print(plan_table(plan))

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from datetime import datetime
 
+from imagectl.errors import UsageError
 from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.plan.plan import make_plan
-from imagectl.registry import RegistryClient
+from imagectl.registry import RegistryClient, RetryPolicy
+
+# Environment variable -> RetryPolicy field (README "Registry access").
+RETRY_ENV = {
+    "IMAGECTL_RETRY_ATTEMPTS": "attempts",
+    "IMAGECTL_RETRY_BASE_DELAY": "base_delay",
+    "IMAGECTL_RETRY_MAX_DELAY": "max_delay",
+    "IMAGECTL_RETRY_MAX_RETRY_AFTER": "max_retry_after",
+}
 
 
 def insecure_registries() -> list[str]:
@@ -18,9 +29,34 @@ def insecure_registries() -> list[str]:
     return [host.strip() for host in raw.split(",") if host.strip()]
 
 
+def retry_policy(env: Mapping[str, str] | None = None) -> RetryPolicy:
+    """The retry policy, tuned by `IMAGECTL_RETRY_*` (attempts, delays in seconds).
+
+    Raises:
+        UsageError: a value is not a number, or out of range (attempts < 1, a delay < 0).
+    """
+    env = os.environ if env is None else env
+    values: dict[str, float | int] = {}
+    for name, attr in RETRY_ENV.items():
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            values[attr] = int(raw) if attr == "attempts" else float(raw)
+            if not math.isfinite(values[attr]):
+                raise ValueError(raw)
+        except ValueError:
+            kind = "a whole number" if attr == "attempts" else "a number of seconds"
+            raise UsageError(f"{name}={raw!r}: expected {kind}") from None
+    try:
+        return RetryPolicy(**values)  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise UsageError(f"IMAGECTL_RETRY_*: {exc}") from None
+
+
 def make_client() -> RegistryClient:
     """The registry client for this process (docker config credentials, env settings)."""
-    return RegistryClient(insecure_registries=insecure_registries())
+    return RegistryClient(insecure_registries=insecure_registries(), retry=retry_policy())
 
 
 def compute_plan(

@@ -9,13 +9,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from imagectl import gitops
-from imagectl.apply.protocol import ImageRunner, LockRecorder, Outcome, RunContext, Step
+from imagectl import fsutil, gitops
+from imagectl.apply.protocol import (
+    ImageRunner,
+    LockRecorder,
+    Outcome,
+    RunContext,
+    Step,
+    fault_point,
+)
 from imagectl.apply.scheduler import JobState, run_dag
 from imagectl.errors import GitOpsError
-from imagectl.lockfile import read_lock
+from imagectl.lockfile import Lock, read_lock, write_lock
 from imagectl.manifest.models import Manifest
 from imagectl.plan.model import Plan
+from imagectl.plan.versions import version_key
 from imagectl.registry import RegistryClient
 
 
@@ -49,12 +57,7 @@ class ApplyResult:
 
 def state_dir(manifest: Manifest) -> Path:
     """`.imagectl/` beside the manifest: logs and the apply lock; ignores itself in git."""
-    path = manifest.root_dir / ".imagectl"
-    path.mkdir(exist_ok=True)
-    ignore = path / ".gitignore"
-    if not ignore.exists():
-        ignore.write_text("# written by imagectl: logs and locks, never committed\n*\n")
-    return path
+    return fsutil.state_dir(manifest.root_dir)
 
 
 def commit_lines(plan: Plan, outcomes: dict[str, Outcome]) -> list[str]:
@@ -68,6 +71,62 @@ def commit_lines(plan: Plan, outcomes: dict[str, Outcome]) -> list[str]:
                 f"({', '.join(action.reasons)})"
             )
     return lines
+
+
+def pending_lines(lock: Lock | None, head: str | None, done: set[str]) -> list[str]:
+    """Lines for images recorded at `head` but not by this run: what a killed apply left.
+
+    A record carries the git-ops revision it was built at; once committed, HEAD moves
+    past it. So a record whose revision is still HEAD is not committed yet.
+    """
+    lines = []
+    for name, record in sorted((lock.images if lock else {}).items()):
+        if name in done or record.revision != head:
+            continue
+        older = [v for v in record.versions if version_key(v) < version_key(record.version)]
+        previous = max(older, key=version_key) if older else "(new)"
+        lines.append(f"{name} {previous} -> {record.version} (recorded by an interrupted apply)")
+    return lines
+
+
+def commit_lock(
+    worktree: Path,
+    manifest: Manifest,
+    lines: list[str],
+    author: tuple[str, str] | None,
+) -> str | None:
+    """Commit the lock whenever it differs from HEAD's, with `lines` plus what is pending.
+
+    Whether this run recorded anything does not matter: an apply killed between
+    writing the lock and committing it leaves the lock ahead of git, and the next
+    apply, even one with nothing to do, must commit it.
+    """
+    if not gitops.is_dirty(worktree, [manifest.lock_path]):
+        return None
+    head = gitops.head_revision(worktree)
+    done = {line.split(" ", 1)[0] for line in lines}
+    lines = [*lines, *pending_lines(read_lock(manifest.lock_path), head, done)]
+    count = len(lines)
+    title = f"imagectl: rebuild {count} image{'s' if count != 1 else ''}"
+    if not lines:  # a first lock with no image yet, or records HEAD has moved past
+        title = "imagectl: update the lock"
+    fault_point("*", "commit")
+    return gitops.commit_files(
+        worktree, [manifest.lock_path], gitops.commit_message(title, lines), author
+    )
+
+
+def commit_pending(manifest: Manifest, options: ApplyOptions) -> str | None:
+    """For an apply with nothing to do: commit a lock an interrupted apply left behind."""
+    if not (options.git and options.push):
+        return None
+    worktree = gitops.find_worktree(manifest.root_dir)
+    if worktree is None:
+        return None
+    commit = commit_lock(worktree, manifest, [], options.author)
+    if commit is not None and options.git_push:
+        gitops.push(worktree)
+    return commit
 
 
 def apply_plan(
@@ -120,6 +179,12 @@ def apply_plan(
         if on_step:
             on_step(name, outcome.state)
 
+    # The lock exists before anything is pushed, and is committed even if this run
+    # records nothing: an apply that dies or fails after a push leaves a lock, so the
+    # next plan reads it and adopts the pushed image, moving its floating tags; without
+    # one it would recover from labels, which say nothing of those tags.
+    if options.push and not manifest.lock_path.exists():
+        write_lock(manifest.lock_path, recorder.lock)
     results = run_dag(
         [a.image for a in plan.actions],
         parents,
@@ -138,14 +203,10 @@ def apply_plan(
         interrupted=any(r.state is JobState.CANCELLED for r in results.values()),
         log_dir=log_dir,
     )
-    if worktree is not None and recorder.changed and options.push:
+    if worktree is not None and options.push:
         lines = commit_lines(plan, runner.outcomes)
-        count = len(lines)
-        title = f"imagectl: rebuild {count} image{'s' if count != 1 else ''}"
-        outcome.commit = gitops.commit_files(
-            worktree, [manifest.lock_path], gitops.commit_message(title, lines), options.author
-        )
-        if options.git_push:
+        outcome.commit = commit_lock(worktree, manifest, lines, options.author)
+        if outcome.commit is not None and options.git_push:
             gitops.push(worktree)
             outcome.pushed = True
     elif options.git_push and worktree is None and options.git:

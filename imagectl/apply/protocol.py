@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from imagectl.builders.base import Builder, BuildRequest, SecretSpec
 from imagectl.errors import BuildError, ImagectlError, RegistryError
 from imagectl.labels import (
     LABEL_BASE_DIGEST,
+    LABEL_CREATED,
     LABEL_INPUTS,
     LABEL_VERSION,
     base_annotations,
@@ -33,6 +35,19 @@ from imagectl.plan.tags import may_move_floating
 from imagectl.registry import RegistryClient, parse_reference
 
 Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
+
+# Test hook (tests/reliability): `IMAGECTL_FAULT_KILL_AT=<image>:<step>` makes the process
+# SIGKILL itself when `image` reaches `step` ("start", "built", "pushed", "verified",
+# "tagged:<tag>", "recorded", "adopted"; `*:commit` just before the git commit), to prove
+# that a crash at any point of the protocol loses nothing. Never set it in production.
+FAULT_KILL_ENV = "IMAGECTL_FAULT_KILL_AT"
+
+
+def fault_point(image: str, step: str, env: Mapping[str, str] | None = None) -> None:
+    """SIGKILL this process when `IMAGECTL_FAULT_KILL_AT` names `image:step` (a test hook)."""
+    wanted = (os.environ if env is None else env).get(FAULT_KILL_ENV)
+    if wanted and wanted == f"{image}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass
@@ -105,6 +120,7 @@ class ImageRunner:
             return self._builders[name]
 
     def step(self, image: str, name: str) -> None:
+        fault_point(image, name, self.ctx.env)
         if self.ctx.on_step is not None:
             self.ctx.on_step(image, name)
 
@@ -211,9 +227,14 @@ class ImageRunner:
                 outcome.state = "built"
                 return
             again = self.existing(action, base_digest)  # someone may have pushed meanwhile
-            digest = again if again is not None else builder.push(req)
+            ours = False
+            if again is None:
+                digest = builder.push(req)
+                ours = self.pushed_is_ours(action, digest, req)
+            else:
+                digest = again
             self.step(name, "pushed")
-            outcome.state = "built" if again is None else "adopted"
+            outcome.state = "built" if ours else "adopted"
         outcome.digest = digest
         self.verify(action, digest)
         self.step(name, "verified")
@@ -221,6 +242,29 @@ class ImageRunner:
         outcome.tags_moved, outcome.tags_held = moved, held
         self.record(action, digest, base_digest, moved)
         self.step(name, "recorded")
+
+    def pushed_is_ours(self, action: Action, digest: str, req: BuildRequest) -> bool:
+        """Whether the builder pushed this run's build (True) or an identical one (False).
+
+        A docker daemon keeps one local image per tag: another apply building the same
+        version on the same daemon meanwhile re-tags it, and `docker push` sends that
+        build instead. Same inputs, base and version: an identical build, adopted.
+
+        Raises:
+            RegistryError: the pushed image is a different build (other inputs or base).
+        """
+        ref = parse_reference(action.repository).with_digest(digest)
+        labels = self.ctx.client.image_config(ref).labels
+        for key in (LABEL_INPUTS, LABEL_BASE_DIGEST, LABEL_VERSION):
+            if labels.get(key) != req.labels.get(key):
+                raise RegistryError(
+                    f"{action.image}: the image pushed as {action.repository}:"
+                    f"{action.immutable_tag} ({digest}) is not the one this run built: its "
+                    f"{key} is {labels.get(key)!r}, not {req.labels.get(key)!r} (another build "
+                    "of that tag on the same builder replaced the local image meanwhile); "
+                    "re-run `imagectl plan --refresh`"
+                )
+        return labels.get(LABEL_CREATED) == req.labels.get(LABEL_CREATED)
 
     def verify(self, action: Action, digest: str) -> None:
         ref = parse_reference(action.repository).with_tag(action.immutable_tag)
@@ -267,4 +311,12 @@ class ImageRunner:
         self.recorder.record(action.image, record, bases)
 
 
-__all__ = ["BuildError", "ImageRunner", "LockRecorder", "Outcome", "RunContext"]
+__all__ = [
+    "FAULT_KILL_ENV",
+    "BuildError",
+    "ImageRunner",
+    "LockRecorder",
+    "Outcome",
+    "RunContext",
+    "fault_point",
+]
