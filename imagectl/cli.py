@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from imagectl.errors import ImagectlError, ManifestError, UsageError
 from imagectl.manifest.loader import load_manifest
@@ -337,12 +338,12 @@ def report(exc: ImagectlError) -> None:
     """Print an expected error cleanly (and as annotations under GitHub Actions)."""
     if isinstance(exc, ManifestError):
         for problem in exc.problems:
-            err.print(f"[red]error[/red]: {problem}", markup=True, highlight=False)
+            err.print(f"[red]error[/red]: {escape(str(problem))}", markup=True, highlight=False)
         github.annotate_problems(exc.problems)
         count = len(exc.problems)
         err.print(f"{count} error{'s' if count != 1 else ''} in the manifest")
     else:
-        err.print(f"[red]error[/red]: {exc}", markup=True)
+        err.print(f"[red]error[/red]: {escape(str(exc))}", markup=True)
         github.annotate_error(str(exc))
 
 

@@ -262,11 +262,28 @@ def _display(path: Path) -> str:
         return str(path)
 
 
-def _plain(node: Any) -> Any:
+MAX_DEPTH = 64
+
+
+class _TooLarge(Exception):
+    """The document expands (through YAML aliases) or nests beyond what a lock can hold."""
+
+
+def _plain(node: Any, budget: list[int] | None = None, depth: int = 0) -> Any:
+    """Plain Python data from a round-trip document, bounded in size and depth.
+
+    `budget` counts the nodes left to produce: aliases are shared in the loaded
+    document but expanded here, so a "billion laughs" lock would otherwise take
+    hours and all memory.
+    """
+    if budget is not None:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > MAX_DEPTH:
+            raise _TooLarge
     if isinstance(node, dict):
-        return {str(key): _plain(value) for key, value in node.items()}
+        return {str(key): _plain(value, budget, depth + 1) for key, value in node.items()}
     if isinstance(node, list):
-        return [_plain(item) for item in node]
+        return [_plain(item, budget, depth + 1) for item in node]
     if isinstance(node, datetime):  # ruamel's TimeStamp subclass -> a plain datetime
         return datetime(*node.timetuple()[:6], node.microsecond, tzinfo=node.tzinfo)
     if isinstance(node, bool) or node is None:
@@ -291,9 +308,35 @@ def _load_located(text: str, display: str) -> Any:
         where = Location(display, mark.line + 1, mark.column + 1) if mark else Location(display)
         message = " ".join(str(p) for p in (exc.context, exc.problem) if p) or "invalid YAML"
         raise LockFileError(str(Problem(where, f"YAML syntax error: {message}"))) from None
-    except Exception as exc:  # ruamel raises a few unmarked errors (bad tags, recursion)
+    except RecursionError:
+        raise LockFileError(
+            f"{display}:1:1: the lock nests deeper than {MAX_DEPTH} levels"
+        ) from None
+    except Exception as exc:  # ruamel raises a few unmarked errors (bad tags)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise LockFileError(f"{display}: YAML error: {first}") from None
+        raise LockFileError(f"{display}:1:1: YAML error: {first}") from None
+
+
+def _plain_bounded(doc: Any, text: str, display: str) -> Any:
+    """`_plain` of a loaded lock, refusing alias bombs and deep nesting, located."""
+    # Without aliases a document has fewer nodes than characters; allow modest alias use.
+    budget = [2 * len(text) + 10_000]
+    try:
+        return _plain(doc, budget)
+    except (_TooLarge, RecursionError):
+        raise LockFileError(
+            f"{display}:1:1: the lock is too large after expanding YAML aliases, or nests "
+            f"deeper than {MAX_DEPTH} levels (imagectl never writes anchors or aliases)"
+        ) from None
+
+
+def _start(doc: Any) -> str:
+    """`:line:col` of where a round-trip document starts (after any header comment)."""
+    lc = getattr(doc, "lc", None)
+    line, col = (getattr(lc, "line", None), getattr(lc, "col", None))
+    if isinstance(line, int) and isinstance(col, int):
+        return f":{line + 1}:{col + 1}"
+    return ":1:1"
 
 
 def _position(doc: Any, loc: tuple[str | int, ...], *, at_key: bool) -> tuple[int, int]:
@@ -322,13 +365,12 @@ def _key_path(loc: tuple[str | int, ...]) -> str:
 
 
 def _check_format(data: Any, doc: Any, display: str) -> None:
+    where = display + (_start(doc) if doc is not None else ":1:1")
     if not isinstance(data, dict):
-        raise LockFileError(
-            f"{display}: imagectl.lock must be a mapping with `format: 1` at the top"
-        )
+        raise LockFileError(f"{where}: imagectl.lock must be a mapping with `format: 1` at the top")
     if "format" not in data:
         raise LockFileError(
-            f"{display}: imagectl.lock has no `format`; this imagectl reads format "
+            f"{where}: imagectl.lock has no `format`; this imagectl reads format "
             f"{LOCK_FORMAT} (was the file written by imagectl?)"
         )
     value = data["format"]
@@ -400,7 +442,7 @@ def _parse_lock(raw: bytes, display: str) -> Lock:
         data = _fast_parse(text)
     except _NotCanonical:
         doc = _load_located(text, display)
-        data = _plain(doc)
+        data = _plain_bounded(doc, text, display)
     version = data.get("format") if isinstance(data, dict) else None
     if doc is None and (isinstance(version, bool) or version != LOCK_FORMAT):
         doc = _load_located(text, display)  # only to locate the format problem

@@ -99,9 +99,22 @@ def _problem_from_error(source: YamlSource, model: type[BaseModel], error: Any) 
     if loc and loc[-1] == "version" and kind in ("string_type", "literal_error"):
         given = error.get("input")
         if isinstance(given, float | int) and kind == "string_type":
+            written = _written(source, loc) or str(given)
             message = f"version must be a string, got the number {given}"
-            hint = 'quote it: version: "1.10" (unquoted 1.10 is the number 1.1)'
+            hint = f'quote it: version: "{written}"'
+            if written != str(given):
+                hint += f"; unquoted, {written} is the number {given}"
     return Problem(source.location(loc), message, format_key_path(loc), hint)
+
+
+def _written(source: YamlSource, loc: KeyPath) -> str | None:
+    """The plain scalar at `loc` exactly as written in the file (e.g. `1.10`), if known."""
+    location = source.location(loc)
+    lines = source.text.splitlines()
+    if not 0 < location.line <= len(lines) or location.col <= 0:
+        return None
+    token = lines[location.line - 1][location.col - 1 :].split("#", 1)[0].strip()
+    return token if token and token.replace(".", "").replace("_", "").isalnum() else None
 
 
 def _validate(
@@ -171,9 +184,14 @@ class _TreeLoader:
             for match in matches:
                 target = Path(match)
                 if not _inside(target, self.root_dir):
-                    self.problems.append(
-                        Problem(where, f"'{match}' is outside the repository", key_path)
-                    )
+                    shown = os.path.relpath(os.path.normpath(target), self.root_dir)
+                    message = f"'{pattern}' matches '{shown}', which is outside the repository"
+                    if not shown.startswith(".."):  # lexically inside: a symlink leads out
+                        message = (
+                            f"'{pattern}' matches '{shown}', which resolves through a "
+                            f"symlink to '{target.resolve()}', outside the repository"
+                        )
+                    self.problems.append(Problem(where, message, key_path))
                     continue
                 resolved = target.resolve()
                 if resolved in stack:

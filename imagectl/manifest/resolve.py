@@ -285,6 +285,15 @@ class _Resolver:
             self._inside[path] = found
         return found
 
+    def outside(self, what: str, given: str, path: Path) -> str:
+        """Why `path` (written as `given`) is refused: outside, or a symlink leading out."""
+        if path.is_relative_to(self.root_dir):  # lexically inside: a symlink leads out
+            return (
+                f"{what} '{given}' resolves through a symlink to "
+                f"'{os.path.realpath(path)}', outside the repository"
+            )
+        return f"{what} '{given}' is outside the repository"
+
     def is_dir(self, path: Path) -> bool:
         found = self._is_dir.get(path)
         if found is None:
@@ -315,9 +324,7 @@ class _Resolver:
         base_dir = src.path.parent
         context = Path(os.path.normpath(base_dir / image.context))
         if not self.inside(context):
-            self.problem(
-                src, (*ipath, "context"), f"context '{image.context}' is outside the repository"
-            )
+            self.problem(src, (*ipath, "context"), self.outside("context", image.context, context))
             return None, None
         if not self.is_dir(context):
             self.problem(
@@ -329,7 +336,8 @@ class _Resolver:
         dockerfile = Path(os.path.normpath(context / (image.dockerfile or "Dockerfile")))
         key = (*ipath, "dockerfile") if image.dockerfile else (*ipath, "context")
         if not self.inside(dockerfile):
-            self.problem(src, key, f"Dockerfile '{dockerfile}' is outside the repository")
+            given = image.dockerfile or display_path(dockerfile, self.root_dir)
+            self.problem(src, key, self.outside("Dockerfile", given, dockerfile))
             return context, None
         if not self.is_file(dockerfile):
             self.problem(

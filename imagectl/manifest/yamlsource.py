@@ -184,14 +184,14 @@ class _Plain:
         if self.nodes > MAX_NODES:
             raise YamlSourceError(
                 Problem(
-                    self.source.location(()),
+                    self.source.location(path),
                     f"document too large after expanding aliases (over {MAX_NODES} nodes)",
                     hint="YAML anchors/aliases must not multiply the document",
                 )
             )
         if depth > MAX_DEPTH:
             raise YamlSourceError(
-                Problem(self.source.location(()), f"nesting deeper than {MAX_DEPTH} levels")
+                Problem(self.source.location(path), f"nesting deeper than {MAX_DEPTH} levels")
             )
         if isinstance(node, dict):
             return {
