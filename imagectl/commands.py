@@ -40,6 +40,7 @@ from imagectl.output.progress import Progress, summary_counts, summary_table
 from imagectl.pipeline import compute_plan, make_client
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
+from imagectl.proc import die_of
 from imagectl.repolock import RepoLock
 
 EXIT_INTERRUPTED = 130
@@ -109,7 +110,8 @@ def _check_saved_inputs(manifest: Manifest, plan: Plan) -> None:
 
 @contextmanager
 def _graceful_stop() -> Iterator[threading.Event]:
-    """First SIGINT/SIGTERM: start no new image, let running ones finish. Second: default."""
+    """First SIGINT/SIGTERM: start no new image, let running ones finish. Second: kill the
+    builds (`proc.die_of`) and die of the signal."""
     stop = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stop
@@ -117,8 +119,7 @@ def _graceful_stop() -> Iterator[threading.Event]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
-            signal.signal(signum, signal.SIG_DFL)
-            signal.raise_signal(signum)
+            die_of(signum)  # no build may outlive imagectl
         stop.set()
         print(
             f"imagectl: {signal.Signals(signum).name}: finishing images in flight, "

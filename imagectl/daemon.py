@@ -34,6 +34,7 @@ import schedule
 from rich.console import Console
 
 from imagectl.errors import ImagectlError, UsageError
+from imagectl.proc import die_of
 
 EXIT_INTERRUPTED = 130
 
@@ -255,8 +256,7 @@ class Daemon:
 
         def handler(signum: int, frame: FrameType | None) -> None:
             if self._stop:
-                signal.signal(signum, signal.SIG_DFL)
-                signal.raise_signal(signum)
+                die_of(signum)  # no build may outlive imagectl
             self.request_stop()
             print(
                 f"imagectl daemon: {signal.Signals(signum).name}: finishing the tick in flight, "

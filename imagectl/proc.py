@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,9 @@ from typing import IO
 from imagectl.errors import ImagectlError
 
 REDACTED = "***"
+TERM_GRACE = 10.0  # seconds a timed-out program gets after SIGTERM, before SIGKILL
+_FREEZE_ROUNDS = 20
+_SETTLE = 10.0  # seconds to watch killed processes disappear
 
 
 class ExecutableNotFound(ImagectlError, FileNotFoundError):
@@ -37,7 +41,22 @@ class ExecutableNotFound(ImagectlError, FileNotFoundError):
 
 
 class CommandTimeout(ImagectlError):
-    """A command ran longer than its timeout and was killed."""
+    """A command ran longer than its timeout and was killed with everything it started.
+
+    Attributes:
+        command: the command line (redacted).
+        timeout: the limit, in seconds.
+        survivors: pids that still ran after SIGKILL (normally none).
+    """
+
+    def __init__(self, command: str, timeout: float, survivors: Sequence[int] = ()) -> None:
+        self.command = command
+        self.timeout = timeout
+        self.survivors = tuple(survivors)
+        text = f"{command}: still running after {timeout:g}s, killed"
+        if survivors:
+            text += f"; still running after SIGKILL: pid {', '.join(map(str, survivors))}"
+        super().__init__(text)
 
 
 @dataclass(frozen=True)
@@ -131,10 +150,133 @@ def _feed(stream: IO[bytes], data: bytes) -> None:
             stream.close()
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+def _stat(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name, from the state on.
+
+    Index 0 is the state (``Z``: zombie), 1 the parent pid, 19 the start time.
+    None when the process is gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2 :].split()  # the name may hold spaces and parentheses
+
+
+def _identity(pid: int) -> bytes | None:
+    """The start time of a live process (pid and start time name it uniquely); None: gone."""
+    fields = _stat(pid)
+    return fields[19] if fields and len(fields) > 19 and fields[0] != b"Z" else None
+
+
+def descendants(*pids: int) -> dict[int, bytes]:
+    """The live processes below `pids` (pid -> start time), whatever their session or group.
+
+    Container runtimes (runc, under buildah's oci isolation) start a build's RUN
+    processes in sessions of their own: killing the build's process group alone
+    would leave them running, reparented to PID 1.
+    """
+    children: dict[int, list[tuple[int, bytes]]] = {}
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            fields = _stat(entry.name) if entry.name.isdigit() else None
+            if fields and len(fields) > 19 and fields[0] != b"Z":
+                children.setdefault(int(fields[1]), []).append((int(entry.name), fields[19]))
+    found: dict[int, bytes] = {}
+    todo = list(pids)
+    while todo:
+        for child, start in children.get(todo.pop(), ()):
+            if child not in found:
+                found[child] = start
+                todo.append(child)
+    return found
+
+
+def _signal_all(tree: Mapping[int, bytes], sig: signal.Signals) -> None:
+    """Send `sig` to each process of `tree` that is still the process it was."""
+    for pid, start in tree.items():
+        if _identity(pid) == start:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _freeze(root: int, tree: dict[int, bytes]) -> None:
+    """SIGSTOP `tree` and everything below it, until no new process shows up.
+
+    A stopped process can neither fork nor exit, so once a round finds nothing new
+    the tree is complete and nothing can escape (to PID 1) before it is killed.
+    """
+    roots = {root, *tree}
+    for _ in range(_FREEZE_ROUNDS):
+        found = descendants(*roots)
+        new = {pid: start for pid, start in found.items() if tree.get(pid) != start}
+        _signal_all(new, signal.SIGSTOP)
+        tree.update(new)
+        if not new:
+            return
+        roots = set(new)
+
+
+def kill_tree(proc: subprocess.Popen[bytes], *, grace: float = 0.0) -> list[int]:
+    """End a program, its process group and every process it started; reap the program.
+
+    With `grace`, the group first gets SIGTERM and up to `grace` seconds to stop by
+    itself (a `docker build` client then asks the daemon to cancel the build). Then
+    everything left, including processes in sessions of their own and those whose
+    parent has exited meanwhile, is stopped and killed with SIGKILL.
+
+    Returns:
+        Pids of processes that still run after the kill (normally none).
+    """
+    tree = descendants(proc.pid)
+    if proc.poll() is None:
+        start = _identity(proc.pid)
+        if start is not None:
+            tree[proc.pid] = start
+    if grace > 0 and proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace)
+    _signal_group(proc.pid, signal.SIGSTOP)
+    _signal_all(tree, signal.SIGSTOP)
+    _freeze(proc.pid, tree)
+    _signal_group(proc.pid, signal.SIGKILL)
+    _signal_all(tree, signal.SIGKILL)
     proc.wait()
+    deadline = time.monotonic() + _SETTLE
+    left = [pid for pid, start in tree.items() if _identity(pid) == start]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.02)  # SIGKILL takes effect asynchronously: watch /proc until it has
+        left = [pid for pid in left if _identity(pid) == tree[pid]]
+    return left
+
+
+_RUNNING: dict[int, subprocess.Popen[bytes]] = {}  # pid -> program started by run()
+
+
+def kill_running() -> None:
+    """Kill every program that `run` started and that still runs, with all it started.
+
+    For a second SIGTERM/SIGINT: imagectl is about to die of the signal, and the
+    builds run in sessions of their own (a terminal's Ctrl-C must not reach them),
+    so without this they would run on, reparented to PID 1.
+    """
+    for proc in list(_RUNNING.values()):
+        with contextlib.suppress(OSError, ChildProcessError):
+            kill_tree(proc)
+
+
+def die_of(signum: int) -> None:
+    """Kill every running program (`kill_running`), then die of `signum` (default action)."""
+    kill_running()
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def run(
@@ -145,6 +287,7 @@ def run(
     log_path: Path | None = None,
     secrets: Sequence[str] = (),
     timeout: float | None = None,
+    grace: float = TERM_GRACE,
     input: bytes | None = None,
 ) -> ProcResult:
     """Run a program to completion and return its exit code and redacted output.
@@ -156,7 +299,9 @@ def run(
         log_path: when given, the command line and its output are appended to this
             file as they arrive (redacted).
         secrets: values that must never appear in the result or the log.
-        timeout: seconds after which the program (and its process group) is killed.
+        timeout: seconds after which the program is ended with everything it started
+            (`kill_tree`): SIGTERM to its process group, `grace` seconds, then SIGKILL.
+        grace: seconds between SIGTERM and SIGKILL when the timeout expires.
         input: bytes written to the program's stdin (default: no stdin).
 
     Returns:
@@ -164,7 +309,7 @@ def run(
 
     Raises:
         ExecutableNotFound: the program is not installed.
-        CommandTimeout: the program ran longer than `timeout`.
+        CommandTimeout: the program ran longer than `timeout` (it has been killed).
     """
     if not argv:
         raise ValueError("run() needs a program to run")
@@ -198,14 +343,20 @@ def run(
             threads.append(threading.Thread(target=_feed, args=(proc.stdin, input), daemon=True))
         for thread in threads:
             thread.start()
+        _RUNNING[proc.pid] = proc
         try:
             returncode = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            raise CommandTimeout(f"{shown}: still running after {timeout:g}s, killed") from None
+            assert timeout is not None
+            error = CommandTimeout(shown, timeout, kill_tree(proc, grace=grace))
+            if log is not None:
+                log.write(f"# {error}\n".encode())
+            raise error from None
         except BaseException:
-            _kill_group(proc)  # KeyboardInterrupt: never leave a build running behind us
+            kill_tree(proc)  # KeyboardInterrupt: never leave a build running behind us
             raise
+        finally:
+            _RUNNING.pop(proc.pid, None)
         for thread in threads:
             thread.join()
         if log is not None and returncode != 0:

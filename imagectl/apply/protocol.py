@@ -168,6 +168,7 @@ class ImageRunner:
                 SecretSpec(s.id, s.env, Path(s.file) if s.file else None) for s in image.secrets
             ),
             env=dict(self.ctx.env),
+            timeout=image.timeout,
         )
 
     def existing(self, action: Action, base_digest: str) -> str | None:

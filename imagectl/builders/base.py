@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from imagectl.durations import format_duration
 from imagectl.errors import BuildError
-from imagectl.proc import ProcResult
+from imagectl.proc import CommandTimeout, ProcResult, run
 
 _SECRET_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 _LOOPBACK = re.compile(r"^(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$")
@@ -50,6 +51,10 @@ class BuildRequest:
 
     `env` is the environment secret values are read from (`SecretSpec.env`); it is
     never passed wholesale to the build.
+
+    `timeout` bounds each command of the backend (the build, the push): when it
+    expires the command and every process it started are killed (`proc.kill_tree`)
+    and the backend raises a BuildError saying "timed out after …".
     """
 
     name: str
@@ -65,6 +70,7 @@ class BuildRequest:
     network: str | None = None
     secrets: Sequence[SecretSpec] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    timeout: float | None = None  # seconds each build or push command may run; None: no limit
 
     @property
     def dockerfile_path(self) -> Path:
@@ -218,3 +224,28 @@ def build_flags(req: BuildRequest, secret_srcs: Mapping[str, Path]) -> list[str]
         else:
             argv += ["--secret", f"id={spec.id},env={spec.env}"]
     return argv
+
+
+def run_bounded(
+    what: str,
+    req: BuildRequest,
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    secrets: Sequence[str],
+) -> ProcResult:
+    """Run one build or push command of `req` within `req.timeout`, logged to its log.
+
+    Raises:
+        BuildError: the command ran out of time; it and every process it started
+            (RUN steps included) were killed.
+    """
+    try:
+        return run(argv, env=env, log_path=req.log_path, secrets=secrets, timeout=req.timeout)
+    except CommandTimeout as exc:
+        left = f"; still running after SIGKILL: pid {', '.join(map(str, exc.survivors))}"
+        raise BuildError(
+            f"{req.name}: {what} timed out after {format_duration(exc.timeout)} and was "
+            f"killed with every process it started{left if exc.survivors else ''} "
+            f"(raise `timeout:` in the manifest if it needs longer); full log: {req.log_path}"
+        ) from None

@@ -29,6 +29,7 @@ from imagectl.builders.base import (
     check_request,
     failure,
     is_loopback_registry,
+    run_bounded,
     secret_files,
     secret_values,
 )
@@ -206,7 +207,7 @@ class BuildahBuilder:
         holder = nullcontext({}) if setup.secret_env else secret_files(req)
         with holder as srcs:
             argv = build_argv(setup, req, isolation=isolation, secret_srcs=srcs)
-            result = run(argv, env=env, log_path=req.log_path, secrets=secrets)
+            result = run_bounded("buildah build", req, argv, env=env, secrets=secrets)
         if not result.ok:
             raise failure("buildah build", req, result)
 
@@ -215,10 +216,11 @@ class BuildahBuilder:
         setup = self.detect()
         with tempfile.TemporaryDirectory(prefix="imagectl-buildah-") as tmp:
             digestfile = Path(tmp) / "digest"
-            result = run(
+            result = run_bounded(
+                f"buildah push {req.ref}",
+                req,
                 push_argv(setup, req, digestfile),
                 env=self.environ,
-                log_path=req.log_path,
                 secrets=secret_values(req),
             )
             if not result.ok:

@@ -30,6 +30,7 @@ from imagectl.builders.base import (
     check_request,
     failure,
     is_loopback_registry,
+    run_bounded,
     secret_files,
     secret_values,
 )
@@ -335,12 +336,9 @@ class DockerBuilder:
         holder = nullcontext({}) if use_env else secret_files(req)
         with holder as srcs:
             argv = build_argv(choice, req, secret_srcs=srcs, push_to=push_to)
-            return run(
-                argv,
-                env=self._env(choice, req, use_env),
-                log_path=req.log_path,
-                secrets=secret_values(req),
-            )
+            what = "docker buildx push" if push_to else "docker build"
+            env = self._env(choice, req, use_env)
+            return run_bounded(what, req, argv, env=env, secrets=secret_values(req))
 
     def build(self, req: BuildRequest) -> None:
         """See `Builder.build`."""
@@ -361,10 +359,11 @@ class DockerBuilder:
                     raise failure("docker buildx push", req, result)
                 digest = _metadata_digest(meta)
         else:
-            result = run(
+            result = run_bounded(
+                f"docker push {req.ref}",
+                req,
                 [choice.probe.binary, "push", req.ref],
                 env=self.environ,
-                log_path=req.log_path,
                 secrets=secret_values(req),
             )
             if not result.ok:

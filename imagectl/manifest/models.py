@@ -18,6 +18,7 @@ BumpName = Literal["patch", "revision"]
 BuilderName = Literal["docker", "buildah"]
 NetworkName = Literal["default", "host", "none"]
 
+DEFAULT_TIMEOUT = 3600  # seconds a build may take when no `timeout` is set
 DEFAULT_TAGS_PATCH: tuple[str, ...] = ("{version}", "{major}.{minor}", "{major}")
 DEFAULT_TAGS_REVISION: tuple[str, ...] = ("{version}", "{upstream}", "{major}.{minor}", "{major}")
 
@@ -56,6 +57,9 @@ class Settings(_Model):
     builder: BuilderName | None = Field(None, description="docker or buildah.")
     platforms: list[StrictStr] | None = Field(None, description="Target platforms.")
     network: NetworkName | None = Field(None, description="Build network for RUN steps.")
+    timeout: StrictStr | None = Field(
+        None, description='Build time limit, e.g. "90s", "45m", "1h30m" (default 1h).'
+    )
     args: dict[str, StrictStr] | None = Field(None, description="Build args (merged).")
     labels: dict[str, StrictStr] | None = Field(None, description="Extra labels (merged).")
     allow_latest: bool | None = Field(None, description="Allow the mutable `latest` tag.")
@@ -135,6 +139,7 @@ class ImageConfig:
     allow_latest: bool
     lint_ignore: tuple[str, ...]
     location: Location
+    timeout: int = DEFAULT_TIMEOUT  # seconds; the builder's processes are killed after it
 
     @property
     def repository(self) -> str:

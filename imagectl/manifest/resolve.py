@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagectl.durations import DURATION_HINT, parse_duration
 from imagectl.errors import Problem
 from imagectl.manifest.loader import LoadedFile, display_path
 from imagectl.manifest.models import (
     DEFAULT_TAGS_PATCH,
     DEFAULT_TAGS_REVISION,
+    DEFAULT_TIMEOUT,
     BaseConfig,
     FamilyModel,
     ImageConfig,
@@ -201,6 +203,13 @@ class _Resolver:
                 parse_schedule(rebuild)
             except ScheduleError as exc:
                 self.problem(rlevel.source, (*rlevel.path, "rebuild"), str(exc))
+        timeout_text, tlevel = self.setting(levels, "timeout")
+        timeout = DEFAULT_TIMEOUT if timeout_text is None else parse_duration(timeout_text)
+        if not timeout and tlevel is not None:
+            what = "is not a duration" if timeout is None else "must be at least 1s"
+            self.problem(
+                tlevel.source, (*tlevel.path, "timeout"), f"'{timeout_text}' {what}", DURATION_HINT
+            )
         platforms, plevel = self.setting(levels, "platforms")
         for index, platform in enumerate(platforms or []):
             if not PLATFORM_RE.fullmatch(platform) and plevel is not None:
@@ -252,6 +261,7 @@ class _Resolver:
             allow_latest=allow_latest,
             lint_ignore=tuple(lint.ignore) if lint else (),
             location=src.location(ipath, key=True),
+            timeout=timeout or DEFAULT_TIMEOUT,
         )
 
     def check_registry(self, registry: str, name: str, levels: Sequence[Level]) -> None:
