@@ -1,12 +1,23 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from imagectl.errors import ImagectlError
-from imagectl.proc import CommandTimeout, ExecutableNotFound, redact, run
+from imagectl.proc import (
+    CommandTimeout,
+    ExecutableNotFound,
+    ProcResult,
+    kill_running,
+    redact,
+    run,
+)
 
 PY = sys.executable
 
@@ -73,3 +84,85 @@ def test_env_and_cwd_are_passed(tmp_path: Path) -> None:
 def test_timeout_kills_and_raises() -> None:
     with pytest.raises(CommandTimeout, match=r"0\.2s"):
         run([PY, "-c", "import time; time.sleep(30)"], timeout=0.2)
+
+
+# A program that starts a helper in a session of its own (as runc does for a RUN step
+# under buildah's oci isolation), reports both pids through a FIFO, then hangs.
+TREE = """\
+import os, subprocess, sys, time
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
+                          start_new_session=True)
+with open(sys.argv[1], "w") as fifo:
+    fifo.write(f"{os.getpid()} {helper.pid}\\n")
+time.sleep(600)
+"""
+
+
+def alive(pid: int) -> bool:
+    """The process runs (not gone, not a zombie waiting to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2 :][:1] != b"Z"
+
+
+def start_tree(tmp_path: Path, **kwargs: object) -> tuple[threading.Thread, list[object], int]:
+    """run(TREE) in a thread; returns the thread, its outcome list, and the helper's pid."""
+    fifo = tmp_path / "pids"
+    os.mkfifo(fifo)
+    outcome: list[object] = []
+
+    def target() -> None:
+        try:
+            outcome.append(run([PY, "-c", TREE, str(fifo)], **kwargs))  # type: ignore[arg-type]
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    with fifo.open() as reader:  # blocks until the program has started its helper
+        program, helper = (int(word) for word in reader.read().split())
+    assert alive(program) and alive(helper)
+    assert os.getsid(helper) != os.getsid(program)  # out of the program's process group
+    return thread, outcome, helper
+
+
+def test_timeout_kills_helpers_in_other_sessions_too(tmp_path: Path) -> None:
+    log = tmp_path / "build.log"
+    thread, outcome, helper = start_tree(tmp_path, timeout=0.5, grace=0.1, log_path=log)
+    thread.join(30)
+    assert isinstance(outcome[0], CommandTimeout), outcome
+    assert outcome[0].timeout == 0.5 and outcome[0].survivors == ()
+    assert not alive(helper), "the helper in its own session outlived the timeout"
+    assert "still running after 0.5s, killed" in log.read_text()
+
+
+def test_kill_running_ends_every_program_and_its_helpers(tmp_path: Path) -> None:
+    thread, outcome, helper = start_tree(tmp_path)
+    kill_running()
+    thread.join(30)
+    result = outcome[0]
+    assert isinstance(result, ProcResult) and result.returncode == -signal.SIGKILL
+    assert not alive(helper)
+
+
+def test_die_of_kills_running_builds_then_dies_of_the_signal(tmp_path: Path) -> None:
+    """What a second SIGTERM does: no build process outlives imagectl."""
+    fifo = tmp_path / "pids"
+    script = (
+        "import sys, threading\n"
+        "from imagectl.proc import die_of, run\n"
+        f"threading.Thread(target=run, args=([sys.executable, '-c', {TREE!r}, {str(fifo)!r}],)"
+        ", daemon=True).start()\n"
+        "sys.stdin.read()\n"  # the test says when
+        "die_of(15)\n"
+    )
+    os.mkfifo(fifo)
+    proc = subprocess.Popen([PY, "-c", script], stdin=subprocess.PIPE)
+    with fifo.open() as reader:
+        program, helper = (int(word) for word in reader.read().split())
+    assert proc.stdin is not None
+    proc.stdin.close()
+    assert proc.wait(30) == -signal.SIGTERM
+    assert not alive(program) and not alive(helper)
