@@ -43,6 +43,7 @@ INSTALL_HINT = (
     "add the buildx plugin for BuildKit on docker >= 23) or use builder: buildah"
 )
 _PROBE_TIMEOUT = 60.0
+_NO_NETWORK = re.compile(r"not found|no such network", re.IGNORECASE)
 _PUSH_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 
 
@@ -72,6 +73,7 @@ class DockerProbe:
     server_api: str | None = None
     server_os: str | None = None
     daemon_error: str = ""
+    default_bridge: bool = True  # False: dockerd has no `bridge` network (--bridge=none)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,27 @@ class DockerChoice:
         if self.mode is DockerMode.BUILDX:
             mode = f"buildx {self.probe.buildx_version}"
         text = f"docker {self.probe.client_version} ({mode}) at {self.probe.binary}"
-        return f"{text}; {self.note}" if self.note else text
+        notes = [note for note in (self.note, self.bridge_note) if note]
+        return "; ".join([text, *notes])
+
+    @property
+    def builds_in_daemon(self) -> bool:
+        """Whether RUN steps run in dockerd itself (not in a buildx builder container)."""
+        return self.mode is not DockerMode.BUILDX or self.probe.buildx_driver in (None, "docker")
+
+    @property
+    def needs_host_network(self) -> bool:
+        """Whether RUN steps on the default network would fail: dockerd has no bridge."""
+        return self.builds_in_daemon and not self.probe.default_bridge
+
+    @property
+    def bridge_note(self) -> str:
+        if not self.needs_host_network:
+            return ""
+        return (
+            "dockerd has no default bridge network (--bridge=none): RUN steps of images "
+            "that set no `network:` use the host network"
+        )
 
     @property
     def multi_platform(self) -> bool:
@@ -216,6 +238,11 @@ def probe_docker(binary: str, environ: Mapping[str, str]) -> DockerProbe:
             match = re.search(r"^Driver:\s*(\S+)", inspect.stdout, re.MULTILINE)
             driver = match.group(1) if match else None
     helped = _quiet([binary, "build", "--help"], {**env, "DOCKER_BUILDKIT": "1"})
+    bridge = (
+        _quiet([binary, "network", "inspect", "--format", "{{.Name}}", "bridge"], env)
+        if server
+        else None
+    )
     return DockerProbe(
         binary=binary,
         client_version=str(client.get("Version", "?")),
@@ -227,7 +254,21 @@ def probe_docker(binary: str, environ: Mapping[str, str]) -> DockerProbe:
         server_api=str(server.get("ApiVersion", "")) if server else None,
         server_os=str(server.get("Os", "linux")) if server else None,
         daemon_error="" if server else (version.stderr if version else "timed out"),
+        default_bridge=bridge is None or bridge.ok or not _NO_NETWORK.search(bridge.output),
     )
+
+
+def build_network(choice: DockerChoice, requested: str | None) -> str | None:
+    """The ``--network`` of a build: as requested, or ``host`` where the default cannot work.
+
+    Unset and ``default`` both mean "the daemon's default network", which is its
+    bridge; a dockerd started with ``--bridge=none`` has none, and every RUN step
+    would fail with "network bridge not found". Such a daemon builds on the host
+    network (what `network: host` asks for), and `check` says so once.
+    """
+    if requested in (None, "default"):
+        return "host" if choice.needs_host_network else None
+    return requested
 
 
 def build_argv(
@@ -266,8 +307,9 @@ def build_argv(
             argv.append("--load")
         argv += ["--tag", req.ref]
     argv += ["--file", str(req.dockerfile_path)]
-    if req.network and req.network != "default":
-        argv += ["--network", req.network]
+    network = build_network(choice, req.network)
+    if network:
+        argv += ["--network", network]
     argv += build_flags(req, secret_srcs)
     argv.append(str(req.context))
     return argv

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import os
 import stat
 from pathlib import Path
@@ -167,6 +168,51 @@ def test_docker_argv_secret_file_fallback_and_buildx_load(tmp_path: Path) -> Non
     assert f"id=tok,src={tmp_path / 'tok'}" in argv
     assert argv[argv.index("--target") + 1] == "runtime"
     assert argv[argv.index("--platform") + 1] == "linux/amd64"
+
+
+NO_BRIDGE = dataclasses.replace(DEBIAN_20, default_bridge=False)
+
+
+def _network(argv: list[str]) -> str | None:
+    return argv[argv.index("--network") + 1] if "--network" in argv else None
+
+
+@pytest.mark.parametrize(
+    ("requested", "with_bridge", "without_bridge"),
+    [
+        (None, None, "host"),
+        ("default", None, "host"),
+        ("host", "host", "host"),
+        ("none", "none", "none"),
+    ],
+)
+def test_daemon_without_bridge_builds_on_the_host_network(
+    tmp_path: Path, requested: str | None, with_bridge: str | None, without_bridge: str
+) -> None:
+    req = _request(tmp_path, network=requested)
+    bridged = DockerChoice(DEBIAN_20, DockerMode.BUILDKIT)
+    bridgeless = DockerChoice(NO_BRIDGE, DockerMode.BUILDKIT)
+    assert _network(docker_mod.build_argv(bridged, req, secret_srcs={})) == with_bridge
+    assert _network(docker_mod.build_argv(bridgeless, req, secret_srcs={})) == without_bridge
+    assert "no default bridge" not in bridged.description
+    assert "no default bridge network" in bridgeless.description  # said once, by check()
+    assert "use the host network" in bridgeless.description
+
+
+def test_buildx_container_driver_does_not_need_the_daemon_bridge(tmp_path: Path) -> None:
+    container = dataclasses.replace(
+        NEW_BUILDX, buildx_driver="docker-container", default_bridge=False
+    )
+    choice = DockerChoice(container, DockerMode.BUILDX)
+    assert (
+        _network(docker_mod.build_argv(choice, _request(tmp_path, network=None), secret_srcs={}))
+        is None
+    )
+    assert choice.bridge_note == ""
+    in_daemon = DockerChoice(
+        dataclasses.replace(NEW_BUILDX, default_bridge=False), DockerMode.BUILDX
+    )
+    assert in_daemon.needs_host_network
 
 
 def test_secret_files_are_private_and_removed(tmp_path: Path) -> None:
