@@ -1,7 +1,9 @@
 """Simulated "upstream" base images: busybox FROM scratch, pushed to a loopback registry.
 
 The image holds the static busybox as ``/bin/busybox``, a symlink per applet
-(``/bin/sh``, ``/bin/cat``, …) and ``/etc/upstream-marker``. Pushing again under
+(``/bin/sh``, ``/bin/cat``, …), ``/etc/upstream-marker``, a minimal ``/etc/passwd``
+and ``/etc/group`` (root and nobody, so that ``USER 0`` and ``USER nobody`` work)
+and a world-writable ``/tmp``. Pushing again under
 the same tag with another marker gives a new digest: a vendor security update.
 
     python -m devenv.upstream 127.0.0.1:5000 upstream/busybox 1.36 v1 [--tool buildah]
@@ -25,6 +27,8 @@ from imagectl.proc import run
 
 BUSYBOX_CANDIDATES = ("/bin/busybox", "/usr/bin/busybox")
 DOCKERFILE = 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/sh"]\n'
+PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+GROUP = "root:x:0:\nnobody:x:65534:\n"
 
 
 def _busybox() -> Path:
@@ -47,6 +51,11 @@ def write_context(context: Path, marker: str) -> None:
     etc = context / "rootfs" / "etc"
     etc.mkdir()
     (etc / "upstream-marker").write_text(marker + "\n")
+    (etc / "passwd").write_text(PASSWD)
+    (etc / "group").write_text(GROUP)
+    tmp = context / "rootfs" / "tmp"
+    tmp.mkdir()
+    tmp.chmod(0o1777)
     (context / "Dockerfile").write_text(DOCKERFILE)
 
 

@@ -14,8 +14,11 @@ import json
 import os
 import secrets
 import tarfile
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -262,3 +265,130 @@ def test_buildah_multi_platform_pushes_an_index(
         f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index["manifests"]
     )
     assert platforms == ["linux/amd64", "linux/arm64"]
+
+
+def _plain_request(
+    tmp_path: Path,
+    registry: RegistryServer,
+    base: UpstreamBase,
+    repo: str,
+    dockerfile: str,
+    **kw: Any,
+) -> BuildRequest:
+    return BuildRequest(
+        name=repo.rsplit("/", 1)[-1],
+        context=_context(tmp_path, dockerfile),
+        dockerfile=Path("Dockerfile"),
+        ref=f"{registry.host}/{repo}:1.0.0",
+        log_path=tmp_path / "build.log",
+        build_args={"BASE_IMAGE": base.pinned, "NONCE": secrets.token_hex(6)},
+        labels={"org.opencontainers.image.version": "1.0.0"},
+        **kw,
+    )
+
+
+RUN_STEP = """\
+ARG BASE_IMAGE
+FROM ${BASE_IMAGE}
+ARG NONCE
+RUN echo "$NONCE" > /ran && id -u > /uid
+USER nobody
+RUN id -u > /tmp/uid-nobody && id -g > /tmp/gid-nobody
+USER 0
+RUN test "$(id -un)" = root && test "$(id -gn)" = root
+"""
+
+
+@pytest.mark.parametrize("tool", ["docker", "buildah"])
+def test_run_step_builds_without_a_network_setting(
+    tool: str,
+    builder_registry: RegistryServer,
+    upstream_base: Callable[[str], UpstreamBase],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """No `network:`: on this bridge-less dockerd, docker builds on the host network.
+
+    The same build proves the stand-in base's /etc/passwd and /etc/group: `USER nobody`
+    and `USER 0` resolve.
+    """
+    request.getfixturevalue("dockerd" if tool == "docker" else "buildah_root")
+    base = upstream_base(tool)
+    req = _plain_request(tmp_path, builder_registry, base, f"e2e/{tool}-nonet", RUN_STEP)
+    builder = get_builder(tool)
+    description = builder.check()
+    if isinstance(builder, DockerBuilder):
+        bridge = run([builder.detect().probe.binary, "network", "inspect", "bridge"])
+        assert builder.detect().probe.default_bridge is bridge.ok
+        assert ("no default bridge network" in description) is not bridge.ok
+    try:
+        builder.build(req)
+        digest = builder.push(req)
+        host, _, rest = req.ref.partition("/")
+        repo, _, tag = rest.rpartition(":")
+        assert manifest_digest(host, repo, tag) == digest
+        files = _pushed_files(host, repo, json.loads(registry_get(host, f"{repo}/manifests/{tag}")))
+        assert files["ran"].decode() == req.build_args["NONCE"] + "\n"
+        assert files["uid"].decode() == "0\n"
+        assert files["tmp/uid-nobody"].decode() == "65534\n"
+        assert files["tmp/gid-nobody"].decode() == "65534\n"
+    finally:
+        if isinstance(builder, DockerBuilder):
+            run([builder.detect().probe.binary, "image", "rm", "--force", req.ref])
+
+
+def _running(arg: str) -> list[int]:
+    """Live processes with `arg` among their arguments."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_bytes()
+        except OSError:
+            continue
+        if arg.encode() in argv and stat[stat.rfind(b")") + 2 :][:1] != b"Z":
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.parametrize("tool", ["docker", "buildah"])
+def test_timeout_kills_a_hanging_run_step_on_network_none(
+    tool: str,
+    builder_registry: RegistryServer,
+    upstream_base: Callable[[str], UpstreamBase],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    """`network: none` (buildah: oci isolation, runc puts RUN in a session of its own)."""
+    request.getfixturevalue("dockerd" if tool == "docker" else "buildah_root")
+    base = upstream_base(tool)
+    marker = f"600.{secrets.randbelow(10**9):09d}"  # `sleep 600`, unique on this machine
+    dockerfile = f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN sleep {marker}\n"
+    req = _plain_request(
+        tmp_path, builder_registry, base, f"e2e/{tool}-hang", dockerfile, network="none", timeout=15
+    )
+    builder = get_builder(tool)
+    builder.check()
+    seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:  # records whether the RUN step really ran before the timeout
+        while not done.is_set() and not seen:
+            seen.extend(_running(marker))
+            done.wait(0.1)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with pytest.raises(BuildError, match=r"timed out after 15s") as info:
+            builder.build(req)
+    finally:
+        done.set()
+        watcher.join()
+    assert seen, "the RUN step never started: raise the timeout of this test"
+    assert "killed with every process it started" in str(info.value)
+    assert str(req.log_path) in str(info.value)
+    deadline = time.monotonic() + 30
+    while _running(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)  # dockerd cancels a build asynchronously once its client is gone
+    assert _running(marker) == [], "the RUN step outlived its build"
