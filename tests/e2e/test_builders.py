@@ -15,7 +15,6 @@ import os
 import secrets
 import tarfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from imagectl.builders.docker import DockerBuilder, DockerMode
 from imagectl.errors import BuildError
 from imagectl.proc import run
 from tests.fixtures.builders import UpstreamBase, manifest_digest, registry_get
+from tests.fixtures.procs import sleep_marker, wait_gone, with_arg
 
 pytestmark = pytest.mark.e2e
 
@@ -299,21 +299,25 @@ RUN test "$(id -un)" = root && test "$(id -gn)" = root
 """
 
 
-@pytest.mark.parametrize("tool", ["docker", "buildah"])
+@pytest.fixture(params=["docker", "buildah"])
+def tool_base(
+    request: pytest.FixtureRequest, upstream_base: Callable[[str], UpstreamBase]
+) -> tuple[str, UpstreamBase]:
+    """Each builder with the stand-in base it pushed (and its daemon or storage ready)."""
+    tool = str(request.param)
+    request.getfixturevalue("dockerd" if tool == "docker" else "buildah_root")
+    return tool, upstream_base(tool)
+
+
 def test_run_step_builds_without_a_network_setting(
-    tool: str,
-    builder_registry: RegistryServer,
-    upstream_base: Callable[[str], UpstreamBase],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    tool_base: tuple[str, UpstreamBase], builder_registry: RegistryServer, tmp_path: Path
 ) -> None:
     """No `network:`: on this bridge-less dockerd, docker builds on the host network.
 
     The same build proves the stand-in base's /etc/passwd and /etc/group: `USER nobody`
     and `USER 0` resolve.
     """
-    request.getfixturevalue("dockerd" if tool == "docker" else "buildah_root")
-    base = upstream_base(tool)
+    tool, base = tool_base
     req = _plain_request(tmp_path, builder_registry, base, f"e2e/{tool}-nonet", RUN_STEP)
     builder = get_builder(tool)
     description = builder.check()
@@ -337,32 +341,12 @@ def test_run_step_builds_without_a_network_setting(
             run([builder.detect().probe.binary, "image", "rm", "--force", req.ref])
 
 
-def _running(arg: str) -> list[int]:
-    """Live processes with `arg` among their arguments."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            stat = (proc / "stat").read_bytes()
-        except OSError:
-            continue
-        if arg.encode() in argv and stat[stat.rfind(b")") + 2 :][:1] != b"Z":
-            found.append(int(proc.name))
-    return found
-
-
-@pytest.mark.parametrize("tool", ["docker", "buildah"])
 def test_timeout_kills_a_hanging_run_step_on_network_none(
-    tool: str,
-    builder_registry: RegistryServer,
-    upstream_base: Callable[[str], UpstreamBase],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
+    tool_base: tuple[str, UpstreamBase], builder_registry: RegistryServer, tmp_path: Path
 ) -> None:
     """`network: none` (buildah: oci isolation, runc puts RUN in a session of its own)."""
-    request.getfixturevalue("dockerd" if tool == "docker" else "buildah_root")
-    base = upstream_base(tool)
-    marker = f"600.{secrets.randbelow(10**9):09d}"  # `sleep 600`, unique on this machine
+    tool, base = tool_base
+    marker = sleep_marker()  # `sleep 600.<n>`: unique on this machine
     dockerfile = f"ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nRUN sleep {marker}\n"
     req = _plain_request(
         tmp_path, builder_registry, base, f"e2e/{tool}-hang", dockerfile, network="none", timeout=15
@@ -374,7 +358,7 @@ def test_timeout_kills_a_hanging_run_step_on_network_none(
 
     def watch() -> None:  # records whether the RUN step really ran before the timeout
         while not done.is_set() and not seen:
-            seen.extend(_running(marker))
+            seen.extend(with_arg(marker))
             done.wait(0.1)
 
     watcher = threading.Thread(target=watch)
@@ -388,7 +372,4 @@ def test_timeout_kills_a_hanging_run_step_on_network_none(
     assert seen, "the RUN step never started: raise the timeout of this test"
     assert "killed with every process it started" in str(info.value)
     assert str(req.log_path) in str(info.value)
-    deadline = time.monotonic() + 30
-    while _running(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)  # dockerd cancels a build asynchronously once its client is gone
-    assert _running(marker) == [], "the RUN step outlived its build"
+    assert wait_gone(marker) == [], "the RUN step outlived its build"

@@ -15,12 +15,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.fixtures.procs import processes, sleep_marker, wait_gone, wait_started, with_arg
 from tests.reliability.conftest import Gate, Repo, UpstreamFactory
 from tests.reliability.record import result
 
@@ -145,7 +145,7 @@ def test_second_signal_kills_every_build_process(
         args = ("apply", "--jobs", "1") if command == "apply" else ("daemon", "--once", "-j", "1")
         run = repo.start(*args)
         gate.wait_arrived(token)  # alpha's RUN step runs: `sleep` started, wget at the gate
-        assert processes_with(marker), "alpha's RUN step should be sleeping now"
+        assert with_arg(marker), "alpha's RUN step should be sleeping now"
         os.kill(run.pid, signal.SIGTERM)
         run.wait_output("finishing (images|the tick) in flight")
         assert builds_running(repo), "alpha's build client should be running now"
@@ -168,20 +168,8 @@ def test_second_signal_kills_every_build_process(
 
 def builds_running(repo: Repo) -> list[int]:
     """Pids of processes still building this repo's contexts (their argv names the context)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if (
-            any(arg.decode(errors="replace").startswith(str(repo.root)) for arg in argv[1:])
-            and b"build" in argv
-        ):
-            found.append(int(proc.name))
-    return found
+    root = str(repo.root).encode()
+    return processes(lambda argv: b"build" in argv and any(a.startswith(root) for a in argv[1:]))
 
 
 HANGING_DOCKERFILE = """\
@@ -192,46 +180,9 @@ COPY {name}.txt /{name}.txt
 """
 
 
-def sleep_marker() -> str:
-    """A `sleep 600.<n>` argument no other process on this machine has."""
-    return f"600.{uuid.uuid4().int % 10**9:09d}"
-
-
 def hanging_dockerfile(name: str, gate_url: str, marker: str) -> str:
     """A RUN step that starts `sleep <marker>`, then waits at the gate (and for the sleep)."""
     return HANGING_DOCKERFILE.format(name=name, gate_url=gate_url, marker=marker)
-
-
-def processes_with(arg: str) -> list[int]:
-    """Pids of live processes with `arg` among their arguments (zombies are finished)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            argv = (proc / "cmdline").read_bytes().split(b"\0")
-            stat = (proc / "stat").read_bytes()
-        except OSError:
-            continue
-        if arg.encode() in argv and stat[stat.rfind(b")") + 2 :][:1] != b"Z":
-            found.append(int(proc.name))
-    return found
-
-
-def wait_gone(arg: str, timeout: float = 30.0) -> list[int]:
-    """Watch /proc until no process has `arg` (or `timeout`); returns those left."""
-    deadline = time.monotonic() + timeout
-    while (left := processes_with(arg)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
-
-
-def wait_started(arg: str, timeout: float = 120.0) -> list[int]:
-    """Watch /proc until a process has `arg` (or `timeout`); returns those found."""
-    deadline = time.monotonic() + timeout
-    while not (found := processes_with(arg)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return found
 
 
 @pytest.mark.parametrize(
