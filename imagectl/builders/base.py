@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +25,17 @@ _SECRET_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 _LOOPBACK = re.compile(r"^(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$")
 _NETWORKS = ("default", "host", "none")
 _SECRET_FILE_LIMIT = 1 << 20  # larger files are not read back for redaction
+
+
+class Output(Enum):
+    """What a build leaves under `BuildRequest.ref`: the one decision platforms make.
+
+    Every backend asks `BuildRequest.output` and nothing else about the platforms'
+    number when it chooses its flags, its push and its preparation.
+    """
+
+    IMAGE = "image"  # one image: no platform named, or one
+    INDEX = "index"  # an image index (manifest list) of one image per platform
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,11 @@ class BuildRequest:
     secrets: Sequence[SecretSpec] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     timeout: float | None = None  # seconds each build or push command may run; None: no limit
+
+    @property
+    def output(self) -> Output:
+        """An index for several platforms, else a single image."""
+        return Output.INDEX if len(self.platforms) > 1 else Output.IMAGE
 
     @property
     def dockerfile_path(self) -> Path:

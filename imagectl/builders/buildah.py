@@ -25,6 +25,7 @@ from pathlib import Path
 
 from imagectl.builders.base import (
     BuildRequest,
+    Output,
     build_flags,
     check_request,
     failure,
@@ -87,6 +88,24 @@ def tls_verify_off(req: BuildRequest) -> bool:
     return is_loopback_registry(req.ref) or (bool(base) and is_loopback_registry(base))
 
 
+@dataclass(frozen=True)
+class BuildahOutput:
+    """How buildah writes and pushes one kind of `Output`."""
+
+    build: tuple[str, ...]  # `bud` flags naming what it writes
+    push: tuple[str, ...]  # the subcommand that pushes it
+    fresh_list: bool  # `--manifest` adds to an existing list: remove it first
+
+
+def buildah_output(req: BuildRequest) -> BuildahOutput:
+    """The flags and the push for what `req` builds (an image, or an index)."""
+    if req.output is Output.INDEX:
+        # No --layers: buildah (1.28) serves every platform of a multi-platform build
+        # from the first platform's cached layers; the list would hold one image.
+        return BuildahOutput(("--manifest", req.ref), ("manifest", "push", "--all"), True)
+    return BuildahOutput(("--layers", "--tag", req.ref), ("push",), False)
+
+
 def build_argv(
     setup: BuildahSetup,
     req: BuildRequest,
@@ -96,19 +115,11 @@ def build_argv(
 ) -> list[str]:
     """The buildah command line that builds `req` (pure; secret values never appear)."""
     argv = ["buildah", *setup.global_opts, "bud", "--format", "oci", "--isolation", isolation]
-    if len(req.platforms) <= 1:
-        # With --layers, buildah (1.28) serves every platform of a multi-platform build
-        # from the first platform's cached layers: the list would hold one image.
-        argv.append("--layers")
     if req.network and req.network != "default":
         argv += ["--network", req.network]
     if tls_verify_off(req):
         argv.append("--tls-verify=false")
-    argv += ["--file", str(req.dockerfile_path)]
-    if len(req.platforms) > 1:
-        argv += ["--manifest", req.ref]
-    else:
-        argv += ["--tag", req.ref]
+    argv += ["--file", str(req.dockerfile_path), *buildah_output(req).build]
     argv += build_flags(req, secret_srcs)
     for key, value in sorted(req.annotations.items()):
         argv += ["--annotation", f"{key}={value}"]
@@ -118,8 +129,7 @@ def build_argv(
 
 def push_argv(setup: BuildahSetup, req: BuildRequest, digestfile: Path) -> list[str]:
     """The buildah command line that pushes `req.ref` and writes its manifest digest."""
-    argv = ["buildah", *setup.global_opts]
-    argv += ["manifest", "push", "--all"] if len(req.platforms) > 1 else ["push"]
+    argv = ["buildah", *setup.global_opts, *buildah_output(req).push]
     argv += ["--digestfile", str(digestfile)]
     if tls_verify_off(req):
         argv.append("--tls-verify=false")
@@ -192,8 +202,7 @@ class BuildahBuilder:
         explicit = bool(self.environ.get("IMAGECTL_BUILDAH_ISOLATION", "").strip())
         isolation = isolation_for(setup, req.network, explicit)
         secrets = secret_values(req)
-        if len(req.platforms) > 1:
-            # --manifest adds to an existing list of that name: start from an empty one.
+        if buildah_output(req).fresh_list:
             run(
                 ["buildah", *setup.global_opts, "manifest", "rm", req.ref],
                 env=self.environ,

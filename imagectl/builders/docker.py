@@ -26,6 +26,7 @@ from typing import Any
 
 from imagectl.builders.base import (
     BuildRequest,
+    Output,
     build_flags,
     check_request,
     failure,
@@ -292,7 +293,7 @@ def build_argv(
     argv = [binary, "buildx", "build"] if mode is DockerMode.BUILDX else [binary, "build"]
     if mode is not DockerMode.CLASSIC:
         argv += ["--progress", "plain"]
-    if len(req.platforms) > 1:
+    if req.output is Output.INDEX:
         output = f"type=image,name={req.ref},push={'true' if push_to else 'false'}"
         if is_loopback_registry(req.ref):
             output += ",registry.insecure=true"
@@ -366,7 +367,7 @@ class DockerBuilder:
                 "install the buildx plugin (docker-buildx-plugin / docker-buildx) or use "
                 "builder: buildah"
             )
-        if len(req.platforms) > 1 and not choice.multi_platform:
+        if req.output is Output.INDEX and not choice.multi_platform:
             raise BuildError(
                 f"{req.name}: building for several platforms ({', '.join(req.platforms)}) "
                 f"needs docker buildx with a multi-platform driver (docker buildx create "
@@ -391,7 +392,7 @@ class DockerBuilder:
     def push(self, req: BuildRequest) -> str:
         """See `Builder.push`."""
         choice = self.detect()
-        if len(req.platforms) > 1:
+        if req.output is Output.INDEX:
             # A multi-platform image never enters the docker image store: push it from
             # the build cache, which the earlier build() filled, so nothing rebuilds.
             with tempfile.TemporaryDirectory(prefix="imagectl-buildx-") as tmp:

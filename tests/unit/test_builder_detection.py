@@ -10,7 +10,7 @@ import pytest
 from imagectl.builders import BUILDERS, BuildRequest, SecretSpec, get_builder
 from imagectl.builders import buildah as buildah_mod
 from imagectl.builders import docker as docker_mod
-from imagectl.builders.base import check_request, is_loopback_registry, secret_files
+from imagectl.builders.base import Output, check_request, is_loopback_registry, secret_files
 from imagectl.builders.docker import (
     DockerChoice,
     DockerMode,
@@ -285,3 +285,16 @@ def test_registry_of_builders() -> None:
     assert get_builder("buildah").name == "buildah"
     with pytest.raises(BuildError, match="known: buildah, docker"):
         get_builder("kaniko")
+
+
+def test_platforms_make_one_output_decision(tmp_path: Path) -> None:
+    assert _request(tmp_path, platforms=[]).output is Output.IMAGE
+    assert _request(tmp_path, platforms=["linux/arm64"]).output is Output.IMAGE
+    multi = _request(tmp_path, platforms=["linux/amd64", "linux/arm64"])
+    assert multi.output is Output.INDEX
+    assert buildah_mod.buildah_output(multi).fresh_list
+    assert not buildah_mod.buildah_output(_request(tmp_path)).fresh_list
+    container = dataclasses.replace(NEW_BUILDX, buildx_driver="docker-container")
+    argv = docker_mod.build_argv(DockerChoice(container, DockerMode.BUILDX), multi, secret_srcs={})
+    assert "--load" not in argv and "--tag" not in argv
+    assert argv[argv.index("--output") + 1].startswith(f"type=image,name={multi.ref},push=false")
