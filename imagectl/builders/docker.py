@@ -45,6 +45,7 @@ INSTALL_HINT = (
 )
 _PROBE_TIMEOUT = 60.0
 _NO_NETWORK = re.compile(r"not found|no such network", re.IGNORECASE)
+_NO_BRIDGE = re.compile(r"network bridge not found|no such network: bridge", re.IGNORECASE)
 _PUSH_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 
 
@@ -386,6 +387,13 @@ class DockerBuilder:
     def build(self, req: BuildRequest) -> None:
         """See `Builder.build`."""
         result = self._run_build(req)
+        if not result.ok and _NO_BRIDGE.search(result.output):
+            # the bridge probe said it exists (or could not tell): name the fix anyway
+            raise BuildError(
+                f"{req.name}: the docker daemon has no `bridge` network for RUN steps "
+                f"(dockerd --bridge=none); set `network: host` or `network: none` for this "
+                f"image; full log: {req.log_path}"
+            )
         if not result.ok:
             raise failure("docker build", req, result)
 

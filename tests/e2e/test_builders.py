@@ -7,6 +7,7 @@ digest the builder reported, with our labels, and the secret must be nowhere.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import io
@@ -373,3 +374,23 @@ def test_timeout_kills_a_hanging_run_step_on_network_none(
     assert "killed with every process it started" in str(info.value)
     assert str(req.log_path) in str(info.value)
     assert wait_gone(marker) == [], "the RUN step outlived its build"
+
+
+def test_a_missing_bridge_the_probe_missed_is_named_with_the_fix(
+    dockerd: str,
+    builder_registry: RegistryServer,
+    upstream_base: Callable[[str], UpstreamBase],
+    tmp_path: Path,
+) -> None:
+    """Should the probe think a bridge exists, the build error still names the fix."""
+    builder = DockerBuilder()
+    choice = builder.detect()
+    if choice.probe.default_bridge:
+        pytest.skip("this dockerd has a default bridge")
+    builder._choice = dataclasses.replace(
+        choice, probe=dataclasses.replace(choice.probe, default_bridge=True)
+    )
+    base = upstream_base("docker")
+    req = _plain_request(tmp_path, builder_registry, base, "e2e/docker-nobridge", RUN_STEP)
+    with pytest.raises(BuildError, match=r"no `bridge` network .*set `network: host`"):
+        builder.build(req)
