@@ -1,4 +1,5 @@
-"""SIGTERM and Ctrl-C during `imagectl apply`, timed by a build gate rather than by sleeping.
+"""SIGTERM, Ctrl-C and build timeouts during `imagectl apply`, timed by a build gate
+rather than by sleeping.
 
 `alpha`'s Dockerfile runs ``wget`` against the test's gate, so the test knows
 exactly when alpha is being built and decides when that build may finish.
@@ -7,7 +8,12 @@ images start in name order, so alpha is the one in flight.
 
 First signal: the image in flight finishes and is recorded, no new image starts,
 the lock is consistent and committed, exit 130. A second signal aborts; either
-way a re-run converges to the uninterrupted end state.
+way a re-run converges to the uninterrupted end state, and no build process
+(client or RUN step, reparented or not) outlives imagectl.
+
+A build that runs past its `timeout` is killed with every process it started,
+that image fails, and the other images go on. Processes are looked for in /proc
+by a `sleep 600.<n>` argument unique to the test.
 """
 
 from __future__ import annotations
