@@ -4,6 +4,11 @@ Every external program (docker, buildah, git helpers) runs through `run`: argv
 only (never a shell), output captured and optionally streamed to a log file,
 secret values replaced by ``***`` in everything returned or written. A non-zero
 exit status is data, not an exception: the caller decides what it means.
+
+Each program runs in a session of its own. When it must stop (its `timeout`, an
+exception, a second SIGTERM through `die_of`), `kill_tree` ends it together with
+every process it started, including those in other sessions (container runtimes
+put RUN steps there), so that no build outlives imagectl.
 """
 
 from __future__ import annotations
