@@ -253,7 +253,8 @@ def kill_tree(proc: subprocess.Popen[bytes], *, grace: float = 0.0) -> list[int]
     _freeze(proc.pid, tree)
     _signal_group(proc.pid, signal.SIGKILL)
     _signal_all(tree, signal.SIGKILL)
-    proc.wait()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=_SETTLE)  # a process stuck in the kernel dies when it leaves it
     deadline = time.monotonic() + _SETTLE
     left = [pid for pid, start in tree.items() if _identity(pid) == start]
     while left and time.monotonic() < deadline:
@@ -278,9 +279,13 @@ def kill_running() -> None:
 
 
 def die_of(signum: int) -> None:
-    """Kill every running program (`kill_running`), then die of `signum` (default action)."""
-    kill_running()
+    """Kill every running program (`kill_running`), then die of `signum` (default action).
+
+    The default action is restored first: should the killing hang (a process stuck in
+    the kernel), the next such signal ends imagectl at once.
+    """
     signal.signal(signum, signal.SIG_DFL)
+    kill_running()
     signal.raise_signal(signum)
 
 
