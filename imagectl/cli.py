@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -69,8 +69,16 @@ def choice(option: str, value: str, choices: type[Choice]) -> Choice:
         raise UsageError(f"{option} {value!r} is not a choice: use {listed}") from None
 
 
-def _choice_help(choices: type[StrEnum]) -> str:
-    return "|".join(str(c) for c in choices)
+def format_option(choices: type[StrEnum]) -> Any:
+    """A `--format` option: a plain string checked by `choice`, completed by the shell."""
+    names = [str(c) for c in choices]
+    return typer.Option(
+        "--format",
+        help="Output format.",
+        metavar="|".join(names),
+        show_default=True,
+        autocompletion=lambda: names,
+    )
 
 
 def _print_version(value: bool) -> None:
@@ -146,12 +154,7 @@ class GraphFormat(StrEnum):
 
 @app.command()
 def graph(
-    format_name: Annotated[
-        str,
-        typer.Option(
-            "--format", help="Output format.", metavar=_choice_help(GraphFormat), show_default=True
-        ),
-    ] = GraphFormat.tree.value,
+    format_name: Annotated[str, format_option(GraphFormat)] = GraphFormat.tree.value,
 ) -> None:
     """Show the family/base graph."""
     format = choice("--format", format_name, GraphFormat)
@@ -278,12 +281,7 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
     ] = False,
-    format_name: Annotated[
-        str,
-        typer.Option(
-            "--format", help="Output format.", metavar=_choice_help(PlanFormat), show_default=True
-        ),
-    ] = PlanFormat.table.value,
+    format_name: Annotated[str, format_option(PlanFormat)] = PlanFormat.table.value,
 ) -> None:
     """Show what apply would rebuild, and why."""
     format = choice("--format", format_name, PlanFormat)
@@ -310,7 +308,9 @@ def apply(
     ] = None,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Images built at once (default: CPUs)."),
+        typer.Option(
+            "--jobs", "-j", min=1, help="Images built at once (default: CPUs).", metavar="N"
+        ),
     ] = None,
     no_push: Annotated[bool, typer.Option("--no-push", help="Build only; push nothing.")] = False,
     no_git: Annotated[bool, typer.Option("--no-git", help="Do not commit the lock.")] = False,
@@ -320,10 +320,14 @@ def apply(
     refresh: RefreshOpt = False,
     now: NowOpt = None,
     lock_timeout: Annotated[
-        float, typer.Option("--lock-timeout", help="Seconds to wait for another apply.")
+        float,
+        typer.Option(
+            "--lock-timeout", help="Seconds to wait for another apply.", metavar="SECONDS"
+        ),
     ] = 0.0,
     author: Annotated[
-        str | None, typer.Option("--author", help='Commit author, "Name <email>".')
+        str | None,
+        typer.Option("--author", help='Commit author, "Name <email>".', metavar="AUTHOR"),
     ] = None,
 ) -> None:
     """Reconcile: plan, then build, push, verify, tag, record and commit."""
@@ -354,7 +358,7 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     now: NowOpt = None,
 ) -> None:
-    """Per image: recorded version, digest, base, age, and whether it is stale now."""
+    """Per image: version, digest, base, age, and whether it is stale."""
     from imagectl import commands
 
     commands.status_command(load(), now=parse_now(now), json_out=json_out, console=out_console())
@@ -371,12 +375,7 @@ def lint(
     hadolint: Annotated[
         bool, typer.Option("--hadolint", help="Also run hadolint and merge its findings.")
     ] = False,
-    format_name: Annotated[
-        str,
-        typer.Option(
-            "--format", help="Output format.", metavar=_choice_help(LintFormat), show_default=True
-        ),
-    ] = LintFormat.text.value,
+    format_name: Annotated[str, format_option(LintFormat)] = LintFormat.text.value,
 ) -> None:
     """Best-practice rules over the manifests and Dockerfiles."""
     format = choice("--format", format_name, LintFormat)
@@ -389,9 +388,12 @@ def lint(
 
 @app.command()
 def prune(
-    keep: Annotated[int, typer.Option("--keep", min=1, help="Newest versions kept.")] = 10,
+    keep: Annotated[
+        int, typer.Option("--keep", min=1, help="Newest versions kept.", metavar="N")
+    ] = 10,
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Only versions older than this (90d).")
+        str | None,
+        typer.Option("--older-than", help="Only versions older than this (90d).", metavar="AGE"),
     ] = None,
     apply: Annotated[bool, typer.Option("--apply", help="Delete; default is a dry run.")] = False,
     now: NowOpt = None,
@@ -435,10 +437,12 @@ def bases_update(
 
 @app.command()
 def daemon(
-    interval: Annotated[str, typer.Option("--interval", help="Time between ticks.")] = "15m",
+    interval: Annotated[
+        str, typer.Option("--interval", help="Time between ticks.", metavar="DURATION")
+    ] = "15m",
     once: Annotated[bool, typer.Option("--once", help="Run one tick and exit.")] = False,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="Images built at once.")
+        int | None, typer.Option("--jobs", "-j", min=1, help="Images built at once.", metavar="N")
     ] = None,
     git_push: Annotated[bool, typer.Option("--git-push", help="Push each commit.")] = False,
 ) -> None:
@@ -475,14 +479,19 @@ def report(exc: ImagectlError) -> None:
         github.annotate_error(str(exc))
 
 
+def render_help() -> str:
+    """The top-level `--help` text at 80 columns (what `imagectl/help.txt` holds)."""
+    command = typer.main.get_command(app)
+    with command.make_context("imagectl", [], resilient_parsing=True) as ctx:
+        ctx.terminal_width = ctx.max_content_width = 80
+        return command.get_help(ctx) + "\n"
+
+
 def main() -> None:
-    """Console-script entry point."""
-    if sys.argv[1:] == ["--version"]:  # the cheapest answer: no typer, no click
-        sys.stdout.write(f"imagectl {__version__}\n")
-        sys.exit(0)
+    """Run the command line (the console script enters through `imagectl.entry`)."""
     try:
         # with standalone_mode=False click returns the code of a `typer.Exit`
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="imagectl")
     except ImagectlError as exc:
         report(exc)
         sys.exit(exc.exit_code)
