@@ -188,7 +188,10 @@ def init(
         str | None,
         typer.Option(
             "--registry",
-            help="Push prefix HOST[:PORT]/PATH [default: 127.0.0.1:5055/<DIR name>].",
+            help=(
+                "Push prefix HOST[:PORT]/PATH [default: $IMAGECTL_DEV_REGISTRY, "
+                "else 127.0.0.1:5055, then /<DIR name>]."
+            ),
             envvar="IMAGECTL_INIT_REGISTRY",
             metavar="PREFIX",
         ),
@@ -212,7 +215,8 @@ def init(
     from imagectl.schema import schema_text
 
     files = scaffold.plan_scaffold(
-        registry=registry or scaffold.default_registry(directory),
+        registry=registry
+        or scaffold.default_registry(directory, os.environ.get("IMAGECTL_DEV_REGISTRY")),
         base=base,
         schema=schema_text(),
         workflow=workflow,

@@ -30,10 +30,14 @@ class ScaffoldFile:
     executable: bool = False
 
 
-def default_registry(target: Path) -> str:
-    """`127.0.0.1:5055/<directory name>`, the name reduced to a valid repository path."""
+def default_registry(target: Path, host: str | None = None) -> str:
+    """`<host>/<directory name>`, the name reduced to a valid repository path.
+
+    `host` defaults to the kept local environment's registry (`IMAGECTL_DEV_REGISTRY`,
+    exported by `scripts/dev.sh env`), else 127.0.0.1:5055.
+    """
     name = re.sub(r"[^a-z0-9]+", "-", target.resolve().name.lower()).strip("-") or "images"
-    return f"{DEFAULT_REGISTRY_HOST}/{name}"
+    return f"{host or DEFAULT_REGISTRY_HOST}/{name}"
 
 
 def plan_scaffold(*, registry: str, base: str, schema: str, workflow: bool) -> list[ScaffoldFile]:
