@@ -10,8 +10,8 @@
 
 The registry listens on 127.0.0.1:5055 (`IMAGECTL_DEV_PORT` or `--port` change it); when
 that port is taken, `up` picks a free one and says so. Its state lives in
-`<workdir>/env.json` (default workdir `.imagectl-run/`). Tests never use it: they
-start their own registries on free ports.
+`<workdir>/env.json` (workdir: `--workdir`, `IMAGECTL_DEV_WORKDIR`, else `.imagectl-run/`).
+The test suite never uses it: tests start their own registries on free ports.
 """
 
 from __future__ import annotations
@@ -211,7 +211,12 @@ def main(argv: list[str] | None = None) -> int:
         prog="scripts/dev.sh", description=__doc__.splitlines()[0] if __doc__ else None
     )
     parser.add_argument("command", choices=["up", "env", "status", "down"])
-    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(os.environ.get("IMAGECTL_DEV_WORKDIR") or DEFAULT_WORKDIR),
+        help="state, registry storage and logs (default $IMAGECTL_DEV_WORKDIR or .imagectl-run)",
+    )
     parser.add_argument("--port", type=int, default=None, help=f"default {DEFAULT_PORT}")
     args = parser.parse_args(argv)
     workdir: Path = args.workdir.resolve()
