@@ -45,7 +45,7 @@ def test_scaffold_files_and_substitutions() -> None:
     }
     manifest = files["imagectl.yaml"].text
     assert manifest.startswith("# yaml-language-server: $schema=schemas/imagectl.schema.json\n")
-    assert "registry: 127.0.0.1:5055/team " in manifest
+    assert "\nregistry: 127.0.0.1:5055/team\n" in manifest
     assert "ref: example.test/debian:12\n" in manifest
     assert files["images/hello/hello.sh"].executable
     assert "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n" in files["images/base/Dockerfile"].text
