@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,3 +85,37 @@ def test_dev_sh_status_env_and_down(workdir: Path) -> None:
     assert local.load(workdir) is None
     with pytest.raises(httpx.TransportError):
         httpx.get(f"{env.url}/v2/", timeout=2)
+
+
+def test_demo_keeps_the_environment_for_the_next_steps(tmp_path: Path, dockerd: str) -> None:
+    """A fresh run of the quick-start job; afterwards the README's next step works."""
+    if shutil.which("docker-registry") is None:
+        pytest.skip("docker-registry is not installed (apt-get install docker-registry)")
+    workdir = tmp_path / "run"
+    port = free_port()
+    env = {**os.environ, "IMAGECTL_DEV_PORT": str(port), "COLUMNS": "200"}
+    try:
+        demo = subprocess.run(
+            [sys.executable, "-m", "devenv.demo", "--workdir", str(workdir)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
+        assert "Plan: 0 to rebuild, 6 unchanged." in demo.stdout
+        assert f"registry http://127.0.0.1:{port}; the demo's repository is" in demo.stdout
+        status = dev_sh(workdir, "status", port=port)
+        assert status.returncode == 0 and str(workdir / "gitops") in status.stdout
+        plan = subprocess.run(
+            [sys.executable, "-m", "imagectl", "plan", "--detailed-exitcode"],
+            cwd=workdir / "gitops",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert plan.returncode == 0, plan.stdout + plan.stderr
+    finally:
+        local.down(workdir)
