@@ -1,7 +1,8 @@
 """The quick-start job: a real reconcile of `examples/` against a local registry, offline.
 
 1. ensure dockerd runs (started with --bridge=none --iptables=false when absent);
-2. start the reference registry on a free loopback port;
+2. start the reference registry on 127.0.0.1:5055, empty (another free port when
+   5055 is taken; `IMAGECTL_DEV_PORT` chooses one);
 3. publish small upstream bases (static busybox, FROM scratch) under the names
    `examples/imagectl.yaml` follows, as a vendor would;
 4. copy `examples/` into a fresh git-ops repository pointing at that registry;
@@ -9,7 +10,11 @@
    the Debian stand-in, `imagectl plan` shows exactly what is stale and
    `imagectl apply` rebuilds it; a last `imagectl plan` is empty.
 
-Usage: python -m devenv.demo [--workdir DIR] [--keep]
+dockerd and the registry keep running afterwards (the local environment of
+`scripts/dev.sh`, see devenv/local.py) so that the README's next steps work;
+`--no-keep` stops the registry at the end instead.
+
+Usage: python -m devenv.demo [--workdir DIR] [--builder docker|buildah] [--no-keep]
 """
 
 from __future__ import annotations
@@ -21,8 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from devenv.dockerd import ensure_dockerd
-from devenv.registry import start_registry
+from devenv import local
 from devenv.upstream import push_upstream_base
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,25 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=REPO / ".imagectl-run")
     parser.add_argument("--builder", choices=["docker", "buildah"], default="docker")
+    parser.add_argument(
+        "--no-keep",
+        dest="keep",
+        action="store_false",
+        help="stop the registry at the end (default: keep it for scripts/dev.sh)",
+    )
     args = parser.parse_args(argv)
     workdir: Path = args.workdir.resolve()
-    workdir.mkdir(parents=True, exist_ok=True)
 
-    banner("docker engine")
-    print(ensure_dockerd(workdir / "dockerd"))
-    banner("local registry")
-    shutil.rmtree(workdir / "registry", ignore_errors=True)  # a fresh start every run
-    registry = start_registry(workdir / "registry")
-    print(f"registry: {registry.url} (storage {registry.root})")
+    banner("docker engine and local registry (a fresh, empty registry every run)")
+    registry = local.up(workdir, fresh=True)
+    print(f"registry: {registry.url} (storage {registry.storage})")
     try:
         host = registry.host
         banner("upstream publishes its bases (busybox stand-ins, FROM scratch)")
-        for repo, tag, marker in (
-            ("upstream/debian", "bookworm-slim", "debian 12.7 build 1"),
-            ("upstream/alpine", "3.20", "alpine 3.20.3 build 1"),
-        ):
-            digest = push_upstream_base(host, repo, tag, marker)
-            print(f"{host}/{repo}:{tag} -> {digest}")
+        for line in local.publish_bases(registry):
+            print(line)
         gitops = workdir / "gitops"
         make_gitops_repo(gitops, host)
         if args.builder != "docker":
@@ -119,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         imagectl(gitops, "status")
         subprocess.run(["git", "--no-pager", "log", "--format=%h %s", "-n", "3"], cwd=gitops)
     finally:
-        registry.stop()
+        if not args.keep:
+            print("\n".join(local.down(workdir)))
+    if args.keep:
+        banner("the local environment keeps running")
+        print(f"registry {registry.url}; the demo's repository is {gitops}")
+        print(f'next: eval "$(scripts/dev.sh env)"; cd {gitops} && imagectl plan')
+        print("stop it with scripts/dev.sh down")
     return 0
 
 

@@ -88,8 +88,10 @@ def start_registry(
     verify: bool | str = True,
     http_config: str = "",
     delete_enabled: bool = True,
+    port: int | None = None,
+    detach: bool = False,
 ) -> RegistryServer:
-    """Start `docker-registry serve` on a free loopback port; wait until it answers /v2/.
+    """Start `docker-registry serve` on a loopback port; wait until it answers /v2/.
 
     Args:
         workdir: directory for the config, storage and log (created if needed).
@@ -100,23 +102,27 @@ def start_registry(
         verify: CA bundle path (or bool) used for the readiness probe over https.
         http_config: YAML lines added under ``http:``, indented by two spaces (``  tls: …``).
         delete_enabled: allow DELETE of manifests (``storage.delete.enabled``).
+        port: the port to listen on (default: a free one).
+        detach: run the registry in its own session, so that it outlives the caller
+            (the kept local environment of ``devenv.local``).
     """
     if shutil.which(REGISTRY_BINARY) is None:
         raise RuntimeError(f"{REGISTRY_BINARY} is not installed: apt-get install docker-registry")
     workdir.mkdir(parents=True, exist_ok=True)
     storage = workdir / "storage"
     storage.mkdir(exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     config = workdir / "config.yml"
     config.write_text(_config_yaml(storage, port, extra_config, http_config, delete_enabled))
     log_path = workdir / "registry.log"
-    log = log_path.open("ab")
-    proc = subprocess.Popen(
-        [REGISTRY_BINARY, "serve", str(config)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            [REGISTRY_BINARY, "serve", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
+        )
     server = RegistryServer(
         host=f"127.0.0.1:{port}",
         root=storage,

@@ -1,5 +1,5 @@
 from __future__ import annotations
 
-from imagectl.cli import main
+from imagectl.entry import main
 
 main()

@@ -1,42 +1,90 @@
-"""The command line: parse, call one function, render, exit code (DESIGN.md section 8)."""
+"""The command line: parse, call one function, render, exit code (DESIGN.md section 8).
+
+Start-up is kept cheap: this module imports only typer and the error classes;
+each command imports what it uses when it runs (docs/commands.md, "Start-up").
+"""
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 
+from imagectl import __version__
 from imagectl.errors import ImagectlError, ManifestError, UsageError
-from imagectl.manifest.loader import load_manifest
-from imagectl.manifest.models import Manifest
-from imagectl.output import github
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from imagectl.manifest.models import Manifest
 
 app = typer.Typer(
     name="imagectl",
     help="Declarative build pipeline for container images: plan and apply image families.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    rich_markup_mode=None,  # plain help: no type column (`--help -h <bool>`), no box art
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
     # logs and CI captures are wider than the 80 columns rich assumes off a terminal
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal or os.environ.get("COLUMNS") else 120
     return Console(stderr=stderr, highlight=False, width=width, soft_wrap=stderr)
 
 
-out = _console()
-err = _console(stderr=True)
+@functools.cache
+def out_console() -> Console:
+    """The console of a command's output (stdout)."""
+    return _console()
+
+
+@functools.cache
+def err_console() -> Console:
+    """The console of errors (stderr)."""
+    return _console(stderr=True)
+
+
+Choice = TypeVar("Choice", bound=StrEnum)
+
+
+def choice(option: str, value: str, choices: type[Choice]) -> Choice:
+    """`value` as a member of `choices`, or a usage error that names every choice."""
+    try:
+        return choices(value)
+    except ValueError:
+        names = [str(c) for c in choices]
+        listed = ", ".join(names[:-1]) + f" or {names[-1]}" if len(names) > 1 else names[0]
+        raise UsageError(f"{option} {value!r} is not a choice: use {listed}") from None
+
+
+def format_option(choices: type[StrEnum]) -> Any:
+    """A `--format` option: a plain string checked by `choice`, completed by the shell."""
+    names = [str(c) for c in choices]
+    return typer.Option(
+        "--format",
+        help="Output format.",
+        metavar="|".join(names),
+        show_default=True,
+        autocompletion=lambda: names,
+    )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"imagectl {__version__}\n")
+        raise typer.Exit(0)
 
 
 class State:
@@ -52,9 +100,21 @@ STATE = State()
 def _root(
     file: Annotated[
         Path,
-        typer.Option("--file", "-f", help="Root manifest file.", envvar="IMAGECTL_FILE"),
+        typer.Option(
+            "--file", "-f", help="Root manifest file.", envvar="IMAGECTL_FILE", metavar="PATH"
+        ),
     ] = Path("imagectl.yaml"),
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_print_version,
+            is_eager=True,
+        ),
+    ] = False,
 ) -> None:
+    """Declarative build pipeline for container images: plan and apply image families."""
     STATE.file = file
 
 
@@ -68,6 +128,8 @@ def load(*, lock: bool = True) -> Manifest:
         from imagectl.lockfile import read_lock
 
         read_lock(Path(os.path.abspath(STATE.file)).parent / "imagectl.lock")
+    from imagectl.manifest.loader import load_manifest
+
     return load_manifest(STATE.file)
 
 
@@ -76,7 +138,7 @@ def validate() -> None:
     """Load and check every manifest file offline."""
     manifest = load(lock=False)
     count = len(manifest.images)
-    out.print(
+    out_console().print(
         f"{STATE.file}: ok: {count} image{'s' if count != 1 else ''}, "
         f"{len(manifest.bases)} external base{'s' if len(manifest.bases) != 1 else ''}, "
         f"{len(manifest.files)} file{'s' if len(manifest.files) != 1 else ''}"
@@ -92,16 +154,15 @@ class GraphFormat(StrEnum):
 
 @app.command()
 def graph(
-    format: Annotated[GraphFormat, typer.Option("--format", help="Output format.")] = (
-        GraphFormat.tree
-    ),
+    format_name: Annotated[str, format_option(GraphFormat)] = GraphFormat.tree.value,
 ) -> None:
     """Show the family/base graph."""
+    format = choice("--format", format_name, GraphFormat)
     from imagectl.output import graph as render
 
     manifest = load(lock=False)
     if format is GraphFormat.tree:
-        out.print(render.render_tree(manifest))
+        out_console().print(render.render_tree(manifest))
     elif format is GraphFormat.mermaid:
         sys.stdout.write(render.render_mermaid(manifest))
     elif format is GraphFormat.dot:
@@ -116,6 +177,66 @@ def schema() -> None:
     from imagectl.schema import schema_text
 
     sys.stdout.write(schema_text())
+
+
+@app.command()
+def init(
+    directory: Annotated[
+        Path, typer.Argument(help="Where to create the repository.", metavar="DIR")
+    ] = Path("."),
+    registry: Annotated[
+        str | None,
+        typer.Option(
+            "--registry",
+            help=(
+                "Push prefix HOST[:PORT]/PATH [default: $IMAGECTL_DEV_REGISTRY, "
+                "else 127.0.0.1:5055, then /<DIR name>]."
+            ),
+            envvar="IMAGECTL_INIT_REGISTRY",
+            metavar="PREFIX",
+        ),
+    ] = None,
+    base: Annotated[
+        str,
+        typer.Option(
+            "--base",
+            help="The external base image the family builds on.",
+            envvar="IMAGECTL_INIT_BASE",
+            metavar="REF",
+        ),
+    ] = "docker.io/library/debian:bookworm-slim",
+    workflow: Annotated[
+        bool,
+        typer.Option("--workflow", help="Also write a nightly GitHub Actions reconcile."),
+    ] = False,
+) -> None:
+    """Scaffold a git-ops repository; never overwrites a file."""
+    from imagectl import init as scaffold
+    from imagectl.schema import schema_text
+
+    files = scaffold.plan_scaffold(
+        registry=registry
+        or scaffold.default_registry(directory, os.environ.get("IMAGECTL_DEV_REGISTRY")),
+        base=base,
+        schema=schema_text(),
+        workflow=workflow,
+    )
+    scaffold.write_scaffold(directory, files)
+    ran_git = scaffold.git_init(directory)
+    console = out_console()
+    for item in files:
+        console.print(f"created {directory / item.path}")
+    if ran_git:
+        console.print(f"initialised a git repository in {directory}")
+    console.print("next steps:")
+    for step in (
+        f"cd {directory}",
+        "git add -A && git commit -m 'imagectl init'",
+        "imagectl validate",
+        "imagectl plan",
+        "imagectl apply",
+    ):
+        console.print(f"  {step}")
 
 
 class PlanFormat(StrEnum):
@@ -136,22 +257,27 @@ def parse_now(text: str | None) -> datetime:
 
 
 ForceOpt = Annotated[
-    list[str] | None, typer.Option("--force", help="Rebuild this image (repeatable).")
+    list[str] | None,
+    typer.Option("--force", help="Rebuild this image (repeatable).", metavar="IMAGE"),
 ]
 OnlyOpt = Annotated[
     list[str] | None,
-    typer.Option("--only", help="Only this image and what it needs (repeatable)."),
+    typer.Option("--only", help="Only this image and what it needs (repeatable).", metavar="IMAGE"),
 ]
 RefreshOpt = Annotated[
     bool, typer.Option("--refresh", help="Recover state from the registry, not just the lock.")
 ]
-NowOpt = Annotated[str | None, typer.Option("--now", help="Plan as of this UTC time.")]
+NowOpt = Annotated[
+    str | None, typer.Option("--now", help="Plan as of this UTC time.", metavar="TIMESTAMP")
+]
 
 
 @app.command()
 def plan(
     json_out: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
-    out: Annotated[Path | None, typer.Option("--out", help="Save the plan for apply.")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Save the plan for apply.", metavar="FILE")
+    ] = None,
     refresh: RefreshOpt = False,
     force: ForceOpt = None,
     only: OnlyOpt = None,
@@ -159,11 +285,10 @@ def plan(
     detailed_exitcode: Annotated[
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
     ] = False,
-    format: Annotated[PlanFormat, typer.Option("--format", help="Output format.")] = (
-        PlanFormat.table
-    ),
+    format_name: Annotated[str, format_option(PlanFormat)] = PlanFormat.table.value,
 ) -> None:
     """Show what apply would rebuild, and why."""
+    format = choice("--format", format_name, PlanFormat)
     from imagectl import commands
 
     code = commands.plan_command(
@@ -187,7 +312,9 @@ def apply(
     ] = None,
     jobs: Annotated[
         int | None,
-        typer.Option("--jobs", "-j", min=1, help="Images built at once (default: CPUs)."),
+        typer.Option(
+            "--jobs", "-j", min=1, help="Images built at once (default: CPUs).", metavar="N"
+        ),
     ] = None,
     no_push: Annotated[bool, typer.Option("--no-push", help="Build only; push nothing.")] = False,
     no_git: Annotated[bool, typer.Option("--no-git", help="Do not commit the lock.")] = False,
@@ -197,10 +324,14 @@ def apply(
     refresh: RefreshOpt = False,
     now: NowOpt = None,
     lock_timeout: Annotated[
-        float, typer.Option("--lock-timeout", help="Seconds to wait for another apply.")
+        float,
+        typer.Option(
+            "--lock-timeout", help="Seconds to wait for another apply.", metavar="SECONDS"
+        ),
     ] = 0.0,
     author: Annotated[
-        str | None, typer.Option("--author", help='Commit author, "Name <email>".')
+        str | None,
+        typer.Option("--author", help='Commit author, "Name <email>".', metavar="AUTHOR"),
     ] = None,
 ) -> None:
     """Reconcile: plan, then build, push, verify, tag, record and commit."""
@@ -231,7 +362,7 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     now: NowOpt = None,
 ) -> None:
-    """Per image: recorded version, digest, base, age, and whether it is stale now."""
+    """Per image: version, digest, base, age, and whether it is stale."""
     from imagectl import commands
 
     commands.status_command(load(), now=parse_now(now), json_out=json_out, console=out_console())
@@ -248,11 +379,10 @@ def lint(
     hadolint: Annotated[
         bool, typer.Option("--hadolint", help="Also run hadolint and merge its findings.")
     ] = False,
-    format: Annotated[LintFormat, typer.Option("--format", help="Output format.")] = (
-        LintFormat.text
-    ),
+    format_name: Annotated[str, format_option(LintFormat)] = LintFormat.text.value,
 ) -> None:
     """Best-practice rules over the manifests and Dockerfiles."""
+    format = choice("--format", format_name, LintFormat)
     from imagectl.lint import lint_command
 
     raise typer.Exit(
@@ -262,9 +392,12 @@ def lint(
 
 @app.command()
 def prune(
-    keep: Annotated[int, typer.Option("--keep", min=1, help="Newest versions kept.")] = 10,
+    keep: Annotated[
+        int, typer.Option("--keep", min=1, help="Newest versions kept.", metavar="N")
+    ] = 10,
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Only versions older than this (90d).")
+        str | None,
+        typer.Option("--older-than", help="Only versions older than this (90d).", metavar="AGE"),
     ] = None,
     apply: Annotated[bool, typer.Option("--apply", help="Delete; default is a dry run.")] = False,
     now: NowOpt = None,
@@ -308,10 +441,12 @@ def bases_update(
 
 @app.command()
 def daemon(
-    interval: Annotated[str, typer.Option("--interval", help="Time between ticks.")] = "15m",
+    interval: Annotated[
+        str, typer.Option("--interval", help="Time between ticks.", metavar="DURATION")
+    ] = "15m",
     once: Annotated[bool, typer.Option("--once", help="Run one tick and exit.")] = False,
     jobs: Annotated[
-        int | None, typer.Option("--jobs", "-j", min=1, help="Images built at once.")
+        int | None, typer.Option("--jobs", "-j", min=1, help="Images built at once.", metavar="N")
     ] = None,
     git_push: Annotated[bool, typer.Option("--git-push", help="Push each commit.")] = False,
 ) -> None:
@@ -330,12 +465,13 @@ def daemon(
     )
 
 
-def out_console() -> Console:
-    return out
-
-
 def report(exc: ImagectlError) -> None:
     """Print an expected error cleanly (and as annotations under GitHub Actions)."""
+    from rich.markup import escape
+
+    from imagectl.output import github
+
+    err = err_console()
     if isinstance(exc, ManifestError):
         for problem in exc.problems:
             err.print(f"[red]error[/red]: {escape(str(problem))}", markup=True, highlight=False)
@@ -347,21 +483,29 @@ def report(exc: ImagectlError) -> None:
         github.annotate_error(str(exc))
 
 
+def render_help() -> str:
+    """The top-level `--help` text at 80 columns (what `imagectl/help.txt` holds)."""
+    command = typer.main.get_command(app)
+    with command.make_context("imagectl", [], resilient_parsing=True) as ctx:
+        ctx.terminal_width = ctx.max_content_width = 80
+        return command.get_help(ctx) + "\n"
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Run the command line (the console script enters through `imagectl.entry`)."""
     try:
         # with standalone_mode=False click returns the code of a `typer.Exit`
-        code = app(standalone_mode=False)
+        code = app(standalone_mode=False, prog_name="imagectl")
     except ImagectlError as exc:
         report(exc)
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except typer.Abort:
-        err.print("aborted")
+        err_console().print("aborted")
         sys.exit(130)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        err_console().print("interrupted")
         sys.exit(130)
     except Exception as exc:
         # click's usage errors (typer vendors click; its classes are not public API)

@@ -12,19 +12,11 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
 
-from imagectl import gitops
-from imagectl.apply.engine import (
-    ApplyOptions,
-    ApplyResult,
-    apply_plan,
-    commit_pending,
-    state_dir,
-)
 from imagectl.errors import PlanError, UsageError
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
 from imagectl.manifest.models import Manifest
@@ -36,12 +28,12 @@ from imagectl.output.plan_view import (
     plan_table,
     summary_line,
 )
-from imagectl.output.progress import Progress, summary_counts, summary_table
 from imagectl.pipeline import compute_plan, make_client
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
-from imagectl.proc import die_of
-from imagectl.repolock import RepoLock
+
+if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
+    from imagectl.apply.engine import ApplyResult
 
 EXIT_INTERRUPTED = 130
 
@@ -119,6 +111,8 @@ def _graceful_stop() -> Iterator[threading.Event]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.is_set():
+            from imagectl.proc import die_of
+
             die_of(signum)  # no build may outlive imagectl
         stop.set()
         print(
@@ -153,6 +147,10 @@ def apply_command(
     console: Console,
 ) -> int:
     """Plan (or load a saved plan) and apply it under the repository lock."""
+    from imagectl.apply.engine import ApplyOptions, apply_plan, commit_pending, state_dir
+    from imagectl.output.progress import Progress
+    from imagectl.repolock import RepoLock
+
     read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
     with RepoLock(state_dir(manifest) / "apply.lck", timeout=lock_timeout), make_client() as client:
         if plan_file is not None:
@@ -196,6 +194,8 @@ def _record_recovered(
     A lost lock (or one behind the registry, e.g. after builds on other runners)
     is restored from the images' labels, and committed like any apply's record.
     """
+    from imagectl import gitops
+
     lock = read_lock(manifest.lock_path) or Lock()
     recovered: list[str] = []
     for name, state in sorted(observed.built.items()):
@@ -230,6 +230,8 @@ def _record_recovered(
 
 
 def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:
+    from imagectl.output.progress import summary_counts, summary_table
+
     for name, mode in sorted(result.builder_modes.items()):
         console.print(f"builder {name}: {mode}")
     console.print(summary_table(plan.actions, result.outcomes))

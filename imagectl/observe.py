@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from imagectl import gitops
 from imagectl.errors import RegistryError
+from imagectl.gitrev import head_revision_at
 from imagectl.inputs import ContextHasher, inputs_digest
 from imagectl.labels import LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_INPUTS
 from imagectl.lockfile import Lock, read_lock
@@ -223,8 +223,7 @@ def observe(
             built, missing = refresh_images(client, manifest.images.values(), built, workers)
         inputs = image_inputs(manifest)
         base_digests = bases_future.result()
-    worktree = gitops.find_worktree(manifest.root_dir)
-    revision = gitops.head_revision(worktree) if worktree else None
+    revision = head_revision_at(manifest.root_dir)
     return Observed(
         base_digests=base_digests,
         built=built,

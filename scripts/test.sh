@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up, then run the whole suite: ruff, mypy (strict) and pytest
-# (unit, integration on a real registry and git, e2e on real dockerd and buildah).
+# Set everything up, then run what CI runs: ruff, mypy (strict), the documentation site
+# (mkdocs --strict: a broken link fails) and pytest (unit, integration on a real registry
+# and git, e2e on real dockerd and buildah).  A kept local environment (scripts/dev.sh)
+# plays no part: tests start their own registries on free ports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,5 +11,9 @@ echo "== ruff"
 .venv/bin/ruff format --check imagectl tests devenv bench
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== docs (mkdocs build --strict)"
+site=$(mktemp -d)
+trap 'rm -rf "$site"' EXIT
+NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet --site-dir "$site"
 echo "== pytest"
 .venv/bin/pytest -q "$@"
