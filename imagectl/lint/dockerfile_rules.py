@@ -229,6 +229,11 @@ def secret_name(name: str) -> bool:
     return bool(_SECRET_WORDS.intersection(words) or _SECRET_PAIRS & pairs)
 
 
+def looks_secret(name: str, value: str) -> bool:
+    """True when a variable's name or its value looks like a secret (IC207)."""
+    return secret_name(name) or _SECRET_VALUE_RE.search(value) is not None
+
+
 def _secret_rules(target: DockerfileTarget, instruction: Instruction) -> list[Finding]:
     words = instruction.words
     if instruction.keyword == "ENV" and words and "=" not in words[0]:
@@ -236,7 +241,7 @@ def _secret_rules(target: DockerfileTarget, instruction: Instruction) -> list[Fi
     else:
         pairs = [(w.partition("=")[0], w.partition("=")[2]) for w in words]
     for name, value in pairs:
-        if secret_name(name) or _SECRET_VALUE_RE.search(value):
+        if looks_secret(name, value):
             message = (
                 f"{instruction.keyword} {name}: a secret in {instruction.keyword} "
                 "stays in the image and its history"

@@ -397,22 +397,7 @@ LINT_CASES = {
 }
 
 
-LINT_BUG = (
-    "imagectl/lint has no rule over the manifest's `args:`: IC207 looks at Dockerfile "
-    "ENV/ARG/LABEL only, so `args: {PASSWORD: …}` without `ARG PASSWORD` passes lint, and "
-    "the value is on the docker command line (ps, .imagectl/logs)"
-)
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=LINT_BUG))
-        if c == "build arg in the manifest only"
-        else c
-        for c in sorted(LINT_CASES)
-    ],
-)
+@pytest.mark.parametrize("case", sorted(LINT_CASES))
 def test_lint_refuses_secrets_in_build_args_and_env(case: str, tmp_path: Path) -> None:
     args, dockerfile = LINT_CASES[case]
     root = tmp_path / "repo"

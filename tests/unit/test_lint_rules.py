@@ -167,6 +167,9 @@ def manifest_ids(tmp: Path, debian: str = "debian:12", app_from: str = "base", *
         ({}, "IC104", False),
         ({"extra": ", lint: {ignore: [IC999]}"}, "IC100", True),
         ({"extra": ", lint: {ignore: [DL3008, ic203]}"}, "IC100", False),
+        ({"extra": ', args: {DB_PASSWORD: "hunter2"}'}, "IC207", True),
+        ({"extra": ', args: {CONFIG: "AKIAABCDEFGHIJKLMNOP"}'}, "IC207", True),
+        ({"extra": ', args: {DB_PASSWORD_FILE: "/run/secrets/db"}'}, "IC207", False),
     ],
 )
 def test_manifest_rule(tmp_path: Path, kwargs: dict[str, str], rule: str, fires: Any) -> None:
@@ -181,6 +184,32 @@ def test_manifest_findings_point_at_the_line_to_change(tmp_path: Path) -> None:
         ("IC102", "imagectl.yaml", 10),  # the literal from:
         ("IC104", "imagectl.yaml", 10),
     ]
+
+
+def test_a_secret_build_arg_is_located_where_it_is_written_and_never_quoted(
+    tmp_path: Path,
+) -> None:
+    text = """\
+    version: 1
+    registry: r.example/acme
+    bases: {debian: {ref: "debian:12"}}
+    defaults:
+      args: {NPM_TOKEN: "canary-defaults-77"}
+    families:
+      f:
+        from: debian
+        args:
+          API_KEY: "canary-family-88"
+        images:
+          a: {context: a, version: "1.0"}
+    """
+    manifest = repo(tmp_path, text, {"a": GOOD})
+    findings = lint_manifest(manifest)
+    assert [(f.rule, f.file, f.line) for f in findings] == [
+        ("IC207", "imagectl.yaml", 5),
+        ("IC207", "imagectl.yaml", 10),
+    ]
+    assert not any("canary" in f.message for f in findings)
 
 
 def test_family_without_a_base_warns_about_the_odd_one_out(tmp_path: Path) -> None:
