@@ -10,6 +10,9 @@ base) plants three canaries:
 - a BuildKit build secret (``secrets: [{id: tok, env: TOK}]``), which one RUN step
   prints on purpose, and which a second image prints just before failing, so the
   failure's log tail carries it;
+- a multi-line PEM-like file secret (``{id: key, file: …}``) whose last base64 line
+  is 5 characters long, printed the same two ways: BuildKit prints it line by line,
+  so each of its lines of 4+ characters must be redacted on its own;
 - a password in the git-ops repository's ``origin`` URL.
 
 Then every place a secret could land is read back: stdout and stderr of validate,
@@ -65,14 +68,17 @@ ARG BASE_IMAGE
 FROM ${{BASE_IMAGE}}
 RUN --mount=type=secret,id=tok echo "{run}: secret is [$(cat /run/secrets/tok)]" \\
  && sha256sum /run/secrets/tok | cut -d' ' -f1 > /tok.sha256
+RUN --mount=type=secret,id=key cat /run/secrets/key \\
+ && sha256sum /run/secrets/key | cut -d' ' -f1 > /key.sha256
 COPY app.txt /app.txt
 USER 10001
 """
 BROKEN_DOCKERFILE = """\
 ARG BASE_IMAGE
 FROM ${{BASE_IMAGE}}
+RUN --mount=type=secret,id=key cat /run/secrets/key
 RUN --mount=type=secret,id=tok echo "{run}: about to fail with [$(cat /run/secrets/tok)]" \\
- && exit 3
+ && cat /run/secrets/key && exit 3
 """
 
 
@@ -119,6 +125,7 @@ class Story:
     root: Path
     namespace: str
     token: str  # the build secret
+    pem: str  # the multi-line file secret
     password: str
     basic: str  # base64 of user:password, as sent in the Authorization header
     remote_password: str
@@ -128,6 +135,18 @@ class Story:
     labels: dict[str, str]
     token_digest_in_image: str | None
     lock: str
+    pem_digest_in_image: str | None = None
+
+
+def pem_canary() -> str:
+    """A PEM-like key: two long base64 lines, then a short one (5 characters)."""
+    body = base64.b64encode(uuid.uuid4().bytes * 3).decode()
+    tail = uuid.uuid4().hex[:4] + "="
+    return (
+        "-----BEGIN CANARY PRIVATE KEY-----\n"
+        f"{body}\n{body[::-1]}\n{tail}\n"
+        "-----END CANARY PRIVATE KEY-----\n"
+    )
 
 
 def _layers(http: httpx.Client, repository: str, tag: str, places: Places) -> Iterator[bytes]:
@@ -183,6 +202,9 @@ def story(
     run_id = uuid.uuid4().hex[:10]
     namespace = f"sec-{run_id}"
     token = f"tok-canary-{uuid.uuid4().hex}"
+    pem = pem_canary()
+    pem_file = work / "canary.pem"
+    pem_file.write_text(pem)
     remote_password = f"remote-canary-{uuid.uuid4().hex}"
     wrong_password = f"wrong-canary-{uuid.uuid4().hex}"
     host = auth_registry.server.host
@@ -211,11 +233,11 @@ families:
       app:
         context: app
         version: "1.0"
-        secrets: [{{id: tok, env: TOK}}]
+        secrets: [{{id: tok, env: TOK}}, {{id: key, file: "{pem_file}"}}]
       broken:
         context: broken
         version: "1.0"
-        secrets: [{{id: tok, env: TOK}}]
+        secrets: [{{id: tok, env: TOK}}, {{id: key, file: "{pem_file}"}}]
 """
     )
     git_env = {**os.environ, **GIT_ENV}
@@ -265,7 +287,7 @@ families:
     places.add("git log -p", history.stdout)
 
     labels: dict[str, str] = {}
-    token_digest = None
+    token_digest = pem_digest = None
     with auth_registry.http() as http:
         repository = f"{namespace}/app"
         tags = http.get(f"/v2/{repository}/tags/list")
@@ -277,6 +299,9 @@ families:
                 found = _file_in_tar(blob, "tok.sha256")
                 if found is not None:
                     token_digest = found.decode().strip()
+                found = _file_in_tar(blob, "key.sha256")
+                if found is not None:
+                    pem_digest = found.decode().strip()
         for what in (["image", "inspect"], ["history", "--no-trunc"]):
             local = subprocess.run(
                 ["docker", *what, f"{host}/{repository}:1.0.0"], capture_output=True
@@ -287,6 +312,7 @@ families:
         root=root,
         namespace=namespace,
         token=token,
+        pem=pem,
         password=password,
         basic=basic,
         remote_password=remote_password,
@@ -296,6 +322,7 @@ families:
         labels=labels,
         token_digest_in_image=token_digest,
         lock=lock,
+        pem_digest_in_image=pem_digest,
     )
 
 
@@ -365,6 +392,28 @@ def test_build_secret_never_leaks(story: Story) -> None:
         rec.observed = (
             f"reached the build (sha256 in the image); shown as *** in the log and the "
             f"failure's tail; absent from all {rec.count} places"
+        )
+
+
+def test_multiline_file_secret_never_leaks_not_even_its_short_last_line(story: Story) -> None:
+    injected = (
+        "a PEM-like file secret (5 lines, the last base64 line 5 characters) printed by a "
+        "RUN step line by line, and again before a RUN fails"
+    )
+    with result("security", "multi-line file secret", injected) as rec:
+        expected = hashlib.sha256(story.pem.encode()).hexdigest()
+        assert story.pem_digest_in_image == expected, "the file secret did not reach the build"
+        lines = [line for line in story.pem.splitlines() if len(line) >= 4]
+        short = story.pem.splitlines()[-2]
+        assert len(short) == 5
+        logs = sorted((story.root / ".imagectl" / "logs").rglob("*.log"))
+        assert "***" in "".join(p.read_text() for p in logs)
+        leaks = {line: story.places.containing(line) for line in lines}
+        rec.count = len(story.places.found)
+        assert not any(leaks.values()), leaks
+        rec.observed = (
+            f"reached the build (sha256 in the image); each of its {len(lines)} lines, the "
+            f"5-character one too, absent from all {rec.count} places"
         )
 
 
