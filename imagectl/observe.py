@@ -38,7 +38,7 @@ def image_inputs(manifest: Manifest, hasher: ContextHasher | None = None) -> dic
 
 def image_inputs_one(image: ImageConfig, hasher: ContextHasher) -> str:
     """The inputs digest of one image: context files, Dockerfile and build parameters."""
-    context = hasher.context_digest(image.context, image.dockerfile)
+    context = hasher.context_digest(image.context, image.dockerfile, image.builder)
     return inputs_digest(
         context,
         {

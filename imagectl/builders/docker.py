@@ -32,6 +32,7 @@ from imagectl.builders.base import (
     is_loopback_registry,
     secret_files,
     secret_values,
+    staged,
 )
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
@@ -333,8 +334,8 @@ class DockerBuilder:
         use_env = choice.secret_env
         holder: AbstractContextManager[dict[str, Path]]
         holder = nullcontext({}) if use_env else secret_files(req)
-        with holder as srcs:
-            argv = build_argv(choice, req, secret_srcs=srcs, push_to=push_to)
+        with holder as srcs, staged(req, self.name) as sent:
+            argv = build_argv(choice, sent, secret_srcs=srcs, push_to=push_to)
             return run(
                 argv,
                 env=self._env(choice, req, use_env),
