@@ -98,7 +98,8 @@ def plan_command(
 
 
 def _check_saved_inputs(manifest: Manifest, plan: Plan) -> None:
-    current = image_inputs(manifest)
+    frontends = {a.image: a.frontend for a in plan.actions if a.frontend is not None}
+    current = image_inputs(manifest, frontends=frontends)  # the saved plan pinned them
     changed = [a.image for a in plan.actions if current.get(a.image) != a.inputs]
     if changed:
         raise PlanError(

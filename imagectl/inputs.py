@@ -184,6 +184,19 @@ class ContextHasher:
                 context_dir, self._ignore_rules(context_dir, dockerfile_path, builder)
             )
 
+    def ignore_rules(
+        self, context: Path, dockerfile: Path, builder: str = DEFAULT_BUILDER
+    ) -> IgnoreRules:
+        """The ignore rules `builder` applies to this context (empty when it has none).
+
+        Raises:
+            ImagectlError: the context or the ignore file cannot be read.
+            ManifestError: the ignore file has a malformed pattern.
+        """
+        context_dir, dockerfile_path = self._paths(context, dockerfile)
+        with self._mutex:
+            return self._ignore_rules(context_dir, dockerfile_path, builder)
+
     def _paths(self, context: Path, dockerfile: Path) -> tuple[str, str]:
         context_dir = os.path.join(self.root, context)  # an absolute context stays as is
         dockerfile_path = os.path.abspath(os.path.join(context_dir, dockerfile))

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 
 from imagectl import gitops
 from imagectl.errors import RegistryError
+from imagectl.frontend import resolve_frontends
 from imagectl.inputs import ContextHasher, inputs_digest
 from imagectl.labels import LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_INPUTS
 from imagectl.lockfile import Lock, read_lock
@@ -30,25 +31,36 @@ _BUILT_VERSION = {
 }
 
 
-def image_inputs(manifest: Manifest, hasher: ContextHasher | None = None) -> dict[str, str]:
-    """The inputs digest of every image (each distinct context hashed once)."""
+def image_inputs(
+    manifest: Manifest,
+    hasher: ContextHasher | None = None,
+    frontends: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The inputs digest of every image (each distinct context hashed once).
+
+    `frontends` maps an image to its pinned ``# syntax=`` frontend (`resolve_frontends`).
+    """
     hasher = hasher or ContextHasher(manifest.root_dir)
-    return {name: image_inputs_one(image, hasher) for name, image in manifest.images.items()}
+    frontends = frontends or {}
+    return {
+        name: image_inputs_one(image, hasher, frontends.get(name))
+        for name, image in manifest.images.items()
+    }
 
 
-def image_inputs_one(image: ImageConfig, hasher: ContextHasher) -> str:
+def image_inputs_one(image: ImageConfig, hasher: ContextHasher, frontend: str | None = None) -> str:
     """The inputs digest of one image: context files, Dockerfile and build parameters."""
     context = hasher.context_digest(image.context, image.dockerfile, image.builder)
-    return inputs_digest(
-        context,
-        {
-            "args": dict(image.args),
-            "target": image.target,
-            "platforms": list(image.platforms),
-            "labels": dict(image.labels),
-            "secrets": sorted(s.id for s in image.secrets),
-        },
-    )
+    params: dict[str, object] = {
+        "args": dict(image.args),
+        "target": image.target,
+        "platforms": list(image.platforms),
+        "labels": dict(image.labels),
+        "secrets": sorted(s.id for s in image.secrets),
+    }
+    if frontend is not None:  # only then: digests of images without one stay as they were
+        params["frontend"] = frontend
+    return inputs_digest(context, params)
 
 
 def used_bases(manifest: Manifest) -> dict[str, str]:
@@ -221,7 +233,8 @@ def observe(
         bases_future = pool.submit(resolve_bases, manifest, client)
         if refresh or lock is None:
             built, missing = refresh_images(client, manifest.images.values(), built, workers)
-        inputs = image_inputs(manifest)
+        frontends = resolve_frontends(manifest.images.values(), manifest.root_dir, client)
+        inputs = image_inputs(manifest, frontends=frontends)
         base_digests = bases_future.result()
     worktree = gitops.find_worktree(manifest.root_dir)
     revision = gitops.head_revision(worktree) if worktree else None
@@ -231,4 +244,5 @@ def observe(
         inputs=inputs,
         missing=missing,
         revision=revision,
+        frontends=frontends,
     )

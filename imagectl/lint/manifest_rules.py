@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from imagectl.errors import Location
+from imagectl.errors import ImagectlError, Location
+from imagectl.inputs import ContextHasher
 from imagectl.lint.dockerfile_rules import SECRET, looks_secret
 from imagectl.lint.findings import RULE_ID_RE, RULES, Owned, register
 from imagectl.manifest.loader import display_path
@@ -34,6 +35,10 @@ LITERAL = register(
 PINNED = register(
     "IC103", "info", "the base is pinned by digest, so its security updates never arrive",
     "drop @sha256:…: imagectl pins the digest at build time and follows the tag",
+)  # fmt: skip
+GIT_IN_CONTEXT = register(
+    "IC105", "warning", "a build context holds the repository's .git",
+    "add `.git` to the context's .dockerignore (and .containerignore for buildah)",
 )  # fmt: skip
 FAMILY_BASE = register(
     "IC104", "warning", "an image does not share its family's base",
@@ -203,6 +208,30 @@ def _arg_findings(manifest: Manifest, sources: _Sources) -> list[Owned]:
     return found
 
 
+def _context_findings(manifest: Manifest, sources: _Sources) -> list[Owned]:
+    """IC105: imagectl never sends .git, but `docker build` by hand sends all of history."""
+    found: list[Owned] = []
+    hasher = ContextHasher(manifest.root_dir)
+    for image in manifest.images.values():
+        if not (image.context / ".git").exists():
+            continue
+        try:
+            rules = hasher.ignore_rules(image.context, image.dockerfile, image.builder)
+        except ImagectlError:
+            continue  # a bad ignore file fails validate and plan already
+        if rules.excluded(".git", True):
+            continue
+        where = sources.first([("families", image.family, "images", image.name, "context")])
+        location = where or image.location
+        shown = display_path(image.context, manifest.root_dir)
+        message = (
+            f"the context '{shown}' of image '{image.name}' holds the repository's .git: "
+            "imagectl leaves it out, but `docker build` run by hand sends the whole history"
+        )
+        found.append((GIT_IN_CONTEXT.at(location.file, location.line, message), (image.name,)))
+    return found
+
+
 def check_manifest(manifest: Manifest) -> list[Owned]:
     """Every IC1xx finding, each with the images it concerns (for per-image ignores)."""
     sources = _load(manifest)
@@ -211,4 +240,5 @@ def check_manifest(manifest: Manifest) -> list[Owned]:
         + _family_findings(manifest, sources)
         + _ignore_findings(manifest)
         + _arg_findings(manifest, sources)
+        + _context_findings(manifest, sources)
     )

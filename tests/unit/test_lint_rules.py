@@ -97,6 +97,10 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("IC211", GOOD, {}, False),
     ("IC212", "ARG BASE_IMAGE\nFROM golang:1.22 AS build\nFROM ${BASE_IMAGE}\n" + TAIL, {}, True),
     ("IC212", f"ARG BASE_IMAGE\nFROM golang@{DIGEST} AS b\nFROM $BASE_IMAGE\n" + TAIL, {}, False),
+    ("IC213", "# syntax=docker/dockerfile:1\n" + GOOD, {}, True),
+    ("IC213", "# escape=`\n# syntax=127.0.0.1:5000/fe:latest\n" + GOOD, {}, True),
+    ("IC213", f"# syntax=docker/dockerfile:1@{DIGEST}\n" + GOOD, {}, False),
+    ("IC213", "# a comment first\n# syntax=docker/dockerfile:1\n" + GOOD, {}, False),
 ]
 
 
@@ -210,6 +214,42 @@ def test_a_secret_build_arg_is_located_where_it_is_written_and_never_quoted(
         ("IC207", "imagectl.yaml", 10),
     ]
     assert not any("canary" in f.message for f in findings)
+
+
+def test_an_unpinned_frontend_is_an_error_at_its_directive_line() -> None:
+    findings = check_dockerfile(
+        DockerfileTarget("Dockerfile", parse_dockerfile("# escape=`\n# syntax=fe:1\n" + GOOD))
+    )
+    assert [(f.rule, f.line, f.severity) for f in findings] == [("IC213", 2, "error")]
+
+
+@pytest.mark.parametrize(
+    ("ignore", "fires"),
+    [(None, True), ("*.md\n", True), (".git\n", False), ("**/.git\n", False)],
+)
+def test_a_context_holding_the_git_directory_warns(
+    tmp_path: Path, ignore: str | None, fires: bool
+) -> None:
+    text = """\
+    version: 1
+    registry: r.example/acme
+    bases: {debian: {ref: "debian:12"}}
+    families:
+      f:
+        from: debian
+        images:
+          root:
+            context: .
+            dockerfile: app/Dockerfile
+            version: "1.0"
+          app: {context: app, version: "1.0"}
+    """
+    manifest = repo(tmp_path, text, {"app": GOOD})
+    (tmp_path / ".git").mkdir()
+    if ignore is not None:
+        (tmp_path / ".dockerignore").write_text(ignore)
+    expected = [("IC105", "imagectl.yaml", 9)] if fires else []
+    assert found(manifest) == expected
 
 
 def test_family_without_a_base_warns_about_the_odd_one_out(tmp_path: Path) -> None:
