@@ -48,8 +48,11 @@ import httpx
 import pytest
 
 from devenv.registry import RegistryServer
+from devenv.upstream import push_upstream_base
 from tests.fixtures.builders import MANIFEST_ACCEPT, UpstreamBase
 from tests.fixtures.registry import AuthRegistry
+from tests.reliability.conftest import Registry, UpstreamFactory, base_ref, write_repo
+from tests.reliability.fault_proxy import FaultProxy
 from tests.reliability.record import result
 
 pytestmark = pytest.mark.reliability
@@ -479,3 +482,59 @@ def test_lint_refuses_secrets_in_build_args_and_env(case: str, tmp_path: Path) -
         assert canary not in output, output
         finding = next(line for line in output.splitlines() if "IC207" in line)
         rec.observed = f"lint exit 1: {finding.strip()[:160]}"
+
+
+# ------------------------------------------------------------------ Dockerfile frontends
+
+
+def test_builds_follow_only_the_frontend_the_plan_pinned(
+    tmp_path: Path, registry: Registry, proxy: FaultProxy, upstream: UpstreamFactory
+) -> None:
+    """`# syntax=` by tag: lint refuses it, plan pins its digest, the build runs that digest.
+
+    No Dockerfile frontend image exists offline, so the frontend is a plain image: the
+    docker build fails when it tries to run it, after fetching it. The fetch is what is
+    checked: through the proxy, only by the digest the saved plan pinned, never by tag,
+    although the tag moved between plan and apply.
+    """
+    injected = "# syntax=<registry>/fe/dockerfile:1, the tag moved between plan and apply"
+    with result("security", "Dockerfile frontend by tag", injected) as rec:
+        upstream("frontend-test")
+        frontend = f"fe/dockerfile-{uuid.uuid4().hex[:8]}"
+        first = push_upstream_base(registry.host, frontend, "1", "frontend v1")
+        dockerfile = (
+            f"# syntax={proxy.host}/{frontend}:1\n"
+            "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo built\nUSER 10001\n"
+        )
+        repo = write_repo(
+            tmp_path / "repo",
+            registry,
+            registry.host,
+            base_ref(registry.host, upstream),
+            {"app": "upstream"},
+            dockerfiles={"app": dockerfile},
+        )
+        lint = repo.run("lint")
+        assert lint.returncode == 1 and "IC213" in lint.stdout, lint.stdout + lint.stderr
+        repo.ok("plan", "--out", "first.json")
+        saved = json.loads((repo.root / "first.json").read_text())
+        (action,) = saved["actions"]
+        assert action["frontend"] == f"{proxy.host}/{frontend}:1@{first}"
+
+        second = push_upstream_base(registry.host, frontend, "1", "frontend v2")
+        assert second != first
+        repo.ok("plan", "--out", "second.json")
+        (moved,) = json.loads((repo.root / "second.json").read_text())["actions"]
+        assert moved["frontend"].endswith(second) and moved["inputs"] != action["inputs"]
+
+        proxy.reset_log()
+        applied = repo.run("apply", "first.json")
+        assert applied.returncode == 1, applied.stdout + applied.stderr  # not a real frontend
+        fetched = proxy.requests(path=f"/v2/{frontend}/manifests/", agent="")
+        paths = sorted({seen.path.rsplit("/", 1)[-1] for seen in fetched})
+        rec.count = len(fetched)
+        assert paths == [first], paths
+        rec.observed = (
+            f"lint IC213; plan pinned {first[:19]}… and re-pinned when the tag moved; the "
+            f"build fetched the frontend {len(fetched)}x, only by the planned digest"
+        )
