@@ -151,6 +151,17 @@ families:
 """
 
 
+FAMILY = """\
+version: 1
+registry: r.example/acme
+bases: {debian: {ref: "debian:12"}}
+families:
+  f:
+    from: debian
+    images:
+"""
+
+
 def manifest_ids(tmp: Path, debian: str = "debian:12", app_from: str = "base", **kw: str) -> Any:
     text = MANIFEST.format(debian=debian, app_from=app_from, extra=kw.get("extra", ""))
     app = kw.get("app", GOOD)
@@ -230,25 +241,15 @@ def test_an_unpinned_frontend_is_an_error_at_its_directive_line() -> None:
 def test_a_context_holding_the_git_directory_warns(
     tmp_path: Path, ignore: str | None, fires: bool
 ) -> None:
-    text = """\
-    version: 1
-    registry: r.example/acme
-    bases: {debian: {ref: "debian:12"}}
-    families:
-      f:
-        from: debian
-        images:
-          root:
-            context: .
-            dockerfile: app/Dockerfile
-            version: "1.0"
-          app: {context: app, version: "1.0"}
-    """
+    text = FAMILY + (
+        '      root: {context: ., dockerfile: app/Dockerfile, version: "1.0"}\n'
+        '      app: {context: app, version: "1.0"}\n'
+    )
     manifest = repo(tmp_path, text, {"app": GOOD})
     (tmp_path / ".git").mkdir()
     if ignore is not None:
         (tmp_path / ".dockerignore").write_text(ignore)
-    expected = [("IC105", "imagectl.yaml", 9)] if fires else []
+    expected = [("IC105", "imagectl.yaml", 8)] if fires else []
     assert found(manifest) == expected
 
 
@@ -278,17 +279,10 @@ def test_derived_image_inherits_user_and_healthcheck_from_its_manifest_base(tmp_
 
 
 def test_per_image_ignore_silences_only_that_image(tmp_path: Path) -> None:
-    text = """\
-    version: 1
-    registry: r.example/acme
-    bases: {debian: {ref: "debian:12"}}
-    families:
-      f:
-        from: debian
-        images:
-          one: {context: shared, version: "1.0", lint: {ignore: [IC203]}}
-          two: {context: shared, version: "1.0"}
-    """
+    text = FAMILY + (
+        '      one: {context: shared, version: "1.0", lint: {ignore: [IC203]}}\n'
+        '      two: {context: shared, version: "1.0"}\n'
+    )
     manifest = repo(tmp_path, text, {"shared": good("ADD app /app\n")})
     assert found(manifest) == [("IC203", "shared/Dockerfile", 3)]
     ignore_both = text.replace('version: "1.0"}\n', 'version: "1.0", lint: {ignore: [ic203]}}\n')
