@@ -67,7 +67,7 @@ UNFOLLOWED = register(
 
 UNPINNED_FRONTEND = register(
     "IC213", "error", "`# syntax=` names a remote frontend that is not pinned by digest",
-    "pin it: `# syntax=docker/dockerfile:1@sha256:…` (imagectl records it with each build)",
+    "pin it: `# syntax=docker/dockerfile:1@sha256:…`; imagectl records the digest it builds with",
 )  # fmt: skip
 
 _BASE_RE = re.compile(r"\$(?:BASE_IMAGE|\{BASE_IMAGE(?:[:?+-][^}]*)?\})")

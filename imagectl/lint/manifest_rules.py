@@ -38,7 +38,7 @@ PINNED = register(
 )  # fmt: skip
 GIT_IN_CONTEXT = register(
     "IC105", "warning", "a build context holds the repository's .git",
-    "add `.git` to the context's .dockerignore (and .containerignore for buildah)",
+    "add `.git` to the context's .dockerignore, and to .containerignore for buildah",
 )  # fmt: skip
 FAMILY_BASE = register(
     "IC104", "warning", "an image does not share its family's base",
