@@ -162,6 +162,10 @@ def plan(
     format: Annotated[PlanFormat, typer.Option("--format", help="Output format.")] = (
         PlanFormat.table
     ),
+    explain: Annotated[
+        str | None,
+        typer.Option("--explain", metavar="IMAGE", help="Show the evidence behind each reason."),
+    ] = None,
 ) -> None:
     """Show what apply would rebuild, and why."""
     from imagectl import commands
@@ -175,6 +179,7 @@ def plan(
         now=parse_now(now),
         format="json" if json_out else str(format),
         console=out_console(),
+        explain=explain,
     )
     if detailed_exitcode and code:
         raise typer.Exit(2)

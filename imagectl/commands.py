@@ -26,6 +26,7 @@ from imagectl.apply.engine import (
     state_dir,
 )
 from imagectl.errors import PlanError, UsageError
+from imagectl.explain import explain_command
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
@@ -75,11 +76,15 @@ def plan_command(
     now: datetime,
     format: str,
     console: Console,
+    explain: str | None = None,
 ) -> int:
     """Plan and render; returns 1 when there are changes (for --detailed-exitcode), else 0."""
     options = PlanOptions(force=frozenset(force), only=frozenset(only))
     with make_client() as client:
-        plan, _ = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+        plan, observed = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+    if explain is not None:
+        explain_command(manifest, explain, observed, plan.action(explain), now, console)
+        return 1 if plan.changed else 0
     if out is not None:
         save_plan(out, plan, manifest)
     if format == "json":

@@ -27,9 +27,13 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagectl.dockerignore import IgnoreRules, MatchInfo
 from imagectl.errors import ImagectlError
+
+if TYPE_CHECKING:
+    from imagectl.manifest.models import ImageConfig
 
 _CONTEXT_VERSION = b"imagectl-context-v1\n"
 _INPUTS_VERSION = b"imagectl-inputs-v1\n"
@@ -297,6 +301,24 @@ class ContextHasher:
         return ContextFile(rel, path, "o", "")  # fifo, socket, device: present, never read
 
 
+def image_params(image: ImageConfig, frontend: str | None = None) -> dict[str, object]:
+    """The build parameters of an image as the inputs digest takes them.
+
+    `frontend` (the pinned ``# syntax=`` frontend) is added only when there is one, so
+    the digests of images without one stay what they were before frontends counted.
+    """
+    params: dict[str, object] = {
+        "args": dict(image.args),
+        "target": image.target,
+        "platforms": list(image.platforms),
+        "labels": dict(image.labels),
+        "secrets": sorted(s.id for s in image.secrets),
+    }
+    if frontend is not None:
+        params["frontend"] = frontend
+    return params
+
+
 def inputs_digest(context_digest: str, params: Mapping[str, object]) -> str:
     """The inputs digest of one build, ``sha256:<hex>``.
 
@@ -328,6 +350,7 @@ __all__ = [
     "ContextHasher",
     "dockerfile_names",
     "ignore_candidates",
+    "image_params",
     "inputs_digest",
     "never_sent",
 ]

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 
 from imagectl import gitops
 from imagectl.errors import RegistryError
+from imagectl.explain import remember
 from imagectl.frontend import resolve_frontends
-from imagectl.inputs import ContextHasher, inputs_digest
+from imagectl.inputs import ContextHasher, image_params, inputs_digest
 from imagectl.labels import LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_INPUTS
 from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import ImageConfig, Manifest
@@ -51,16 +52,7 @@ def image_inputs(
 def image_inputs_one(image: ImageConfig, hasher: ContextHasher, frontend: str | None = None) -> str:
     """The inputs digest of one image: context files, Dockerfile and build parameters."""
     context = hasher.context_digest(image.context, image.dockerfile, image.builder)
-    params: dict[str, object] = {
-        "args": dict(image.args),
-        "target": image.target,
-        "platforms": list(image.platforms),
-        "labels": dict(image.labels),
-        "secrets": sorted(s.id for s in image.secrets),
-    }
-    if frontend is not None:  # only then: digests of images without one stay as they were
-        params["frontend"] = frontend
-    return inputs_digest(context, params)
+    return inputs_digest(context, image_params(image, frontend))
 
 
 def used_bases(manifest: Manifest) -> dict[str, str]:
@@ -234,7 +226,9 @@ def observe(
         if refresh or lock is None:
             built, missing = refresh_images(client, manifest.images.values(), built, workers)
         frontends = resolve_frontends(manifest.images.values(), manifest.root_dir, client)
-        inputs = image_inputs(manifest, frontends=frontends)
+        hasher = ContextHasher(manifest.root_dir)
+        inputs = image_inputs(manifest, hasher, frontends)
+        remember(manifest, hasher, inputs, frontends)  # for `plan --explain`, later
         base_digests = bases_future.result()
     worktree = gitops.find_worktree(manifest.root_dir)
     revision = gitops.head_revision(worktree) if worktree else None
