@@ -16,15 +16,10 @@ from devenv.upstream import push_upstream_base
 from imagectl.lockfile import read_lock
 from imagectl.plan.schedules import parse_schedule
 from tests.fixtures.builders import manifest_digest
+from tests.reliability.conftest import GIT_ENV
 
 pytestmark = pytest.mark.e2e
 
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Platform",
-    "GIT_AUTHOR_EMAIL": "platform@acme.test",
-    "GIT_COMMITTER_NAME": "Platform",
-    "GIT_COMMITTER_EMAIL": "platform@acme.test",
-}
 DOCKERFILE = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nARG GREETING=none\nCOPY . /app/\nUSER 10001\n"
 
 
