@@ -228,10 +228,10 @@ def observe(
         frontends = resolve_frontends(manifest.images.values(), manifest.root_dir, client)
         hasher = ContextHasher(manifest.root_dir)
         inputs = image_inputs(manifest, hasher, frontends)
-        remember(manifest, hasher, inputs, frontends)  # for `plan --explain`, later
         base_digests = bases_future.result()
     worktree = gitops.find_worktree(manifest.root_dir)
     revision = gitops.head_revision(worktree) if worktree else None
+    remember(manifest, hasher, inputs, frontends)  # only once all went well: for --explain
     return Observed(
         base_digests=base_digests,
         built=built,
