@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -64,17 +63,22 @@ def _name(digest: str) -> str:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    """Write a cache file by rename (a reader never sees it torn); no fsync: it is a cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".snapshot-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, sort_keys=True, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Create a cache file once (a file already there is kept: its name is its content).
+
+    No temporary file and no fsync: thousands are written on a fleet's first plan. A
+    file torn by a crash reads as no snapshot, which explain reports as such.
+    """
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    with contextlib.suppress(FileExistsError), open(path, "x", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def _context_record(image: ImageConfig, hasher: ContextHasher) -> dict[str, Any]:
+    entries = hasher.context_files(image.context, image.dockerfile, image.builder)
+    with open(image.dockerfile, "rb") as handle:
+        dockerfile = hashlib.file_digest(handle, "sha256").hexdigest()
+    files = {e.rel: f"{e.kind}:{e.payload}" for e in entries}
+    return {"format": FORMAT, "files": files, "dockerfile": dockerfile}
 
 
 def take_snapshot(image: ImageConfig, hasher: ContextHasher, frontend: str | None) -> Snapshot:
@@ -84,11 +88,8 @@ def take_snapshot(image: ImageConfig, hasher: ContextHasher, frontend: str | Non
         OSError: the Dockerfile cannot be read.
         ImagectlError: the context cannot be read.
     """
-    entries = hasher.context_files(image.context, image.dockerfile, image.builder)
-    with open(image.dockerfile, "rb") as handle:
-        dockerfile = hashlib.file_digest(handle, "sha256").hexdigest()
-    files = {e.rel: f"{e.kind}:{e.payload}" for e in entries}
-    return Snapshot(files, dockerfile, image_params(image, frontend))
+    record = _context_record(image, hasher)
+    return Snapshot(record["files"], record["dockerfile"], image_params(image, frontend))
 
 
 def remember(
@@ -99,24 +100,26 @@ def remember(
 ) -> None:
     """Store the snapshot of each image's current inputs digest, unless it is stored already.
 
-    Best effort: a cache that cannot be written never fails a plan.
+    Each distinct context is written once; a plan that finds everything stored costs
+    one directory listing. Best effort: a cache that cannot be written never fails a plan.
     """
     if not cache_enabled():
         return
     where = snapshot_dir(manifest.root_dir)
     try:
+        where.mkdir(parents=True, exist_ok=True)
+        known = {p.name for p in where.iterdir()}
         for name, image in manifest.images.items():
             digest = inputs.get(name)
-            if digest is None or (where / _name(digest)).exists():
+            if digest is None or _name(digest) in known:
                 continue
             context = hasher.context_digest(image.context, image.dockerfile, image.builder)
-            snapshot = take_snapshot(image, hasher, frontends.get(name))
-            context_path = where / ("context-" + _name(context))
-            if not context_path.exists():
-                files = {"files": snapshot.files, "dockerfile": snapshot.dockerfile}
-                _write(context_path, {"format": FORMAT, **files})
-            record = {"format": FORMAT, "context": context, "params": snapshot.params}
-            _write(where / _name(digest), record)
+            if "context-" + _name(context) not in known:
+                _write(where / ("context-" + _name(context)), _context_record(image, hasher))
+                known.add("context-" + _name(context))
+            params = image_params(image, frontends.get(name))
+            _write(where / _name(digest), {"format": FORMAT, "context": context, "params": params})
+            known.add(_name(digest))
     except (OSError, ImagectlError):
         return
 
