@@ -124,7 +124,7 @@ class ContextHasher:
         Args:
             root: the git-ops repository root (the manifest's directory). Relative
                 contexts are taken from here (default: the working directory), and
-                imagectl's state files here are never hashed.
+                imagectl's state (see `never_sent`) is never hashed.
         """
         self.root = Path(os.path.abspath(root or Path.cwd()))
         self._trees: dict[tuple[str, tuple[tuple[bool, str], ...]], tuple[ContextFile, ...]] = {}
