@@ -25,7 +25,9 @@ password raw and as the base64 basic-auth value). Positive checks keep this hone
 the secret reached the build (its sha256 is in the image), the printed secret shows
 as ``***`` in the log and in the error's tail, and the pushes went through auth.
 
-Lint refuses a secret passed as a build arg or baked into ENV (IC207).
+Lint refuses a secret passed as a build arg (declared in the Dockerfile or not) or
+baked into ENV (IC207). A Dockerfile frontend named by tag (``# syntax=``) is refused
+by lint, pinned by plan, and the build fetches only the pinned digest.
 """
 
 from __future__ import annotations
