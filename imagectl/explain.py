@@ -27,6 +27,7 @@ from typing import Any
 from rich.console import Console
 
 from imagectl.errors import ImagectlError, UsageError
+from imagectl.fsutil import state_dir
 from imagectl.inputs import ContextHasher, image_params
 from imagectl.lint.dockerfile_rules import looks_secret
 from imagectl.manifest.cache import enabled as cache_enabled
@@ -107,6 +108,7 @@ def remember(
         return
     where = snapshot_dir(manifest.root_dir)
     try:
+        state_dir(manifest.root_dir)  # .imagectl/ ignores itself in git
         where.mkdir(parents=True, exist_ok=True)
         known = {p.name for p in where.iterdir()}
         for name, image in manifest.images.items():

@@ -62,6 +62,7 @@ def test_snapshots_are_stored_once_per_inputs_digest_and_read_back(tmp_path: Pat
     remember(manifest, hasher, inputs, {})
     assert sorted(p.name for p in snapshot_dir(tmp_path).iterdir()) == stored
     assert load_snapshot(tmp_path, "sha256:" + "0" * 64) is None
+    assert (tmp_path / ".imagectl" / ".gitignore").read_text().endswith("*\n")
 
 
 def test_no_snapshot_is_kept_when_the_cache_is_off(
