@@ -286,6 +286,10 @@ def plan(
         bool, typer.Option("--detailed-exitcode", help="Exit 2 when there are changes.")
     ] = False,
     format_name: Annotated[str, format_option(PlanFormat)] = PlanFormat.table.value,
+    explain: Annotated[
+        str | None,
+        typer.Option("--explain", metavar="IMAGE", help="Show the evidence behind each reason."),
+    ] = None,
 ) -> None:
     """Show what apply would rebuild, and why."""
     format = choice("--format", format_name, PlanFormat)
@@ -300,6 +304,7 @@ def plan(
         now=parse_now(now),
         format="json" if json_out else str(format),
         console=out_console(),
+        explain=explain,
     )
     if detailed_exitcode and code:
         raise typer.Exit(2)

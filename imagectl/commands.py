@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from imagectl.errors import PlanError, UsageError
+from imagectl.explain import explain_command
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
@@ -68,11 +69,15 @@ def plan_command(
     now: datetime,
     format: str,
     console: Console,
+    explain: str | None = None,
 ) -> int:
     """Plan and render; returns 1 when there are changes (for --detailed-exitcode), else 0."""
     options = PlanOptions(force=frozenset(force), only=frozenset(only))
     with make_client() as client:
-        plan, _ = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+        plan, observed = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+    if explain is not None:
+        explain_command(manifest, explain, observed, plan.action(explain), now, console)
+        return 1 if plan.changed else 0
     if out is not None:
         save_plan(out, plan, manifest)
     if format == "json":
@@ -91,7 +96,8 @@ def plan_command(
 
 
 def _check_saved_inputs(manifest: Manifest, plan: Plan) -> None:
-    current = image_inputs(manifest)
+    frontends = {a.image: a.frontend for a in plan.actions if a.frontend is not None}
+    current = image_inputs(manifest, frontends=frontends)  # the saved plan pinned them
     changed = [a.image for a in plan.actions if current.get(a.image) != a.inputs]
     if changed:
         raise PlanError(

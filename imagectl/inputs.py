@@ -1,17 +1,20 @@
 """The inputs digest of an image build (DESIGN.md section 4, ``inputs-changed``).
 
-An image's inputs are its build context as Docker would send it (``.dockerignore``
-honoured), its Dockerfile, and its build parameters. The digest depends only on
-relative paths, content, the owner-executable bit and symlink targets: never on
-mtimes, owners, the checkout's location or the walk order, so the same tree on
-another machine or in another clone gives the same digest.
+An image's inputs are its build context as its builder selects it (the ignore file
+that builder reads, see `ignore_candidates`), its Dockerfile, and its build
+parameters. The digest depends only on relative paths, content, the
+owner-executable bit and symlink targets: never on mtimes, owners, the checkout's
+location or the walk order, so the same tree on another machine or in another
+clone gives the same digest.
 
-Three things are never inputs, although Docker would send them when they lie in
-the context: ``.git`` (at any depth), and imagectl's own state beside the manifest
-(``imagectl.lock`` and ``.imagectl/``). Each of them changes on every apply, so
-counting them would make an image whose context is the repository root rebuild
-forever. Directories count only through the files below them (git does not keep
-empty directories, so counting them would differ between checkouts).
+Some paths are never inputs, at any depth of any context: ``.git`` and imagectl's
+own state (``.imagectl/``, ``imagectl.lock``, ``.imagectl.lock.*``). Each of them
+changes on every apply, so counting them would make an image whose context is the
+repository root rebuild forever. The builders do not send them either: they build
+from a staged copy of exactly the files listed here (`imagectl.staging`), so what
+the digest covers is what the builder sends. Directories count only through the
+files below them (git does not keep empty directories, so counting them would
+differ between checkouts).
 """
 
 from __future__ import annotations
@@ -22,14 +25,83 @@ import os
 import stat
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from imagectl.dockerignore import IgnoreRules, MatchInfo
 from imagectl.errors import ImagectlError
 
+if TYPE_CHECKING:
+    from imagectl.manifest.models import ImageConfig
+
 _CONTEXT_VERSION = b"imagectl-context-v1\n"
 _INPUTS_VERSION = b"imagectl-inputs-v1\n"
-_STATE_NAMES = ("imagectl.lock", ".imagectl")
+_STATE_NAMES = frozenset({"imagectl.lock", ".imagectl"})
+_STATE_PREFIX = ".imagectl.lock."  # the lock's temporary files, a mutex file
+DEFAULT_BUILDER = "docker"
+
+
+def never_sent(name: str) -> bool:
+    """Whether a directory entry named `name` is left out of every context, at any depth."""
+    return name == ".git" or name in _STATE_NAMES or name.startswith(_STATE_PREFIX)
+
+
+def ignore_candidates(builder: str, context: str, dockerfile: str) -> tuple[str, ...]:
+    """The ignore files `builder` looks for, first found wins (they are never merged).
+
+    docker (BuildKit): ``<Dockerfile>.dockerignore`` beside the Dockerfile, then
+    ``<context>/.dockerignore``. buildah (verified with 1.28):
+    ``<Dockerfile>.dockerignore``, ``<Dockerfile>.containerignore``, then
+    ``<context>/.containerignore``, then ``<context>/.dockerignore``.
+    """
+    if builder == "buildah":
+        return (
+            dockerfile + ".dockerignore",
+            dockerfile + ".containerignore",
+            os.path.join(context, ".containerignore"),
+            os.path.join(context, ".dockerignore"),
+        )
+    return (dockerfile + ".dockerignore", os.path.join(context, ".dockerignore"))
+
+
+def dockerfile_names(builder: str) -> tuple[str, str]:
+    """The Dockerfile names `builder` looks for when none is given, preferred first.
+
+    buildah prefers ``Containerfile``; docker is always given ``--file``, so an image
+    with only a ``Containerfile`` builds with docker too.
+    """
+    return (
+        ("Containerfile", "Dockerfile") if builder == "buildah" else ("Dockerfile", "Containerfile")
+    )
+
+
+@dataclass(frozen=True)
+class ContextFile:
+    """One entry a builder sends: a file, an executable, a symlink or another kind.
+
+    Attributes:
+        rel: the path inside the context, ``/``-separated.
+        path: the absolute path on this machine.
+        kind: ``f`` file, ``x`` owner-executable file, ``l`` symlink, ``o`` other.
+        payload: the sha256 of a file's content, a symlink's target text, else "".
+    """
+
+    rel: str
+    path: str
+    kind: str
+    payload: str
+
+    def record(self) -> bytes:
+        """The line this entry adds to the context digest."""
+        return (
+            self.kind.encode()
+            + b"\0"
+            + _fs_bytes(self.rel)
+            + b"\0"
+            + _fs_bytes(self.payload)
+            + b"\n"
+        )
 
 
 def _fs_bytes(text: str) -> bytes:
@@ -52,47 +124,46 @@ class ContextHasher:
         Args:
             root: the git-ops repository root (the manifest's directory). Relative
                 contexts are taken from here (default: the working directory), and
-                imagectl's state files here are never hashed.
+                imagectl's state (see `never_sent`) is never hashed.
         """
         self.root = Path(os.path.abspath(root or Path.cwd()))
-        self._state_paths = frozenset(os.path.join(self.root, name) for name in _STATE_NAMES)
-        self._trees: dict[tuple[str, tuple[tuple[bool, str], ...]], str] = {}
+        self._trees: dict[tuple[str, tuple[tuple[bool, str], ...]], tuple[ContextFile, ...]] = {}
+        self._tree_digests: dict[tuple[str, tuple[tuple[bool, str], ...]], str] = {}
         self._files: dict[str, str] = {}
         self._rules: dict[str, IgnoreRules] = {}
-        self._digests: dict[tuple[str, str], str] = {}
+        self._digests: dict[tuple[str, str, str], str] = {}
         self._mutex = threading.RLock()
         self.walks = 0
 
-    def context_digest(self, context: Path, dockerfile: Path) -> str:
+    def context_digest(
+        self, context: Path, dockerfile: Path, builder: str = DEFAULT_BUILDER
+    ) -> str:
         """The digest of a build context and its Dockerfile, ``sha256:<hex>``.
 
         Args:
             context: the build context directory (relative: from the root).
             dockerfile: the Dockerfile (relative: inside `context`). Its content
                 always counts, even when it lies outside the context or is ignored.
+            builder: ``docker`` or ``buildah``: whose ignore files select the files.
 
         Raises:
             ImagectlError: the context or Dockerfile cannot be read.
             ManifestError: the ignore file has a malformed pattern.
         """
-        memo_key = (str(context), str(dockerfile))
+        memo_key = (str(context), str(dockerfile), builder)
         known = self._digests.get(memo_key)
         if known is not None:  # images sharing a context and Dockerfile: one answer
             return known
-        context_dir = os.path.join(self.root, context)  # an absolute context stays as is
-        dockerfile_path = os.path.abspath(os.path.join(context_dir, dockerfile))
-        context_dir = os.path.abspath(context_dir)
+        context_dir, dockerfile_path = self._paths(context, dockerfile)
         with self._mutex:
-            if not os.path.isdir(context_dir):
-                raise ImagectlError(
-                    f"build context {self._display(context_dir)} is not a directory"
-                )
-            rules = self._ignore_rules(context_dir, dockerfile_path)
+            rules = self._ignore_rules(context_dir, dockerfile_path, builder)
             key = (context_dir, rules.key)
-            tree = self._trees.get(key)
+            tree = self._tree_digests.get(key)
             if tree is None:
-                tree = self._walk(context_dir, rules)
-                self._trees[key] = tree
+                digest = hashlib.sha256()
+                for entry in self._tree(context_dir, rules):
+                    digest.update(entry.record())
+                tree = self._tree_digests[key] = digest.hexdigest()
             dockerfile_digest = self._file_digest(dockerfile_path, "Dockerfile")
         digest = hashlib.sha256(_CONTEXT_VERSION)
         digest.update(f"files\0{tree}\0dockerfile\0{dockerfile_digest}\n".encode())
@@ -100,19 +171,63 @@ class ContextHasher:
         self._digests[memo_key] = result
         return result
 
+    def context_files(
+        self, context: Path, dockerfile: Path, builder: str = DEFAULT_BUILDER
+    ) -> tuple[ContextFile, ...]:
+        """The entries of a context that `builder` is given, sorted by path.
+
+        Exactly the entries `context_digest` hashes (the Dockerfile apart).
+
+        Raises:
+            ImagectlError: the context cannot be read.
+            ManifestError: the ignore file has a malformed pattern.
+        """
+        context_dir, dockerfile_path = self._paths(context, dockerfile)
+        with self._mutex:
+            return self._tree(
+                context_dir, self._ignore_rules(context_dir, dockerfile_path, builder)
+            )
+
+    def ignore_rules(
+        self, context: Path, dockerfile: Path, builder: str = DEFAULT_BUILDER
+    ) -> IgnoreRules:
+        """The ignore rules `builder` applies to this context (empty when it has none).
+
+        Raises:
+            ImagectlError: the context or the ignore file cannot be read.
+            ManifestError: the ignore file has a malformed pattern.
+        """
+        context_dir, dockerfile_path = self._paths(context, dockerfile)
+        with self._mutex:
+            return self._ignore_rules(context_dir, dockerfile_path, builder)
+
+    def _paths(self, context: Path, dockerfile: Path) -> tuple[str, str]:
+        context_dir = os.path.join(self.root, context)  # an absolute context stays as is
+        dockerfile_path = os.path.abspath(os.path.join(context_dir, dockerfile))
+        context_dir = os.path.abspath(context_dir)
+        if not os.path.isdir(context_dir):
+            raise ImagectlError(f"build context {self._display(context_dir)} is not a directory")
+        return context_dir, dockerfile_path
+
+    def _tree(self, context_dir: str, rules: IgnoreRules) -> tuple[ContextFile, ...]:
+        key = (context_dir, rules.key)
+        tree = self._trees.get(key)
+        if tree is None:
+            tree = self._trees[key] = self._walk(context_dir, rules)
+        return tree
+
     def _display(self, path: str) -> str:
         try:
             return Path(path).relative_to(self.root).as_posix()
         except ValueError:
             return path
 
-    def _ignore_rules(self, context: str, dockerfile: str) -> IgnoreRules:
-        # BuildKit: <Dockerfile>.dockerignore beside the Dockerfile, else <context>/.dockerignore
-        path = dockerfile + ".dockerignore"
-        if not os.path.isfile(path):
-            path = os.path.join(context, ".dockerignore")
-            if not os.path.isfile(path):
-                return IgnoreRules()
+    def _ignore_rules(self, context: str, dockerfile: str, builder: str) -> IgnoreRules:
+        path = next(
+            (p for p in ignore_candidates(builder, context, dockerfile) if os.path.isfile(p)), None
+        )
+        if path is None:
+            return IgnoreRules()
         cached = self._rules.get(path)
         if cached is None:
             try:
@@ -140,10 +255,10 @@ class ContextHasher:
             self._files[path] = cached
         return cached
 
-    def _walk(self, context: str, rules: IgnoreRules) -> str:
-        """Hash the files of `context` that `rules` keep, as BuildKit's walker sees them."""
+    def _walk(self, context: str, rules: IgnoreRules) -> tuple[ContextFile, ...]:
+        """The entries of `context` that `rules` keep, as BuildKit's walker sees them."""
         self.walks += 1
-        records: list[tuple[bytes, bytes]] = []
+        records: list[tuple[bytes, ContextFile]] = []
         pending: list[tuple[str, str, MatchInfo | None]] = [(context, "", None)]
         while pending:
             directory, prefix, parent_info = pending.pop()
@@ -156,7 +271,7 @@ class ContextHasher:
                     f"{exc.strerror or exc}"
                 ) from exc
             for entry in entries:
-                if entry.name == ".git" or entry.path in self._state_paths:
+                if never_sent(entry.name):
                     continue
                 rel = prefix + entry.name
                 excluded, info = rules.match(rel, parent_info) if rules else (False, None)
@@ -172,23 +287,36 @@ class ContextHasher:
                     raise ImagectlError(
                         f"cannot stat {self._display(entry.path)}: {exc.strerror or exc}"
                     ) from exc
-                records.append((_fs_bytes(rel), self._record(entry.path, rel, mode)))
-        records.sort()
-        digest = hashlib.sha256()
-        for _, record in records:
-            digest.update(record)
-        return digest.hexdigest()
+                records.append((_fs_bytes(rel), self._entry(entry.path, rel, mode)))
+        records.sort(key=lambda pair: pair[0])
+        return tuple(entry for _, entry in records)
 
-    def _record(self, path: str, rel: str, mode: int) -> bytes:
+    def _entry(self, path: str, rel: str, mode: int) -> ContextFile:
         if stat.S_ISLNK(mode):
             # the link text, never its target: a link may point out of the context
-            kind, payload = b"l", _fs_bytes(os.readlink(path))
-        elif stat.S_ISREG(mode):
-            kind = b"x" if mode & stat.S_IXUSR else b"f"
-            payload = self._file_digest(path).encode()
-        else:  # fifo, socket, device: present, but never read
-            kind, payload = b"o", b""
-        return kind + b"\0" + _fs_bytes(rel) + b"\0" + payload + b"\n"
+            return ContextFile(rel, path, "l", os.readlink(path))
+        if stat.S_ISREG(mode):
+            kind = "x" if mode & stat.S_IXUSR else "f"
+            return ContextFile(rel, path, kind, self._file_digest(path))
+        return ContextFile(rel, path, "o", "")  # fifo, socket, device: present, never read
+
+
+def image_params(image: ImageConfig, frontend: str | None = None) -> dict[str, object]:
+    """The build parameters of an image as the inputs digest takes them.
+
+    `frontend` (the pinned ``# syntax=`` frontend) is added only when there is one, so
+    the digests of images without one stay what they were before frontends counted.
+    """
+    params: dict[str, object] = {
+        "args": dict(image.args),
+        "target": image.target,
+        "platforms": list(image.platforms),
+        "labels": dict(image.labels),
+        "secrets": sorted(s.id for s in image.secrets),
+    }
+    if frontend is not None:
+        params["frontend"] = frontend
+    return params
 
 
 def inputs_digest(context_digest: str, params: Mapping[str, object]) -> str:
@@ -217,4 +345,12 @@ def inputs_digest(context_digest: str, params: Mapping[str, object]) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-__all__ = ["ContextHasher", "inputs_digest"]
+__all__ = [
+    "ContextFile",
+    "ContextHasher",
+    "dockerfile_names",
+    "ignore_candidates",
+    "image_params",
+    "inputs_digest",
+    "never_sent",
+]

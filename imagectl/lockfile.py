@@ -77,6 +77,7 @@ class ImageRecord(_Record):
     built_at: datetime
     revision: str | None
     versions: dict[str, str] = Field(default_factory=dict)
+    frontend: str | None = None  # the `# syntax=` frontend pinned by digest; only when used
 
     @field_validator("built_at")
     @classmethod
@@ -157,6 +158,8 @@ def render_lock(lock: Lock) -> str:
     images: dict[str, Any] = {}
     for name in sorted(lock.images):
         data = lock.images[name].model_dump(mode="json")
+        if data["frontend"] is None:
+            del data["frontend"]  # absent, not null: locks without frontends stay as they were
         data["versions"] = {
             v: data["versions"][v] for v in sorted(data["versions"], key=_version_order)
         }

@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from imagectl.errors import RegistryError
+from imagectl.explain import remember
+from imagectl.frontend import resolve_frontends
 from imagectl.gitrev import head_revision_at
-from imagectl.inputs import ContextHasher, inputs_digest
+from imagectl.inputs import ContextHasher, image_params, inputs_digest
 from imagectl.labels import LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_INPUTS
 from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import ImageConfig, Manifest
@@ -30,25 +32,27 @@ _BUILT_VERSION = {
 }
 
 
-def image_inputs(manifest: Manifest, hasher: ContextHasher | None = None) -> dict[str, str]:
-    """The inputs digest of every image (each distinct context hashed once)."""
+def image_inputs(
+    manifest: Manifest,
+    hasher: ContextHasher | None = None,
+    frontends: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """The inputs digest of every image (each distinct context hashed once).
+
+    `frontends` maps an image to its pinned ``# syntax=`` frontend (`resolve_frontends`).
+    """
     hasher = hasher or ContextHasher(manifest.root_dir)
-    return {name: image_inputs_one(image, hasher) for name, image in manifest.images.items()}
+    frontends = frontends or {}
+    return {
+        name: image_inputs_one(image, hasher, frontends.get(name))
+        for name, image in manifest.images.items()
+    }
 
 
-def image_inputs_one(image: ImageConfig, hasher: ContextHasher) -> str:
+def image_inputs_one(image: ImageConfig, hasher: ContextHasher, frontend: str | None = None) -> str:
     """The inputs digest of one image: context files, Dockerfile and build parameters."""
-    context = hasher.context_digest(image.context, image.dockerfile)
-    return inputs_digest(
-        context,
-        {
-            "args": dict(image.args),
-            "target": image.target,
-            "platforms": list(image.platforms),
-            "labels": dict(image.labels),
-            "secrets": sorted(s.id for s in image.secrets),
-        },
-    )
+    context = hasher.context_digest(image.context, image.dockerfile, image.builder)
+    return inputs_digest(context, image_params(image, frontend))
 
 
 def used_bases(manifest: Manifest) -> dict[str, str]:
@@ -221,13 +225,17 @@ def observe(
         bases_future = pool.submit(resolve_bases, manifest, client)
         if refresh or lock is None:
             built, missing = refresh_images(client, manifest.images.values(), built, workers)
-        inputs = image_inputs(manifest)
+        frontends = resolve_frontends(manifest.images.values(), manifest.root_dir, client)
+        hasher = ContextHasher(manifest.root_dir)
+        inputs = image_inputs(manifest, hasher, frontends)
         base_digests = bases_future.result()
     revision = head_revision_at(manifest.root_dir)
+    remember(manifest, hasher, inputs, frontends)  # only once all went well: for --explain
     return Observed(
         base_digests=base_digests,
         built=built,
         inputs=inputs,
         missing=missing,
         revision=revision,
+        frontends=frontends,
     )

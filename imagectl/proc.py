@@ -83,24 +83,31 @@ class ProcResult:
         return "\n".join(part for part in (self.stdout.strip(), self.stderr.strip()) if part)
 
 
+MIN_SECRET_LINE = 4  # shorter lines of a multi-line secret are too common to replace
+
+
 def _patterns(secrets: Sequence[str]) -> list[str]:
+    """What to replace for `secrets`: each whole value, and each line of 4+ characters.
+
+    Output is redacted line by line as it streams, so a multi-line secret (a PEM key)
+    is caught one line at a time too, down to its short last line of base64.
+    """
     found: set[str] = set()
     for secret in secrets:
         if not secret.strip():
             continue  # replacing "" or whitespace would mangle every line
-        found.add(secret)
-        # Output is redacted line by line when streamed: a multi-line secret (a PEM key)
-        # must also be caught one line at a time.
-        found.update(line.strip() for line in secret.splitlines() if len(line.strip()) >= 8)
+        found.update((secret, secret.strip()))
+        lines = (line.strip() for line in secret.splitlines())
+        found.update(line for line in lines if len(line) >= MIN_SECRET_LINE)
     return sorted(found, key=len, reverse=True)
 
 
 def redact(text: str, secrets: Sequence[str]) -> str:
-    """Replace every occurrence of every non-blank secret value in text with ``***``.
+    """Replace every non-blank secret value, and each of its lines of 4+ characters, with ``***``.
 
     Args:
         text: the text to clean.
-        secrets: secret values; blank ones are ignored, longer ones are replaced first.
+        secrets: secret values; blank ones are ignored, longer patterns are replaced first.
 
     Returns:
         The text with no secret value left in it.

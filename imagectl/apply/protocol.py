@@ -20,6 +20,7 @@ from pathlib import Path
 from imagectl.builders import get_builder
 from imagectl.builders.base import Builder, BuildRequest, SecretSpec
 from imagectl.errors import BuildError, ImagectlError, RegistryError
+from imagectl.frontend import frontend_build_args
 from imagectl.labels import (
     LABEL_BASE_DIGEST,
     LABEL_CREATED,
@@ -158,7 +159,11 @@ class ImageRunner:
             dockerfile=image.dockerfile,
             ref=f"{action.repository}:{action.immutable_tag}",
             log_path=self.ctx.log_dir / f"{action.image}.log",
-            build_args={**dict(image.args), "BASE_IMAGE": base_pinned},
+            build_args={
+                **dict(image.args),
+                "BASE_IMAGE": base_pinned,
+                **frontend_build_args(action.frontend),
+            },
             labels=labels,
             annotations=base_annotations(action.base.ref, base_digest),
             target=image.target,
@@ -308,6 +313,7 @@ class ImageRunner:
             built_at=self.ctx.now().astimezone(UTC).replace(microsecond=0),
             revision=self.ctx.revision,
             versions={},
+            frontend=action.frontend,
         )
         self.recorder.record(action.image, record, bases)
 

@@ -12,7 +12,7 @@ import re
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
@@ -20,6 +20,7 @@ from typing import Protocol
 from imagectl.durations import format_duration
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ProcResult, run
+from imagectl.staging import staged_context
 
 _SECRET_ID = re.compile(r"^[A-Za-z0-9._-]+$")
 _LOOPBACK = re.compile(r"^(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?$")
@@ -207,6 +208,17 @@ def secret_files(req: BuildRequest) -> Iterator[dict[str, Path]]:
                 handle.write(req.env[spec.env])
             paths[spec.id] = path
         yield paths
+
+
+@contextmanager
+def staged(req: BuildRequest, builder: str) -> Iterator[BuildRequest]:
+    """`req` building from a staged copy of exactly its inputs (see `imagectl.staging`).
+
+    The copy lives beside the build log (under ``.imagectl/``, on the repository's
+    filesystem) and is removed afterwards; the Dockerfile is read where it is.
+    """
+    with staged_context(req.context, req.dockerfile, builder, req.log_path.parent) as context:
+        yield replace(req, context=context, dockerfile=req.dockerfile_path)
 
 
 def failure(what: str, req: BuildRequest, result: ProcResult, *, lines: int = 25) -> BuildError:

@@ -33,6 +33,7 @@ from imagectl.builders.base import (
     run_bounded,
     secret_files,
     secret_values,
+    staged,
 )
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
@@ -214,8 +215,8 @@ class BuildahBuilder:
             env.update({s.env: req.env[s.env] for s in req.secrets if s.env is not None})
         holder: AbstractContextManager[dict[str, Path]]
         holder = nullcontext({}) if setup.secret_env else secret_files(req)
-        with holder as srcs:
-            argv = build_argv(setup, req, isolation=isolation, secret_srcs=srcs)
+        with holder as srcs, staged(req, self.name) as sent:
+            argv = build_argv(setup, sent, isolation=isolation, secret_srcs=srcs)
             result = run_bounded("buildah build", req, argv, env=env, secrets=secrets)
         if not result.ok:
             raise failure("buildah build", req, result)

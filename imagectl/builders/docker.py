@@ -34,6 +34,7 @@ from imagectl.builders.base import (
     run_bounded,
     secret_files,
     secret_values,
+    staged,
 )
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
@@ -378,8 +379,8 @@ class DockerBuilder:
         use_env = choice.secret_env
         holder: AbstractContextManager[dict[str, Path]]
         holder = nullcontext({}) if use_env else secret_files(req)
-        with holder as srcs:
-            argv = build_argv(choice, req, secret_srcs=srcs, push_to=push_to)
+        with holder as srcs, staged(req, self.name) as sent:
+            argv = build_argv(choice, sent, secret_srcs=srcs, push_to=push_to)
             what = "docker buildx push" if push_to else "docker build"
             env = self._env(choice, req, use_env)
             return run_bounded(what, req, argv, env=env, secrets=secret_values(req))

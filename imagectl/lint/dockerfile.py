@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from imagectl.errors import Location, Problem
@@ -93,6 +94,7 @@ class Dockerfile:
     global_args: tuple[Instruction, ...] = ()
     stages: tuple[Stage, ...] = ()
     problems: tuple[Problem, ...] = ()
+    directive_lines: dict[str, int] = field(default_factory=dict)  # key -> 1-based line
 
     @property
     def instructions(self) -> list[Instruction]:
@@ -166,12 +168,28 @@ def _continues(line: str, escape: str) -> tuple[str, bool]:
     return (trimmed[:-1], True) if trimmed.endswith(escape) else (line, False)
 
 
+def parser_directives(lines: Iterable[str]) -> list[tuple[str, str, int]]:
+    """The parser directives at the top of a Dockerfile: (key in lower case, value, line).
+
+    As BuildKit reads them: ``# key=value`` lines for the known keys (``syntax``,
+    ``escape``, ``check``) from the first line on; any other line ends them.
+    """
+    found: list[tuple[str, str, int]] = []
+    for number, line in enumerate(lines, start=1):
+        match = _DIRECTIVE_RE.fullmatch(line.rstrip("\r").removeprefix("\ufeff"))
+        if not match or match.group(1).lower() not in ("syntax", "escape", "check"):
+            break  # anything else (an unknown directive too) ends the directives
+        found.append((match.group(1).lower(), match.group(2), number))
+    return found
+
+
 class _Parser:
     def __init__(self, text: str, name: str) -> None:
         self.name = name
         self.lines = [line.rstrip("\r") for line in text.removeprefix("\ufeff").split("\n")]
         self.index = 0
         self.directives: dict[str, str] = {}
+        self.directive_lines: dict[str, int] = {}
         self.escape = "\\"
         self.problems: list[Problem] = []
 
@@ -179,15 +197,12 @@ class _Parser:
         self.problems.append(Problem(Location(self.name, line), message))
 
     def read_directives(self) -> None:
-        while self.index < len(self.lines):
-            match = _DIRECTIVE_RE.fullmatch(self.lines[self.index])
-            if not match or match.group(1).lower() not in ("syntax", "escape", "check"):
-                break  # anything else (an unknown directive too) ends the directives
-            key = match.group(1).lower()
+        for key, value, line in parser_directives(self.lines):
             if key in self.directives:
-                self.problem(self.index + 1, f"parser directive {key!r} repeated")
-            self.directives[key] = match.group(2)
-            self.index += 1
+                self.problem(line, f"parser directive {key!r} repeated")
+            self.directives[key] = value
+            self.directive_lines.setdefault(key, line)
+            self.index = line
         escape = self.directives.get("escape", "\\")
         if escape in ("\\", "`"):
             self.escape = escape
@@ -276,7 +291,14 @@ class _Parser:
         if not stages:
             self.problem(1, "no FROM instruction")
         problems = tuple(sorted(self.problems, key=lambda p: p.location))
-        return Dockerfile(self.directives, self.escape, tuple(global_args), tuple(stages), problems)
+        return Dockerfile(
+            self.directives,
+            self.escape,
+            tuple(global_args),
+            tuple(stages),
+            problems,
+            self.directive_lines,
+        )
 
     def stage(self, index: int, from_: Instruction) -> Stage:
         words = from_.words

@@ -65,6 +65,11 @@ UNFOLLOWED = register(
     "pin it by digest (image:tag@sha256:…) or build the stage FROM ${BASE_IMAGE}",
 )  # fmt: skip
 
+UNPINNED_FRONTEND = register(
+    "IC213", "error", "`# syntax=` names a remote frontend that is not pinned by digest",
+    "pin it: `# syntax=docker/dockerfile:1@sha256:…`; imagectl records the digest it builds with",
+)  # fmt: skip
+
 _BASE_RE = re.compile(r"\$(?:BASE_IMAGE|\{BASE_IMAGE(?:[:?+-][^}]*)?\})")
 _APT = r"\bapt(?:-get)?(?:\s+-{1,2}[\w=.:/-]+)*\s+"
 _UPDATE_RE = re.compile(_APT + r"update\b")
@@ -140,6 +145,18 @@ def final_facts(target: DockerfileTarget) -> Inherited | None:
     if checks:
         healthcheck = not checks[-1].value.upper().startswith("NONE")
     return Inherited(user, healthcheck)
+
+
+def _frontend_rules(target: DockerfileTarget) -> list[Finding]:
+    syntax = target.dockerfile.directives.get("syntax", "")
+    if not syntax or "@sha256:" in syntax:
+        return []
+    message = (
+        f"`# syntax={syntax}`: BuildKit fetches this frontend by tag at build time, even "
+        "with network: none, so it can change a build that no plan shows"
+    )
+    line = target.dockerfile.directive_lines.get("syntax", 1)
+    return [UNPINNED_FRONTEND.at(target.path, line, message)]
 
 
 def _base_rules(target: DockerfileTarget, chain: list[Stage]) -> list[Finding]:
@@ -229,6 +246,11 @@ def secret_name(name: str) -> bool:
     return bool(_SECRET_WORDS.intersection(words) or _SECRET_PAIRS & pairs)
 
 
+def looks_secret(name: str, value: str) -> bool:
+    """True when a variable's name or its value looks like a secret (IC207)."""
+    return secret_name(name) or _SECRET_VALUE_RE.search(value) is not None
+
+
 def _secret_rules(target: DockerfileTarget, instruction: Instruction) -> list[Finding]:
     words = instruction.words
     if instruction.keyword == "ENV" and words and "=" not in words[0]:
@@ -236,7 +258,7 @@ def _secret_rules(target: DockerfileTarget, instruction: Instruction) -> list[Fi
     else:
         pairs = [(w.partition("=")[0], w.partition("=")[2]) for w in words]
     for name, value in pairs:
-        if secret_name(name) or _SECRET_VALUE_RE.search(value):
+        if looks_secret(name, value):
             message = (
                 f"{instruction.keyword} {name}: a secret in {instruction.keyword} "
                 "stays in the image and its history"
@@ -256,7 +278,7 @@ def check_dockerfile(target: DockerfileTarget) -> list[Finding]:
             found.append(SYNTAX.at(path, 1, message))
         return found
     chain = dockerfile.chain(final)
-    found += _base_rules(target, chain) + _user_rules(target, chain)
+    found += _frontend_rules(target) + _base_rules(target, chain) + _user_rules(target, chain)
     found += _service_rules(target, chain)
     for instruction in dockerfile.instructions:
         if instruction.keyword in ("ENV", "ARG", "LABEL"):

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from imagectl.errors import Location
+from imagectl.errors import ImagectlError, Location
+from imagectl.inputs import ContextHasher
+from imagectl.lint.dockerfile_rules import SECRET, looks_secret
 from imagectl.lint.findings import RULE_ID_RE, RULES, Owned, register
 from imagectl.manifest.loader import display_path
 from imagectl.manifest.models import ImageConfig, Manifest
@@ -34,6 +36,10 @@ PINNED = register(
     "IC103", "info", "the base is pinned by digest, so its security updates never arrive",
     "drop @sha256:…: imagectl pins the digest at build time and follows the tag",
 )  # fmt: skip
+GIT_IN_CONTEXT = register(
+    "IC105", "warning", "a build context holds the repository's .git",
+    "add `.git` to the context's .dockerignore, and to .containerignore for buildah",
+)  # fmt: skip
 FAMILY_BASE = register(
     "IC104", "warning", "an image does not share its family's base",
     "build it on the family base (or an image built on it), or give it its own family",
@@ -52,6 +58,17 @@ class _Sources:
         if source is None or not isinstance(node, str):
             return None, None
         return node, source.location(path)
+
+    def first(self, paths: list[tuple[str, ...]]) -> Location | None:
+        """Where the first of `paths` that some file writes is written (any file, key)."""
+        for path in paths:
+            for source in self.by_file.values():
+                node = source.data
+                for key in path:
+                    node = node.get(key) if isinstance(node, dict) else None
+                if node is not None:
+                    return source.location(path, key=True)
+        return None
 
     def base_keys(self) -> set[str]:
         keys: set[str] = set()
@@ -163,6 +180,58 @@ def _ignore_findings(manifest: Manifest) -> list[Owned]:
     return found
 
 
+def _arg_findings(manifest: Manifest, sources: _Sources) -> list[Owned]:
+    """IC207 on the manifest's `args:`: a build arg's value is on the builder's command line.
+
+    Docker and buildah print it with the command (`ps`, `.imagectl/logs`) and keep it in
+    the image history when the Dockerfile declares it, so a secret-looking arg is an
+    error whether or not an `ARG` consumes it. The value is never quoted.
+    """
+    found: list[Owned] = []
+    for image in manifest.images.values():
+        for key, value in image.args:
+            if not looks_secret(key, value):
+                continue
+            where = sources.first(
+                [
+                    ("families", image.family, "images", image.name, "args", key),
+                    ("families", image.family, "args", key),
+                    ("defaults", "args", key),
+                ]
+            )
+            location = where or image.location
+            message = (
+                f"build arg {key} of image '{image.name}': a secret in `args:` is on the "
+                "builder's command line, in the build log and, once declared, in the image"
+            )
+            found.append((SECRET.at(location.file, location.line, message), (image.name,)))
+    return found
+
+
+def _context_findings(manifest: Manifest, sources: _Sources) -> list[Owned]:
+    """IC105: imagectl never sends .git, but `docker build` by hand sends all of history."""
+    found: list[Owned] = []
+    hasher = ContextHasher(manifest.root_dir)
+    for image in manifest.images.values():
+        if not (image.context / ".git").exists():
+            continue
+        try:
+            rules = hasher.ignore_rules(image.context, image.dockerfile, image.builder)
+        except ImagectlError:
+            continue  # a bad ignore file fails validate and plan already
+        if rules.excluded(".git", True):
+            continue
+        where = sources.first([("families", image.family, "images", image.name, "context")])
+        location = where or image.location
+        shown = display_path(image.context, manifest.root_dir)
+        message = (
+            f"the context '{shown}' of image '{image.name}' holds the repository's .git: "
+            "imagectl leaves it out, but `docker build` run by hand sends the whole history"
+        )
+        found.append((GIT_IN_CONTEXT.at(location.file, location.line, message), (image.name,)))
+    return found
+
+
 def check_manifest(manifest: Manifest) -> list[Owned]:
     """Every IC1xx finding, each with the images it concerns (for per-image ignores)."""
     sources = _load(manifest)
@@ -170,4 +239,6 @@ def check_manifest(manifest: Manifest) -> list[Owned]:
         _base_findings(manifest, sources)
         + _family_findings(manifest, sources)
         + _ignore_findings(manifest)
+        + _arg_findings(manifest, sources)
+        + _context_findings(manifest, sources)
     )

@@ -17,6 +17,7 @@ from typing import Any
 
 from imagectl.durations import DURATION_HINT, parse_duration
 from imagectl.errors import Problem
+from imagectl.inputs import dockerfile_names
 from imagectl.manifest.loader import LoadedFile, display_path
 from imagectl.manifest.models import (
     DEFAULT_TAGS_PATCH,
@@ -66,7 +67,7 @@ class _Resolver:
         self._inside: dict[Path, bool] = {}
         self._is_dir: dict[Path, bool] = {}
         self._is_file: dict[Path, bool] = {}
-        self._paths: dict[tuple[str, str, str | None], tuple[Path | None, Path | None]] = {}
+        self._paths: dict[tuple[str, str, str], tuple[Path | None, Path | None]] = {}
 
     def problem(self, source: YamlSource, path: KeyPath, message: str, hint: str = "") -> None:
         self.problems.append(Problem(source.location(path), message, format_key_path(path), hint))
@@ -183,7 +184,8 @@ class _Resolver:
         ]
         count = len(self.problems)
         base = self.resolve_base(name, image, levels)
-        context, dockerfile = self.check_paths(image, src, ipath)
+        builder: Any = self.setting(levels, "builder")[0] or "docker"
+        context, dockerfile = self.check_paths(image, src, ipath, builder)
         bump_value, _ = self.setting(levels, "bump")
         bump: Any = bump_value or "patch"
         message = check_declared(image.version, Bump(bump))
@@ -251,7 +253,7 @@ class _Resolver:
             bump=bump,
             tags=tags,
             rebuild=str(rebuild or "never"),
-            builder=self.setting(levels, "builder")[0] or "docker",
+            builder=builder,
             platforms=tuple(platforms or ()),
             network=self.setting(levels, "network")[0],
             args=tuple(sorted(args.items())),
@@ -317,19 +319,19 @@ class _Resolver:
         return found
 
     def check_paths(
-        self, image: ImageModel, src: YamlSource, ipath: KeyPath
+        self, image: ImageModel, src: YamlSource, ipath: KeyPath, builder: str
     ) -> tuple[Path | None, Path | None]:
-        key = (str(src.path.parent), image.context, image.dockerfile)
+        key = (str(src.path.parent), image.context, image.dockerfile or builder)
         known = self._paths.get(key)
         if known is not None:  # many images share a context: check it once
             return known
-        found = self._check_paths(image, src, ipath)
+        found = self._check_paths(image, src, ipath, builder)
         if found[0] is not None and found[1] is not None:
             self._paths[key] = found
         return found
 
     def _check_paths(
-        self, image: ImageModel, src: YamlSource, ipath: KeyPath
+        self, image: ImageModel, src: YamlSource, ipath: KeyPath, builder: str
     ) -> tuple[Path | None, Path | None]:
         base_dir = src.path.parent
         context = Path(os.path.normpath(base_dir / image.context))
@@ -343,7 +345,11 @@ class _Resolver:
                 f"context directory '{display_path(context, self.root_dir)}' does not exist",
             )
             return None, None
-        dockerfile = Path(os.path.normpath(context / (image.dockerfile or "Dockerfile")))
+        name = image.dockerfile
+        if not name:  # the builder's preferred name that exists (buildah: Containerfile)
+            names = dockerfile_names(builder)
+            name = next((n for n in names if self.is_file(context / n)), names[0])
+        dockerfile = Path(os.path.normpath(context / name))
         key = (*ipath, "dockerfile") if image.dockerfile else (*ipath, "context")
         if not self.inside(dockerfile):
             given = image.dockerfile or display_path(dockerfile, self.root_dir)

@@ -46,6 +46,7 @@ class Observed:
     inputs: dict[str, str]  # image -> current inputs digest
     missing: frozenset[str] = frozenset()  # images whose immutable tag is gone (--refresh)
     revision: str | None = None  # git-ops commit, for {sha}
+    frontends: dict[str, str] = field(default_factory=dict)  # image -> pinned `# syntax=`
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Action:
     base: BaseUse
     inputs: str
     depth: int
+    frontend: str | None = None  # the `# syntax=` frontend pinned by digest, if any
 
     @property
     def immutable_tag(self) -> str:
@@ -113,6 +115,8 @@ class Action:
         data = self.to_json()
         data["base"] = {**data["base"], "name": self.base.name, "internal": self.base.internal}
         data.update(held_tags=list(self.held_tags), inputs=self.inputs, depth=self.depth)
+        if self.frontend is not None:
+            data["frontend"] = self.frontend
         return data
 
     @classmethod
@@ -131,6 +135,7 @@ class Action:
             base=BaseUse(base["name"], base["ref"], base["digest"], bool(base["internal"])),
             inputs=data["inputs"],
             depth=int(data["depth"]),
+            frontend=data.get("frontend"),
         )
 
 

@@ -139,6 +139,7 @@ class _Planner:
             base=base,
             inputs=self.observed.inputs.get(name, ""),
             depth=self.graph.depth(name),
+            frontend=self.observed.frontends.get(name),
         )
 
 

@@ -11,12 +11,26 @@ is accepted (the check resolves symlinks; it does not refuse them blindly).
 
 from __future__ import annotations
 
+import io
+import os
+import subprocess
+import tarfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from imagectl.inputs import ContextHasher
+from tests.reliability.conftest import (
+    GIT_ENV,
+    Registry,
+    Repo,
+    UpstreamFactory,
+    base_ref,
+    registry_get,
+)
 from tests.reliability.record import result
 from tests.reliability.test_bad_input import (
     cli_env,
@@ -228,3 +242,107 @@ def test_symlink_inside_the_repository_is_accepted(tmp_path: Path) -> None:
         assert "1 image" in run.stdout
     finally:
         server.close()
+
+
+# ------------------------------------------------------- only declared inputs enter an image
+
+STATE_NAMES = (".imagectl", "imagectl.lock", ".git")
+COPY_ALL = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY . /ctx/\nUSER 10001\n"
+
+
+def _context_repo(root: Path, host: str, base: str, builder: str) -> Repo:
+    """A repo whose one image has `context: .`: its own state lies in the context."""
+    namespace = f"inputs-{uuid.uuid4().hex[:10]}"
+    files = {
+        "Dockerfile": COPY_ALL,
+        "app.txt": "v1\n",
+        "sub/deep.txt": "deep\n",
+        "sub/.imagectl/nested-state.txt": "another manifest's state\n",
+        "docker-ignored.txt": "buildah sends this one\n",
+        "buildah-ignored.txt": "docker sends this one\n",
+        ".dockerignore": "docker-ignored.txt\n",
+        ".containerignore": "buildah-ignored.txt\n",
+        "imagectl.yaml": (
+            f"version: 1\nregistry: {host}/{namespace}\n"
+            f"defaults: {{builder: {builder}, network: host}}\n"
+            f"bases: {{upstream: {{ref: '{base}'}}}}\n"
+            "families:\n  all:\n    from: upstream\n    images:\n"
+            '      app: {context: ., version: "1.0"}\n'
+        ),
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    os.symlink("app.txt", root / "link.txt")
+    for argv in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"]):
+        subprocess.run(argv, cwd=root, check=True)
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", "commit", "-qm", "init"], cwd=root, check=True, env=env)
+    return Repo(root, Registry(host), namespace)
+
+
+def _image_files(registry: Registry, repository: str, tag: str, under: str) -> set[str]:
+    """Paths of files and symlinks below `under/` in the image's layers, as published."""
+    manifest = registry_get(registry.host, f"{repository}/manifests/{tag}")
+    manifest.raise_for_status()
+    found: set[str] = set()
+    for layer in manifest.json()["layers"]:
+        blob = registry_get(registry.host, f"{repository}/blobs/{layer['digest']}")
+        blob.raise_for_status()
+        with tarfile.open(fileobj=io.BytesIO(blob.content)) as tar:
+            for member in tar.getmembers():
+                name = member.name.removeprefix("./")
+                if name.startswith(under + "/") and not member.isdir():
+                    found.add(name.removeprefix(under + "/"))
+    return found
+
+
+@pytest.mark.parametrize("builder", ["docker", "buildah"])
+def test_only_declared_inputs_enter_the_image(
+    builder: str,
+    tmp_path: Path,
+    registry: Registry,
+    buildah_root: Path,
+    upstream: UpstreamFactory,
+) -> None:
+    injected = (
+        f"context: . built with {builder} after plan and apply left .imagectl/ (logs, "
+        "apply.lck, manifest cache) and imagectl.lock in it; .git, .dockerignore and "
+        ".containerignore excluding different files"
+    )
+    with result("security", f"only declared inputs enter the image ({builder})", injected) as rec:
+        upstream(f"inputs-{builder}")
+        repo = _context_repo(
+            tmp_path / "repo", registry.host, base_ref(registry.host, upstream), builder
+        )
+        repo.ok("plan")
+        repo.ok("apply")
+        assert (repo.root / "imagectl.lock").exists()
+        (repo.root / "app.txt").write_text("v2\n")
+        repo.commit_all("app v2")
+        repo.ok("apply")  # this build runs with every kind of state in the context
+        newest = repo.versions("app")[-1]
+        sent = _image_files(registry, repo.repository("app"), newest, "ctx")
+        hashed = ContextHasher(repo.root).context_files(Path("."), Path("Dockerfile"), builder)
+        rec.count = len(sent)
+        assert sent == {entry.rel for entry in hashed}
+        leaked = sorted(p for p in sent if any(n in p.split("/") for n in STATE_NAMES))
+        assert leaked == []
+        own, other = ("docker", "buildah") if builder == "docker" else ("buildah", "docker")
+        assert f"{own}-ignored.txt" not in sent and f"{other}-ignored.txt" in sent
+        assert {"link.txt", "run.sh", "sub/deep.txt", ".dockerignore"} <= sent
+
+        # a file this builder sends is an input; one it ignores is not
+        (repo.root / f"{other}-ignored.txt").write_text("changed\n")
+        repo.commit_all("a file the builder sends")
+        assert repo.planned() == ["app"]
+        repo.ok("apply")
+        (repo.root / f"{own}-ignored.txt").write_text("changed\n")
+        repo.commit_all("a file the builder ignores")
+        assert repo.planned() == []
+        rec.observed = (
+            f"the image's /ctx holds exactly the {len(sent)} files of the inputs digest; no "
+            f".imagectl, imagectl.lock or .git; {own}-ignored.txt left out and not an input"
+        )

@@ -10,6 +10,9 @@ base) plants three canaries:
 - a BuildKit build secret (``secrets: [{id: tok, env: TOK}]``), which one RUN step
   prints on purpose, and which a second image prints just before failing, so the
   failure's log tail carries it;
+- a multi-line PEM-like file secret (``{id: key, file: …}``) whose last base64 line
+  is 5 characters long, printed the same two ways: BuildKit prints it line by line,
+  so each of its lines of 4+ characters must be redacted on its own;
 - a password in the git-ops repository's ``origin`` URL.
 
 Then every place a secret could land is read back: stdout and stderr of validate,
@@ -22,7 +25,9 @@ password raw and as the base64 basic-auth value). Positive checks keep this hone
 the secret reached the build (its sha256 is in the image), the printed secret shows
 as ``***`` in the log and in the error's tail, and the pushes went through auth.
 
-Lint refuses a secret passed as a build arg or baked into ENV (IC207).
+Lint refuses a secret passed as a build arg (declared in the Dockerfile or not) or
+baked into ENV (IC207). A Dockerfile frontend named by tag (``# syntax=``) is refused
+by lint, pinned by plan, and the build fetches only the pinned digest.
 """
 
 from __future__ import annotations
@@ -45,8 +50,11 @@ import httpx
 import pytest
 
 from devenv.registry import RegistryServer
+from devenv.upstream import push_upstream_base
 from tests.fixtures.builders import MANIFEST_ACCEPT, UpstreamBase
 from tests.fixtures.registry import AuthRegistry
+from tests.reliability.conftest import Registry, UpstreamFactory, base_ref, write_repo
+from tests.reliability.fault_proxy import FaultProxy
 from tests.reliability.record import result
 
 pytestmark = pytest.mark.reliability
@@ -65,14 +73,17 @@ ARG BASE_IMAGE
 FROM ${{BASE_IMAGE}}
 RUN --mount=type=secret,id=tok echo "{run}: secret is [$(cat /run/secrets/tok)]" \\
  && sha256sum /run/secrets/tok | cut -d' ' -f1 > /tok.sha256
+RUN --mount=type=secret,id=key cat /run/secrets/key \\
+ && sha256sum /run/secrets/key | cut -d' ' -f1 > /key.sha256
 COPY app.txt /app.txt
 USER 10001
 """
 BROKEN_DOCKERFILE = """\
 ARG BASE_IMAGE
 FROM ${{BASE_IMAGE}}
+RUN --mount=type=secret,id=key cat /run/secrets/key
 RUN --mount=type=secret,id=tok echo "{run}: about to fail with [$(cat /run/secrets/tok)]" \\
- && exit 3
+ && cat /run/secrets/key && exit 3
 """
 
 
@@ -119,6 +130,7 @@ class Story:
     root: Path
     namespace: str
     token: str  # the build secret
+    pem: str  # the multi-line file secret
     password: str
     basic: str  # base64 of user:password, as sent in the Authorization header
     remote_password: str
@@ -128,6 +140,18 @@ class Story:
     labels: dict[str, str]
     token_digest_in_image: str | None
     lock: str
+    pem_digest_in_image: str | None = None
+
+
+def pem_canary() -> str:
+    """A PEM-like key: two long base64 lines, then a short one (5 characters)."""
+    body = base64.b64encode(uuid.uuid4().bytes * 3).decode()
+    tail = uuid.uuid4().hex[:4] + "="
+    return (
+        "-----BEGIN CANARY PRIVATE KEY-----\n"
+        f"{body}\n{body[::-1]}\n{tail}\n"
+        "-----END CANARY PRIVATE KEY-----\n"
+    )
 
 
 def _layers(http: httpx.Client, repository: str, tag: str, places: Places) -> Iterator[bytes]:
@@ -183,6 +207,9 @@ def story(
     run_id = uuid.uuid4().hex[:10]
     namespace = f"sec-{run_id}"
     token = f"tok-canary-{uuid.uuid4().hex}"
+    pem = pem_canary()
+    pem_file = work / "canary.pem"
+    pem_file.write_text(pem)
     remote_password = f"remote-canary-{uuid.uuid4().hex}"
     wrong_password = f"wrong-canary-{uuid.uuid4().hex}"
     host = auth_registry.server.host
@@ -211,11 +238,11 @@ families:
       app:
         context: app
         version: "1.0"
-        secrets: [{{id: tok, env: TOK}}]
+        secrets: [{{id: tok, env: TOK}}, {{id: key, file: "{pem_file}"}}]
       broken:
         context: broken
         version: "1.0"
-        secrets: [{{id: tok, env: TOK}}]
+        secrets: [{{id: tok, env: TOK}}, {{id: key, file: "{pem_file}"}}]
 """
     )
     git_env = {**os.environ, **GIT_ENV}
@@ -265,7 +292,7 @@ families:
     places.add("git log -p", history.stdout)
 
     labels: dict[str, str] = {}
-    token_digest = None
+    token_digest = pem_digest = None
     with auth_registry.http() as http:
         repository = f"{namespace}/app"
         tags = http.get(f"/v2/{repository}/tags/list")
@@ -277,6 +304,9 @@ families:
                 found = _file_in_tar(blob, "tok.sha256")
                 if found is not None:
                     token_digest = found.decode().strip()
+                found = _file_in_tar(blob, "key.sha256")
+                if found is not None:
+                    pem_digest = found.decode().strip()
         for what in (["image", "inspect"], ["history", "--no-trunc"]):
             local = subprocess.run(
                 ["docker", *what, f"{host}/{repository}:1.0.0"], capture_output=True
@@ -287,6 +317,7 @@ families:
         root=root,
         namespace=namespace,
         token=token,
+        pem=pem,
         password=password,
         basic=basic,
         remote_password=remote_password,
@@ -296,6 +327,7 @@ families:
         labels=labels,
         token_digest_in_image=token_digest,
         lock=lock,
+        pem_digest_in_image=pem_digest,
     )
 
 
@@ -368,6 +400,28 @@ def test_build_secret_never_leaks(story: Story) -> None:
         )
 
 
+def test_multiline_file_secret_never_leaks_not_even_its_short_last_line(story: Story) -> None:
+    injected = (
+        "a PEM-like file secret (5 lines, the last base64 line 5 characters) printed by a "
+        "RUN step line by line, and again before a RUN fails"
+    )
+    with result("security", "multi-line file secret", injected) as rec:
+        expected = hashlib.sha256(story.pem.encode()).hexdigest()
+        assert story.pem_digest_in_image == expected, "the file secret did not reach the build"
+        lines = [line for line in story.pem.splitlines() if len(line) >= 4]
+        short = story.pem.splitlines()[-2]
+        assert len(short) == 5
+        logs = sorted((story.root / ".imagectl" / "logs").rglob("*.log"))
+        assert "***" in "".join(p.read_text() for p in logs)
+        leaks = {line: story.places.containing(line) for line in lines}
+        rec.count = len(story.places.found)
+        assert not any(leaks.values()), leaks
+        rec.observed = (
+            f"reached the build (sha256 in the image); each of its {len(lines)} lines, the "
+            f"5-character one too, absent from all {rec.count} places"
+        )
+
+
 def test_source_label_and_git_remote_carry_no_credentials(story: Story) -> None:
     injected = f"origin = https://ops:<canary>@{REMOTE_HOST}/x.git"
     with result("security", "git remote credentials", injected) as rec:
@@ -397,22 +451,7 @@ LINT_CASES = {
 }
 
 
-LINT_BUG = (
-    "imagectl/lint has no rule over the manifest's `args:`: IC207 looks at Dockerfile "
-    "ENV/ARG/LABEL only, so `args: {PASSWORD: …}` without `ARG PASSWORD` passes lint, and "
-    "the value is on the docker command line (ps, .imagectl/logs)"
-)
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=LINT_BUG))
-        if c == "build arg in the manifest only"
-        else c
-        for c in sorted(LINT_CASES)
-    ],
-)
+@pytest.mark.parametrize("case", sorted(LINT_CASES))
 def test_lint_refuses_secrets_in_build_args_and_env(case: str, tmp_path: Path) -> None:
     args, dockerfile = LINT_CASES[case]
     root = tmp_path / "repo"
@@ -445,3 +484,59 @@ def test_lint_refuses_secrets_in_build_args_and_env(case: str, tmp_path: Path) -
         assert canary not in output, output
         finding = next(line for line in output.splitlines() if "IC207" in line)
         rec.observed = f"lint exit 1: {finding.strip()[:160]}"
+
+
+# ------------------------------------------------------------------ Dockerfile frontends
+
+
+def test_builds_follow_only_the_frontend_the_plan_pinned(
+    tmp_path: Path, registry: Registry, proxy: FaultProxy, upstream: UpstreamFactory
+) -> None:
+    """`# syntax=` by tag: lint refuses it, plan pins its digest, the build runs that digest.
+
+    No Dockerfile frontend image exists offline, so the frontend is a plain image: the
+    docker build fails when it tries to run it, after fetching it. The fetch is what is
+    checked: through the proxy, only by the digest the saved plan pinned, never by tag,
+    although the tag moved between plan and apply.
+    """
+    injected = "# syntax=<registry>/fe/dockerfile:1, the tag moved between plan and apply"
+    with result("security", "Dockerfile frontend by tag", injected) as rec:
+        upstream("frontend-test")
+        frontend = f"fe/dockerfile-{uuid.uuid4().hex[:8]}"
+        first = push_upstream_base(registry.host, frontend, "1", "frontend v1")
+        dockerfile = (
+            f"# syntax={proxy.host}/{frontend}:1\n"
+            "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo built\nUSER 10001\n"
+        )
+        repo = write_repo(
+            tmp_path / "repo",
+            registry,
+            registry.host,
+            base_ref(registry.host, upstream),
+            {"app": "upstream"},
+            dockerfiles={"app": dockerfile},
+        )
+        lint = repo.run("lint")
+        assert lint.returncode == 1 and "IC213" in lint.stdout, lint.stdout + lint.stderr
+        repo.ok("plan", "--out", "first.json")
+        saved = json.loads((repo.root / "first.json").read_text())
+        (action,) = saved["actions"]
+        assert action["frontend"] == f"{proxy.host}/{frontend}:1@{first}"
+
+        second = push_upstream_base(registry.host, frontend, "1", "frontend v2")
+        assert second != first
+        repo.ok("plan", "--out", "second.json")
+        (moved,) = json.loads((repo.root / "second.json").read_text())["actions"]
+        assert moved["frontend"].endswith(second) and moved["inputs"] != action["inputs"]
+
+        proxy.reset_log()
+        applied = repo.run("apply", "first.json")
+        assert applied.returncode == 1, applied.stdout + applied.stderr  # not a real frontend
+        fetched = proxy.requests(path=f"/v2/{frontend}/manifests/", agent="")
+        paths = sorted({seen.path.rsplit("/", 1)[-1] for seen in fetched})
+        rec.count = len(fetched)
+        assert paths == [first], paths
+        rec.observed = (
+            f"lint IC213; plan pinned {first[:19]}… and re-pinned when the tag moved; the "
+            f"build fetched the frontend {len(fetched)}x, only by the planned digest"
+        )

@@ -12,6 +12,7 @@ import pytest
 
 from imagectl.errors import ImagectlError, ManifestError
 from imagectl.inputs import ContextHasher, inputs_digest
+from imagectl.manifest.loader import load_manifest
 
 
 def make_tree(root: Path) -> Path:
@@ -158,16 +159,26 @@ def test_exception_inside_excluded_dir_is_hashed(repo: Path) -> None:
     assert digest(repo) != before
 
 
-def test_imagectl_state_at_root_is_never_an_input(repo: Path) -> None:
+@pytest.mark.parametrize("where", [".", "images"])  # the root, or a nested manifest's
+def test_imagectl_state_is_never_an_input(repo: Path, where: str) -> None:
     (repo / "Dockerfile").write_text("FROM scratch\n")
     before = digest(repo, context=".")
-    (repo / "imagectl.lock").write_text("format: 1\n")
-    (repo / ".imagectl" / "logs").mkdir(parents=True)
-    (repo / ".imagectl" / "logs" / "app.log").write_text("building\n")
-    (repo / ".git").mkdir()
-    (repo / ".git" / "index").write_bytes(b"\1\2")
+    top = repo / where
+    (top / "imagectl.lock").write_text("format: 1\n")
+    (top / ".imagectl.lock.x1y2.tmp").write_text("format: 1\n")
+    (top / ".imagectl" / "logs").mkdir(parents=True)
+    (top / ".imagectl" / "logs" / "app.log").write_text("building\n")
+    (top / ".imagectl" / "apply.lck").write_text("")
+    (top / ".imagectl" / "cache").mkdir()
+    (top / ".imagectl" / "cache" / "manifest.json").write_text("{}")
+    (top / ".git").mkdir()
+    (top / ".git" / "index").write_bytes(b"\1\2")
     assert digest(repo, context=".") == before
-    (repo / "images" / "imagectl.lock").write_text("only the root one is state\n")
+    assert not any(
+        f.rel.endswith(("imagectl.lock", ".tmp")) or ".imagectl/" in f.rel or ".git/" in f.rel
+        for f in ContextHasher(repo).context_files(Path("."), Path("Dockerfile"))
+    )
+    (top / "imagectl.lock.md").write_text("a file of the user's\n")
     assert digest(repo, context=".") != before
 
 
@@ -265,3 +276,87 @@ def test_inputs_digest_is_canonical() -> None:
     assert value.startswith("sha256:")
     assert len(value) == len("sha256:") + 64
     assert inputs_digest("sha256:other", PARAMS) != value
+
+
+# --------------------------------------------------------------- what each builder sends
+
+IGNORE_FILES = {  # file -> what it excludes
+    "Dockerfile.dockerignore": "a.txt",
+    "Dockerfile.containerignore": "b.txt",
+    ".containerignore": "c.txt",
+    ".dockerignore": "d.txt",
+}
+
+
+@pytest.mark.parametrize(
+    ("builder", "present", "excluded"),
+    [
+        # buildah 1.28: <Dockerfile>.dockerignore, <Dockerfile>.containerignore,
+        # .containerignore, .dockerignore; the first found wins
+        ("buildah", list(IGNORE_FILES), "a.txt"),
+        ("buildah", list(IGNORE_FILES)[1:], "b.txt"),
+        ("buildah", list(IGNORE_FILES)[2:], "c.txt"),
+        ("buildah", list(IGNORE_FILES)[3:], "d.txt"),
+        # docker (BuildKit) reads no .containerignore
+        ("docker", list(IGNORE_FILES)[1:], "d.txt"),
+        ("docker", list(IGNORE_FILES), "a.txt"),
+    ],
+)
+def test_each_builder_reads_its_own_ignore_file(
+    tmp_path: Path, builder: str, present: list[str], excluded: str
+) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    for name in ("a.txt", "b.txt", "c.txt", "d.txt"):
+        (tmp_path / name).write_text(name)
+    for name in present:
+        (tmp_path / name).write_text(IGNORE_FILES[name] + "\n")
+    files = ContextHasher(tmp_path).context_files(Path("."), Path("Dockerfile"), builder)
+    sent = {f.rel for f in files if f.rel.endswith(".txt")}
+    assert sent == {"a.txt", "b.txt", "c.txt", "d.txt"} - {excluded}
+
+
+def test_a_file_only_buildah_sends_is_an_input_of_buildah_images_only(repo: Path) -> None:
+    ctx = repo / "images" / "app"
+    (ctx / ".containerignore").write_text("README.md\n")
+    hasher = ContextHasher(repo)
+    before = {b: hasher.context_digest(Path("images/app"), Path("Dockerfile"), b) for b in BUILDERS}
+    (ctx / "notes.log").write_text("buildah sends it: .containerignore wins\n")
+    after = ContextHasher(repo)
+    assert (
+        after.context_digest(Path("images/app"), Path("Dockerfile"), "buildah") != before["buildah"]
+    )
+    assert (
+        after.context_digest(Path("images/app"), Path("Dockerfile"), "docker") == before["docker"]
+    )
+
+
+BUILDERS = ("docker", "buildah")
+
+
+@pytest.mark.parametrize(
+    ("builder", "files", "chosen"),
+    [
+        ("buildah", ["Containerfile", "Dockerfile"], "Containerfile"),
+        ("buildah", ["Dockerfile"], "Dockerfile"),
+        ("docker", ["Containerfile", "Dockerfile"], "Dockerfile"),
+        ("docker", ["Containerfile"], "Containerfile"),
+    ],
+)
+def test_the_default_dockerfile_is_the_builders(
+    tmp_path: Path, builder: str, files: list[str], chosen: str
+) -> None:
+    (tmp_path / "app").mkdir()
+    for name in files:
+        (tmp_path / "app" / name).write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
+    (tmp_path / "imagectl.yaml").write_text(
+        "version: 1\nregistry: r.example/acme\n"
+        f"defaults: {{builder: {builder}}}\n"
+        "families:\n  f:\n    from: debian:12\n    images:\n"
+        '      app: {context: app, version: "1.0"}\n'
+    )
+    manifest = load_manifest(tmp_path / "imagectl.yaml")
+    assert manifest.images["app"].dockerfile == tmp_path / "app" / chosen
+    for other in {"Containerfile", "Dockerfile"} - set(files):
+        (tmp_path / "app" / other).write_text("FROM scratch\n")  # the manifest cache notices
+    both = load_manifest(tmp_path / "imagectl.yaml").images["app"].dockerfile.name
+    assert both == ("Containerfile" if builder == "buildah" else "Dockerfile")

@@ -97,6 +97,10 @@ CASES: list[tuple[str, str, dict[str, Any], bool]] = [
     ("IC211", GOOD, {}, False),
     ("IC212", "ARG BASE_IMAGE\nFROM golang:1.22 AS build\nFROM ${BASE_IMAGE}\n" + TAIL, {}, True),
     ("IC212", f"ARG BASE_IMAGE\nFROM golang@{DIGEST} AS b\nFROM $BASE_IMAGE\n" + TAIL, {}, False),
+    ("IC213", "# syntax=docker/dockerfile:1\n" + GOOD, {}, True),
+    ("IC213", "# escape=`\n# syntax=127.0.0.1:5000/fe:latest\n" + GOOD, {}, True),
+    ("IC213", f"# syntax=docker/dockerfile:1@{DIGEST}\n" + GOOD, {}, False),
+    ("IC213", "# a comment first\n# syntax=docker/dockerfile:1\n" + GOOD, {}, False),
 ]
 
 
@@ -147,6 +151,17 @@ families:
 """
 
 
+FAMILY = """\
+version: 1
+registry: r.example/acme
+bases: {debian: {ref: "debian:12"}}
+families:
+  f:
+    from: debian
+    images:
+"""
+
+
 def manifest_ids(tmp: Path, debian: str = "debian:12", app_from: str = "base", **kw: str) -> Any:
     text = MANIFEST.format(debian=debian, app_from=app_from, extra=kw.get("extra", ""))
     app = kw.get("app", GOOD)
@@ -167,6 +182,9 @@ def manifest_ids(tmp: Path, debian: str = "debian:12", app_from: str = "base", *
         ({}, "IC104", False),
         ({"extra": ", lint: {ignore: [IC999]}"}, "IC100", True),
         ({"extra": ", lint: {ignore: [DL3008, ic203]}"}, "IC100", False),
+        ({"extra": ', args: {DB_PASSWORD: "hunter2"}'}, "IC207", True),
+        ({"extra": ', args: {CONFIG: "AKIAABCDEFGHIJKLMNOP"}'}, "IC207", True),
+        ({"extra": ', args: {DB_PASSWORD_FILE: "/run/secrets/db"}'}, "IC207", False),
     ],
 )
 def test_manifest_rule(tmp_path: Path, kwargs: dict[str, str], rule: str, fires: Any) -> None:
@@ -181,6 +199,58 @@ def test_manifest_findings_point_at_the_line_to_change(tmp_path: Path) -> None:
         ("IC102", "imagectl.yaml", 10),  # the literal from:
         ("IC104", "imagectl.yaml", 10),
     ]
+
+
+def test_a_secret_build_arg_is_located_where_it_is_written_and_never_quoted(
+    tmp_path: Path,
+) -> None:
+    text = """\
+    version: 1
+    registry: r.example/acme
+    bases: {debian: {ref: "debian:12"}}
+    defaults:
+      args: {NPM_TOKEN: "canary-defaults-77"}
+    families:
+      f:
+        from: debian
+        args:
+          API_KEY: "canary-family-88"
+        images:
+          a: {context: a, version: "1.0"}
+    """
+    manifest = repo(tmp_path, text, {"a": GOOD})
+    findings = lint_manifest(manifest)
+    assert [(f.rule, f.file, f.line) for f in findings] == [
+        ("IC207", "imagectl.yaml", 5),
+        ("IC207", "imagectl.yaml", 10),
+    ]
+    assert not any("canary" in f.message for f in findings)
+
+
+def test_an_unpinned_frontend_is_an_error_at_its_directive_line() -> None:
+    findings = check_dockerfile(
+        DockerfileTarget("Dockerfile", parse_dockerfile("# escape=`\n# syntax=fe:1\n" + GOOD))
+    )
+    assert [(f.rule, f.line, f.severity) for f in findings] == [("IC213", 2, "error")]
+
+
+@pytest.mark.parametrize(
+    ("ignore", "fires"),
+    [(None, True), ("*.md\n", True), (".git\n", False), ("**/.git\n", False)],
+)
+def test_a_context_holding_the_git_directory_warns(
+    tmp_path: Path, ignore: str | None, fires: bool
+) -> None:
+    text = FAMILY + (
+        '      root: {context: ., dockerfile: app/Dockerfile, version: "1.0"}\n'
+        '      app: {context: app, version: "1.0"}\n'
+    )
+    manifest = repo(tmp_path, text, {"app": GOOD})
+    (tmp_path / ".git").mkdir()
+    if ignore is not None:
+        (tmp_path / ".dockerignore").write_text(ignore)
+    expected = [("IC105", "imagectl.yaml", 8)] if fires else []
+    assert found(manifest) == expected
 
 
 def test_family_without_a_base_warns_about_the_odd_one_out(tmp_path: Path) -> None:
@@ -209,17 +279,10 @@ def test_derived_image_inherits_user_and_healthcheck_from_its_manifest_base(tmp_
 
 
 def test_per_image_ignore_silences_only_that_image(tmp_path: Path) -> None:
-    text = """\
-    version: 1
-    registry: r.example/acme
-    bases: {debian: {ref: "debian:12"}}
-    families:
-      f:
-        from: debian
-        images:
-          one: {context: shared, version: "1.0", lint: {ignore: [IC203]}}
-          two: {context: shared, version: "1.0"}
-    """
+    text = FAMILY + (
+        '      one: {context: shared, version: "1.0", lint: {ignore: [IC203]}}\n'
+        '      two: {context: shared, version: "1.0"}\n'
+    )
     manifest = repo(tmp_path, text, {"shared": good("ADD app /app\n")})
     assert found(manifest) == [("IC203", "shared/Dockerfile", 3)]
     ignore_both = text.replace('version: "1.0"}\n', 'version: "1.0", lint: {ignore: [ic203]}}\n')

@@ -36,6 +36,34 @@ def test_redact_catches_lines_of_a_multiline_secret() -> None:
     assert "QUJDREVGR0hJSktMTU5PUA" not in redact("line: QUJDREVGR0hJSktMTU5PUA==", [secret])
 
 
+PEM = "-----BEGIN TEST KEY-----\nQUJDREVGR0hJSktMTU5PUA==\nZm9vYmFy\nq8Zx\n-----END TEST KEY-----\n"
+
+
+@pytest.mark.parametrize("line", ["QUJDREVGR0hJSktMTU5PUA==", "Zm9vYmFy", "q8Zx"])
+def test_redact_catches_every_line_of_four_or_more_characters(line: str) -> None:
+    assert redact(f"#7 0.31 {line}\n", [PEM]) == "#7 0.31 ***\n"
+
+
+def test_redact_replaces_the_whole_value_as_one() -> None:
+    assert redact(f"key: {PEM}.", [PEM]) == "key: ***."
+    assert redact("key=" + PEM.strip() + ";", [PEM]) == "key=***;"
+
+
+def test_redact_leaves_lines_shorter_than_four_characters() -> None:
+    assert redact("abc and x", ["x\nabc\nlong-secret"]) == "abc and x"
+
+
+def test_run_redacts_a_pem_streamed_line_by_line(tmp_path: Path) -> None:
+    secret = tmp_path / "key.pem"
+    secret.write_text(PEM)
+    log = tmp_path / "log"
+    result = run(["cat", str(secret)], log_path=log, secrets=[PEM])
+    for text in (result.stdout, log.read_text()):
+        assert not any(line in text for line in ("Zm9vYmFy", "q8Zx", "QUJDREVG")), text
+    assert result.stdout == "***"  # collected whole: the whole value at once
+    assert log.read_text().count("***") == 5  # streamed: every line of 4+ characters
+
+
 def test_run_returns_output_and_nonzero_exit_without_raising() -> None:
     result = run([PY, "-c", "import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"])
     assert result.returncode == 3
