@@ -56,6 +56,9 @@ def parse_author(text: str | None) -> tuple[str, str] | None:
 
 
 def _github_plan_outputs(plan: Plan) -> None:
+    """Step outputs; the matrix is computed only inside GitHub Actions."""
+    if not github.active():
+        return
     github.set_outputs(
         {
             "changed": "true" if plan.changed else "false",
@@ -93,7 +96,8 @@ def plan_command(
         if out is not None:
             console.print(f"Saved plan to {out}; apply it with `imagectl apply {out}`.")
     _github_plan_outputs(plan)
-    github.write_summary(plan_markdown(plan))
+    if github.active():
+        github.write_summary(plan_markdown(plan))
     return 1 if plan.changed else 0
 
 
@@ -247,16 +251,17 @@ def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:
         console.print(
             f"Committed the lock: {result.commit[:12]}" + (" (pushed)" if result.pushed else "")
         )
-    github.set_outputs(
-        {
-            "changed": "true",
-            "images": json.dumps(
-                [n for n, o in result.outcomes.items() if o.state in ("built", "adopted")]
-            ),
-            "matrix": github_matrix_json(plan),
-        }
-    )
-    github.write_summary(_apply_markdown(plan, result))
+    if github.active():
+        github.set_outputs(
+            {
+                "changed": "true",
+                "images": json.dumps(
+                    [n for n, o in result.outcomes.items() if o.state in ("built", "adopted")]
+                ),
+                "matrix": github_matrix_json(plan),
+            }
+        )
+        github.write_summary(_apply_markdown(plan, result))
     if result.interrupted:
         return EXIT_INTERRUPTED
     return 1 if result.failed else 0
