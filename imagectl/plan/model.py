@@ -6,9 +6,9 @@ Pure data with JSON round trips; no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime
 from enum import StrEnum
+from functools import cached_property
 from typing import Any
 
 
