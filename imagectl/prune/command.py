@@ -22,7 +22,14 @@ from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import Manifest
 from imagectl.pipeline import make_client
 from imagectl.plan.graph import ImageGraph
-from imagectl.prune.policy import Decision, VersionInfo, is_version_tag, parse_age, prune_images
+from imagectl.prune.policy import (
+    LOCK_NOTE,
+    Decision,
+    VersionInfo,
+    is_version_tag,
+    parse_age,
+    prune_images,
+)
 from imagectl.registry import Reference, RegistryClient, parse_reference
 
 _WORKERS = 8
@@ -86,7 +93,7 @@ def observe_registry(manifest: Manifest, client: RegistryClient, lock: Lock | No
         reasons = observed.protected.setdefault(name, {}).setdefault(record.digest, [])
         reasons.insert(0, "in the lock")
         observed.base_protected.setdefault(record.base.digest, []).append(
-            f"base of {name} {record.version} (lock)"
+            f"base of {name} {record.version} {LOCK_NOTE}"
         )
     return observed
 

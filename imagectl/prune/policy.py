@@ -20,6 +20,7 @@ VERSION_TAG = {
     "revision": re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)-r(0|[1-9]\d*)"),
 }
 _AGE = re.compile(r"\s*(\d+)\s*([hdw])\s*")
+LOCK_NOTE = "(lock)"
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
@@ -152,6 +153,12 @@ def select_prunable(
     return decisions
 
 
+def _add_once(reasons: list[str], reason: str) -> None:
+    """Add `reason` unless it, or the same fact read from the lock (``… (lock)``), is there."""
+    if reason not in reasons and f"{reason} {LOCK_NOTE}" not in reasons:
+        reasons.append(reason)
+
+
 def prune_images(
     versions: Mapping[str, list[VersionInfo]],
     order: Sequence[str],
@@ -193,6 +200,6 @@ def prune_images(
         for decision in decisions:
             base = decision.info.base_digest
             if not decision.delete and base:
-                bases.setdefault(base, []).append(f"base of {name} {decision.version}")
+                _add_once(bases.setdefault(base, []), f"base of {name} {decision.version}")
         result[name] = decisions
     return result

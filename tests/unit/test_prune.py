@@ -178,3 +178,19 @@ def test_parse_age(text: str, age: timedelta, shown: str) -> None:
 def test_parse_age_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="--older-than"):
         parse_age(text)
+
+
+def test_a_base_named_by_the_lock_and_by_a_kept_version_is_one_reason() -> None:
+    base = versions(3)
+    app = [VersionInfo("2.0.0", digest("a0"), NOW, base_digest=digest(0))]
+    result = prune_images(
+        {"base": base, "app": app},
+        ["app", "base"],
+        keep=1,
+        older_than=None,
+        now=NOW,
+        protected={"app": {digest("a0"): ["in the lock"]}},
+        base_protected={digest(0): ["base of app 2.0.0 (lock)"]},
+    )
+    assert reasons(result["base"], "1.0.0") == ("base of app 2.0.0 (lock)",)
+    assert deleted(result["base"]) == ["1.0.1"]
