@@ -62,6 +62,9 @@ class VersionInfo:
         created: the ``org.opencontainers.image.created`` label, None when absent.
         base_digest: the ``org.opencontainers.image.base.digest`` label, None when absent.
         aliases: other digests that name this version (the platform image of an index).
+        revision: the ``org.opencontainers.image.revision`` label, None when absent.
+        base_name: the ``org.opencontainers.image.base.name`` label, None when absent.
+        tags: floating tags that are this version's own (see `own_tags`); they go with it.
     """
 
     version: str
@@ -69,6 +72,9 @@ class VersionInfo:
     created: datetime | None = None
     base_digest: str | None = None
     aliases: frozenset[str] = frozenset()
+    revision: str | None = None
+    base_name: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +155,8 @@ def select_prunable(
         why = [f"not among the newest {keep}"]
         if older_than is not None and info.created is not None:
             why.append(f"older than {format_age(older_than)}")
+        if info.tags:
+            why.append(f"its own tags go too: {', '.join(info.tags)}")
         decisions.append(Decision(info, True, tuple(why)))
     return decisions
 

@@ -89,7 +89,7 @@ def test_long_messages_are_not_broken_at_the_console_width(tmp_path: Path) -> No
         "version: 1\nregistry: 127.0.0.1:5000/acme\n"
         "families:\n  f:\n    from: scratch\n    images:\n"
         '      app: {context: app, version: "1.0"}\n'
-        "bases:\n  scratch: {ref: \"127.0.0.1:5000/up/scratch:1\"}\n"
+        'bases:\n  scratch: {ref: "127.0.0.1:5000/up/scratch:1"}\n'
     )
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     done = subprocess.run(
