@@ -54,6 +54,24 @@ def reasons(decisions: list[Decision], version: str) -> tuple[str, ...]:
     return next(d.reasons for d in decisions if d.version == version)
 
 
+def prune_base_and_app(
+    base: list[VersionInfo],
+    app: list[VersionInfo],
+    protected: dict[str, dict[str, list[str]]],
+    base_protected: dict[str, list[str]],
+) -> dict[str, list[Decision]]:
+    """`app` built on `base`, keep 1, no age rule."""
+    return prune_images(
+        {"base": base, "app": app},
+        ["app", "base"],
+        keep=1,
+        older_than=None,
+        now=NOW,
+        protected=protected,
+        base_protected=base_protected,
+    )
+
+
 def test_keeps_the_newest_n_by_version_order_not_by_listing_order() -> None:
     infos = versions(12)
     decisions = select(list(reversed(infos[3:])) + infos[:3], keep=10)
@@ -139,15 +157,7 @@ def test_prune_images_protects_bases_of_kept_descendants_only() -> None:
         VersionInfo("2.0.0", digest("a0"), NOW, base_digest=digest(0)),  # doomed: not newest
         VersionInfo("2.0.1", digest("a1"), NOW, base_digest=digest(1)),  # kept
     ]
-    result = prune_images(
-        {"base": base, "app": app},
-        ["app", "base"],
-        keep=1,
-        older_than=None,
-        now=NOW,
-        protected={},
-        base_protected={digest(2): ["base of gone 0.1.0 (lock)"]},
-    )
+    result = prune_base_and_app(base, app, {}, {digest(2): ["base of gone 0.1.0 (lock)"]})
     assert deleted(result["app"]) == ["2.0.0"]
     assert deleted(result["base"]) == ["1.0.3", "1.0.0"]
     assert reasons(result["base"], "1.0.1") == ("base of app 2.0.1",)
@@ -184,14 +194,11 @@ def test_parse_age_rejects(text: str) -> None:
 def test_a_base_named_by_the_lock_and_by_a_kept_version_is_one_reason() -> None:
     base = versions(3)
     app = [VersionInfo("2.0.0", digest("a0"), NOW, base_digest=digest(0))]
-    result = prune_images(
-        {"base": base, "app": app},
-        ["app", "base"],
-        keep=1,
-        older_than=None,
-        now=NOW,
-        protected={"app": {digest("a0"): ["in the lock"]}},
-        base_protected={digest(0): ["base of app 2.0.0 (lock)"]},
+    result = prune_base_and_app(
+        base,
+        app,
+        {"app": {digest("a0"): ["in the lock"]}},
+        {digest(0): ["base of app 2.0.0 (lock)"]},
     )
     assert reasons(result["base"], "1.0.0") == ("base of app 2.0.0 (lock)",)
     assert deleted(result["base"]) == ["1.0.1"]
