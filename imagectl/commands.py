@@ -372,9 +372,10 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
     as_of = f"as of {now:%Y-%m-%dT%H:%M:%SZ}"
     if registry_error is not None:
         console.print(
-            f"{len(rows)} images, staleness unknown ({as_of}): the registry could not be "
-            f"read, so this shows what the lock records. {escape(registry_error)}"
+            f"{len(rows)} images, staleness unknown ({as_of}): the registry could not be read, "
+            "so the table shows what the lock records."
         )
+        console.print(f"registry: {escape(registry_error)}")
         return
     stale_count = sum(1 for r in rows if r["stale"])
     console.print(f"{len(rows)} images, {stale_count} stale ({as_of}).")
