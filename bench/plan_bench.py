@@ -88,6 +88,16 @@ def plan_in_process(manifest_path: Path) -> Run:
     return Run(time.process_time() - cpu, time.perf_counter() - wall, requests, plan)
 
 
+def reference_cpu(runs: int) -> float:
+    """CPU seconds of a fixed pure-Python loop: compares machines, and shows load."""
+    times = []
+    for _ in range(runs):
+        start = time.process_time()
+        sum(range(10**7))
+        times.append(time.process_time() - start)
+    return min(times)
+
+
 def best(runs: int, fn: Callable[[], Run]) -> Run:
     return min((fn() for _ in range(runs)), key=lambda r: r.cpu)
 
@@ -136,7 +146,7 @@ def _measure_fleets(work: Path, host: str, runs: int) -> list[Figure]:
         warm[label] = best(runs, lambda p=path: plan_in_process(p))  # type: ignore[misc]
         assert not warm[label].plan.actions, "a warm plan of an unchanged fleet must be empty"
     leaked = imported_by_plan(work / "fixed" / "imagectl.yaml")
-    figures: list[Figure] = []
+    figures = [Figure("reference: `sum(range(10**7))`, CPU", reference_cpu(runs), "s", "time")]
     for mode, measured in (("cold", cold), ("warm", warm)):
         fixed = measured["fixed"].cpu
         figures.append(
