@@ -101,7 +101,8 @@ class World:
             record(f"{self.prefix}/base", "1.0.2", self.base["1.0.2"], "x/up:1", UPSTREAM),
         )
         lock = lock.with_image(
-            "app", record(f"{self.prefix}/app", "2.0.3", self.app["2.0.3"], base_ref, UPSTREAM)
+            "app",
+            record(f"{self.prefix}/app", "2.0.3", self.app["2.0.3"], base_ref, self.base["1.0.7"]),
         )
         write_lock(self.manifest.lock_path, lock)
 
@@ -157,6 +158,8 @@ def test_dry_run_lists_what_would_go_and_deletes_nothing(
         ("app", "2.0.1"),
     }
     assert "newest 2" in table[("base", "1.0.7")]
+    # named by the lock and by the kept app 2.0.3: one reason, not two
+    assert table[("base", "1.0.7")].count("base of app 2.0.3") == 1
     assert "in the lock" in table[("base", "1.0.2")]
     assert "tag stable" in table[("base", "1.0.1")]
     assert "base of app 2.0.2" in table[("base", "1.0.4")]

@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from rich.console import Console
@@ -38,7 +39,7 @@ class CountingTuple(tuple[Action, ...]):
 
     scans = 0
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[Action]:
         CountingTuple.scans += 1
         return super().__iter__()
 
