@@ -9,10 +9,11 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 
 from imagectl.output.failures import describe_failure
 from imagectl.output.plan_view import github_matrix, plan_table
+from imagectl.output.progress import Progress
 from imagectl.plan.model import Action, BaseUse, Plan, StaleReason
 
 
@@ -104,3 +105,52 @@ def test_long_messages_are_not_broken_at_the_console_width(tmp_path: Path) -> No
     lines = done.stdout.splitlines()
     assert len(lines) == 1 and len(lines[0]) > 150
     assert lines[0].startswith(str(manifest)) and lines[0].endswith("1 file")
+
+
+class CountingProgress(Progress):
+    builds = 0
+
+    def _view(self) -> RenderableType:
+        CountingProgress.builds += 1
+        return super()._view()
+
+
+def render(view: RenderableType) -> str:
+    buffer = io.StringIO()
+    Console(file=buffer, width=120, color_system=None).print(view)
+    return buffer.getvalue()
+
+
+def test_live_progress_of_a_big_apply_is_not_redrawn_per_event() -> None:
+    plan = chain_plan(2000)
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    CountingProgress.builds = 0
+    with CountingProgress(console, plan.actions) as progress:
+        for action in plan.actions:
+            for step in ("start", "built", "pushed", "verified", "recorded"):
+                progress(action.image, step)
+    assert CountingProgress.builds < 200  # 10,000 events; redrawn at 4 Hz, not per event
+
+
+def test_live_progress_shows_images_in_flight_and_counts_the_rest() -> None:
+    plan = chain_plan(40)
+    progress = Progress(Console(file=io.StringIO(), force_terminal=True), plan.actions)
+    progress("img0", "start")
+    progress("img0", "recorded")
+    progress("img1", "start")
+    progress("img2", "skipped")
+    shown = render(progress._view())
+    assert "img1" in shown and "building" in shown
+    assert "img0 " not in shown and "img3 " not in shown
+    assert "1 done, 1 in flight, 1 skipped, 37 waiting" in shown
+    small = Progress(Console(file=io.StringIO(), force_terminal=True), chain_plan(3).actions)
+    assert all(f"img{i}" in render(small._view()) for i in range(3))
+
+
+def test_progress_off_a_terminal_prints_one_line_per_event() -> None:
+    buffer = io.StringIO()
+    progress = Progress(Console(file=buffer, width=120), chain_plan(2).actions)
+    progress("img0", "start")
+    progress("img0", "recorded")
+    lines = buffer.getvalue().splitlines()
+    assert lines[0] == "img0: building (0.0s)" and lines[1].startswith("img0: done (")
