@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from rich.console import Console, RenderableType
 
 from imagectl.output.failures import describe_failure
@@ -154,3 +155,25 @@ def test_progress_off_a_terminal_prints_one_line_per_event() -> None:
     progress("img0", "recorded")
     lines = buffer.getvalue().splitlines()
     assert lines[0] == "img0: building (0.0s)" and lines[1].startswith("img0: done (")
+
+
+def test_github_outputs_are_computed_only_inside_github_actions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imagectl import commands
+
+    calls: list[int] = []
+
+    def matrix(plan: Plan) -> str:
+        calls.append(len(plan.actions))
+        return "{}"
+
+    monkeypatch.setattr(commands, "github_matrix_json", matrix)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    commands._github_plan_outputs(chain_plan(3))
+    assert calls == []
+    outputs = tmp_path / "outputs"
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    commands._github_plan_outputs(chain_plan(3))
+    assert calls == [3] and "matrix<<" in outputs.read_text()
