@@ -117,6 +117,8 @@ def imported_by_plan(manifest_path: Path) -> list[str]:
     done = subprocess.run(
         [sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=False
     )
+    if done.returncode not in (0, 1):  # 1: the plan has changes
+        raise RuntimeError(f"imagectl plan --json failed ({done.returncode}): {done.stderr}")
     line = next((x for x in done.stderr.splitlines() if x.startswith("MODULES ")), "")
     modules = line.split()[1:]
     return sorted({p for p in NOT_FOR_PLAN for m in modules if m == p or m.startswith(p + ".")})
