@@ -140,9 +140,24 @@ def bases_check_command(
             "Run `imagectl bases update` to move the pins."
         )
         return EXIT_BEHIND
-    pinned = sum(1 for s in statuses if s.pinned is not None)
-    console.print(f"All {pinned} pinned bases are current.")
+    console.print(current_summary(statuses))
     return 0
+
+
+def current_summary(statuses: list[BaseStatus], *, update: bool = False) -> str:
+    """The closing line when no pin is behind; says so plainly when nothing is pinned."""
+    pinned = sum(1 for s in statuses if s.pinned is not None)
+    tail = "; nothing to update." if update else "."
+    if not statuses:
+        return f"No external bases are declared{tail}"
+    if not pinned:
+        return (
+            f"No pinned bases: every base follows its tag{tail} "
+            "Pin one with `ref: host/repo:tag@sha256:…`."
+        )
+    if pinned == 1:
+        return f"The pinned base is current{tail}"
+    return f"All {pinned} pinned bases are current{tail}"
 
 
 def plan_rewrites(
@@ -196,7 +211,7 @@ def bases_update_command(
         statuses = base_statuses(manifest, active)
     rewrites = plan_rewrites(manifest, statuses)
     if not rewrites:
-        console.print("All pinned bases are current; nothing to update.")
+        console.print(current_summary(statuses, update=True))
         return 0
     worktree = None
     if commit:

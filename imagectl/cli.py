@@ -38,10 +38,11 @@ app = typer.Typer(
 def _console(stderr: bool = False) -> Console:
     from rich.console import Console
 
-    # logs and CI captures are wider than the 80 columns rich assumes off a terminal
+    # logs and CI captures are wider than the 80 columns rich assumes off a terminal;
+    # tables are laid out to that width, messages are never broken (soft wrap)
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal or os.environ.get("COLUMNS") else 120
-    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=stderr)
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=True)
 
 
 @functools.cache

@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from imagectl.errors import PlanError, UsageError
+from imagectl.errors import PlanError, RegistryError, UsageError
 from imagectl.explain import explain_command
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
 from imagectl.output import github
+from imagectl.output.failures import describe_failure
 from imagectl.output.plan_view import (
     github_matrix_json,
     plan_markdown,
@@ -50,6 +51,9 @@ def parse_author(text: str | None) -> tuple[str, str] | None:
 
 
 def _github_plan_outputs(plan: Plan) -> None:
+    """Step outputs; the matrix is computed only inside GitHub Actions."""
+    if not github.active():
+        return
     github.set_outputs(
         {
             "changed": "true" if plan.changed else "false",
@@ -91,7 +95,8 @@ def plan_command(
         if out is not None:
             console.print(f"Saved plan to {out}; apply it with `imagectl apply {out}`.")
     _github_plan_outputs(plan)
-    github.write_summary(plan_markdown(plan))
+    if github.active():
+        github.write_summary(plan_markdown(plan))
     return 1 if plan.changed else 0
 
 
@@ -245,27 +250,31 @@ def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:
     for action in plan.actions:
         outcome = result.outcomes[action.image]
         if outcome.state == "failed":
+            log = outcome.log_path if outcome.log_path and outcome.log_path.exists() else None
+            failure = describe_failure(action.image, outcome.error, log)
             with github.group(f"{action.image}: failed"):
                 console.print(
-                    f"[red]{action.image} failed[/red]: {escape(outcome.error)}", highlight=False
+                    f"[red]{escape(action.image)} failed[/red]: {escape(failure.message)}",
+                    highlight=False,
                 )
-                if outcome.log_path and outcome.log_path.exists():
-                    console.print(f"full log: {outcome.log_path}")
-            github.annotate_error(f"{action.image}: {outcome.error.splitlines()[0]}")
+                if failure.log_path:
+                    console.print(f"full log: {escape(failure.log_path)}", highlight=False)
+            github.annotate_error(failure.headline)
     if result.commit:
         console.print(
             f"Committed the lock: {result.commit[:12]}" + (" (pushed)" if result.pushed else "")
         )
-    github.set_outputs(
-        {
-            "changed": "true",
-            "images": json.dumps(
-                [n for n, o in result.outcomes.items() if o.state in ("built", "adopted")]
-            ),
-            "matrix": github_matrix_json(plan),
-        }
-    )
-    github.write_summary(_apply_markdown(plan, result))
+    if github.active():
+        github.set_outputs(
+            {
+                "changed": "true",
+                "images": json.dumps(
+                    [n for n, o in result.outcomes.items() if o.state in ("built", "adopted")]
+                ),
+                "matrix": github_matrix_json(plan),
+            }
+        )
+        github.write_summary(_apply_markdown(plan, result))
     if result.interrupted:
         return EXIT_INTERRUPTED
     return 1 if result.failed else 0
@@ -295,13 +304,17 @@ def _age(then: datetime, now: datetime) -> str:
     return f"{seconds}s"
 
 
-def status_rows(manifest: Manifest, plan: Plan, now: datetime) -> list[dict[str, Any]]:
-    """Per image: recorded version, digest, base, built time, age, stale and why."""
+def status_rows(manifest: Manifest, plan: Plan | None, now: datetime) -> list[dict[str, Any]]:
+    """Per image: recorded version, digest, base, built time, age, stale and why.
+
+    `plan` None means the registry could not be read: what the lock records is
+    shown, and `stale`, `reasons` and `next_version` are None (unknown).
+    """
     lock = read_lock(manifest.lock_path)
     rows = []
     for name in sorted(manifest.images):
         record = lock.images.get(name) if lock else None
-        action = plan.action(name)
+        action = plan.action(name) if plan is not None else None
         rows.append(
             {
                 "image": name,
@@ -310,29 +323,51 @@ def status_rows(manifest: Manifest, plan: Plan, now: datetime) -> list[dict[str,
                 "base": f"{record.base.ref}@{record.base.digest}" if record else None,
                 "built_at": record.built_at.isoformat().replace("+00:00", "Z") if record else None,
                 "age": _age(record.built_at, now) if record else None,
-                "stale": action is not None,
-                "reasons": [str(r) for r in action.reasons] if action else [],
+                "stale": None if plan is None else action is not None,
+                "reasons": None
+                if plan is None
+                else [str(r) for r in action.reasons]
+                if action
+                else [],
                 "next_version": action.to_version if action else None,
             }
         )
     return rows
 
 
+def _status_cell(row: dict[str, Any]) -> str:
+    if row["stale"] is None:
+        return "unknown"
+    return ", ".join(row["reasons"]) if row["stale"] else "no"
+
+
 def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console: Console) -> None:
-    """Print the status table or JSON."""
+    """Print the status table or JSON.
+
+    When the registry cannot be read (unreachable, refused, a base missing), the
+    lock's records are shown and staleness is unknown; the reason is printed (and
+    given as ``registry_error`` in JSON). It is not a failure: exit 0.
+    """
     from rich.table import Table
 
-    with make_client() as client:
-        plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
+    plan: Plan | None = None
+    registry_error: str | None = None
+    try:
+        with make_client() as client:
+            plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
+    except RegistryError as exc:
+        registry_error = str(exc)
     rows = status_rows(manifest, plan, now)
     if json_out:
-        sys.stdout.write(json.dumps({"format": 1, "images": rows}, indent=2) + "\n")
+        document: dict[str, Any] = {"format": 1, "images": rows}
+        if registry_error is not None:
+            document["registry_error"] = registry_error
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
     table = Table(header_style="bold")
     for column in ("image", "version", "digest", "base", "age", "stale"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        stale = ", ".join(row["reasons"]) if row["stale"] else "no"
         base = (row["base"] or "-").split("@")[0]
         table.add_row(
             row["image"],
@@ -340,11 +375,19 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
             (row["digest"] or "-")[:19],
             base,
             row["age"] or "-",
-            stale,
+            _status_cell(row),
         )
     console.print(table)
+    as_of = f"as of {now:%Y-%m-%dT%H:%M:%SZ}"
+    if registry_error is not None:
+        console.print(
+            f"{len(rows)} images, staleness unknown ({as_of}): the registry could not be read, "
+            "so the table shows what the lock records."
+        )
+        console.print(f"registry: {escape(registry_error)}")
+        return
     stale_count = sum(1 for r in rows if r["stale"])
-    console.print(f"{len(rows)} images, {stale_count} stale (as of {now:%Y-%m-%dT%H:%M:%SZ}).")
+    console.print(f"{len(rows)} images, {stale_count} stale ({as_of}).")
 
 
 __all__ = ["UTC", "apply_command", "plan_command", "status_command"]

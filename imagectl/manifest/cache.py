@@ -64,13 +64,15 @@ def _image_to_json(image: ImageConfig) -> dict[str, Any]:
     return data
 
 
-def _image_from_json(data: dict[str, Any]) -> ImageConfig:
+def _image_from_json(data: dict[str, Any], paths: dict[str, Path]) -> ImageConfig:
+    """One image; `paths` memoizes Path objects (images of a family share a context)."""
     loc = data["location"]
+    context, dockerfile = data["context"], data["dockerfile"]
     return ImageConfig(
         **{
             **data,
-            "context": Path(data["context"]),
-            "dockerfile": Path(data["dockerfile"]),
+            "context": paths.get(context) or paths.setdefault(context, Path(context)),
+            "dockerfile": paths.get(dockerfile) or paths.setdefault(dockerfile, Path(dockerfile)),
             "tags": tuple(data["tags"]),
             "platforms": tuple(data["platforms"]),
             "args": tuple((k, v) for k, v in data["args"]),
@@ -136,10 +138,11 @@ def load(root: Path) -> Manifest | None:
             check = checks[kind]
             if any(check(path) != answer for path, answer in answers.items()):
                 return None
+        paths: dict[str, Path] = {}
         return Manifest(
             root=root,
             files=tuple(Path(p) for p in data["order"]),
-            images={n: _image_from_json(i) for n, i in data["images"].items()},
+            images={n: _image_from_json(i, paths) for n, i in data["images"].items()},
             bases={
                 n: BaseConfig(b["name"], b["ref"], Location(**b["location"]))
                 for n, b in data["bases"].items()

@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from imagectl.plan.model import Plan
+from imagectl.plan.model import Action, Plan
 
 
 def summary_line(plan: Plan) -> str:
@@ -23,11 +23,9 @@ def plan_table(plan: Plan) -> Table:
     table = Table(header_style="bold")
     for column in ("image", "reasons", "version", "tags"):
         table.add_column(column, overflow="fold")
-    groups = levels(plan)
+    groups = action_levels(plan)
     for index, group in enumerate(groups):
-        for position, image in enumerate(group):
-            action = plan.action(image)
-            assert action is not None
+        for position, action in enumerate(group):
             tags = ", ".join(action.tags)
             if action.held_tags:
                 tags += f" (kept by a newer version: {', '.join(action.held_tags)})"
@@ -41,15 +39,19 @@ def plan_table(plan: Plan) -> Table:
     return table
 
 
-def levels(plan: Plan) -> list[list[str]]:
-    """Actions grouped by dependency level inside the plan (a level needs only earlier ones)."""
+def action_levels(plan: Plan) -> list[list[Action]]:
+    """Actions grouped by dependency level inside the plan (a level needs only earlier ones).
+
+    One pass over the actions (parents come first in a plan), with a dict by name:
+    linear in the size of the plan.
+    """
     level_of: dict[str, int] = {}
+    grouped: dict[int, list[Action]] = {}
     for action in plan.actions:
         parents = [level_of[d] for d in action.depends_on if d in level_of]
-        level_of[action.image] = (max(parents) + 1) if parents else 0
-    grouped: dict[int, list[str]] = {}
-    for image, level in level_of.items():
-        grouped.setdefault(level, []).append(image)
+        level = (max(parents) + 1) if parents else 0
+        level_of[action.image] = level
+        grouped.setdefault(level, []).append(action)
     return [grouped[k] for k in sorted(grouped)]
 
 
@@ -60,21 +62,19 @@ def github_matrix(plan: Plan) -> dict[str, Any]:
     `--only IMAGE` per entry inside a level; `levels` lists the images of each level.
     """
     include = []
-    by_level = levels(plan)
-    for level, images in enumerate(by_level):
-        for image in images:
-            action = plan.action(image)
-            assert action is not None
+    by_level = action_levels(plan)
+    for level, group in enumerate(by_level):
+        for action in group:
             include.append(
                 {
-                    "image": image,
+                    "image": action.image,
                     "family": action.family,
                     "level": level,
                     "version": action.to_version,
                     "depends_on": list(action.depends_on),
                 }
             )
-    return {"include": include, "levels": by_level}
+    return {"include": include, "levels": [[a.image for a in group] for group in by_level]}
 
 
 def github_matrix_json(plan: Plan) -> str:

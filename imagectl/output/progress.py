@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Mapping
 from types import TracebackType
 
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 
 from imagectl.apply.protocol import Outcome
 from imagectl.plan.model import Action
@@ -27,8 +29,25 @@ STEP_WORDS = {
 }
 
 
+# A live view of more images than this shows only those in flight, and counts the rest.
+LIVE_ROWS = 30
+_FINISHED = frozenset({"done", "skipped", "cancelled", "failed"})
+
+
+def _phase(word: str, started: bool) -> str:
+    """`waiting`, `in flight`, or the final word (`done`, `failed`, …)."""
+    if word in _FINISHED:
+        return word
+    return "in flight" if started else "waiting"
+
+
 class Progress:
-    """Receives (image, step) events from worker threads and shows them."""
+    """Receives (image, step) events from worker threads and shows them.
+
+    On a terminal a live table is redrawn at most 4 times a second from the current
+    state (an event only records it: a plan of 2,000 images is not redrawn per event);
+    elsewhere each event is one plain line.
+    """
 
     def __init__(self, console: Console, actions: Iterable[Action]) -> None:
         self.console = console
@@ -38,7 +57,12 @@ class Progress:
         self.mutex = threading.Lock()
         self.live: Live | None = None
         if console.is_terminal:
-            self.live = Live(self._table(), console=console, refresh_per_second=4, transient=True)
+            self.live = Live(
+                console=console,
+                refresh_per_second=4,
+                transient=True,
+                get_renderable=self._view,
+            )
 
     def __enter__(self) -> Progress:
         if self.live is not None:
@@ -54,15 +78,30 @@ class Progress:
         if self.live is not None:
             self.live.__exit__(exc_type, exc, tb)
 
-    def _table(self) -> Table:
+    def _view(self) -> RenderableType:
+        """The live view: every image, or for a big plan those in flight and a count line."""
+        with self.mutex:
+            state, started = dict(self.state), dict(self.started)
+        if len(self.actions) <= LIVE_ROWS:
+            return self._table(self.actions, state, started)
+        phase = {a.image: _phase(state[a.image], a.image in started) for a in self.actions}
+        shown = [a for a in self.actions if phase[a.image] == "in flight"]
+        counts = Counter(phase.values())
+        line = ", ".join(f"{n:,} {word}" for word, n in sorted(counts.items()))
+        return Group(self._table(shown, state, started), Text(line))
+
+    @staticmethod
+    def _table(
+        shown: Iterable[Action], state: Mapping[str, str], started: Mapping[str, float]
+    ) -> Table:
         table = Table(show_header=True, header_style="bold", box=None)
         for column in ("image", "version", "state", "elapsed"):
             table.add_column(column)
         now = time.monotonic()
-        for action in self.actions:
-            started = self.started.get(action.image)
-            elapsed = f"{now - started:5.1f}s" if started is not None else ""
-            table.add_row(action.image, action.to_version, self.state[action.image], elapsed)
+        for action in shown:
+            since = started.get(action.image)
+            elapsed = f"{now - since:5.1f}s" if since is not None else ""
+            table.add_row(action.image, action.to_version, state[action.image], elapsed)
         return table
 
     def __call__(self, image: str, step: str) -> None:
@@ -71,12 +110,10 @@ class Progress:
                 self.started[image] = time.monotonic()
             word = STEP_WORDS.get(step, step.replace("tagged:", "tagged "))
             self.state[image] = word
-            if self.live is not None:
-                self.live.update(self._table())
-            else:
-                started = self.started.get(image)
-                elapsed = f" ({time.monotonic() - started:.1f}s)" if started is not None else ""
-                self.console.print(f"{image}: {word}{elapsed}", highlight=False)
+            started = self.started.get(image)
+        if self.live is None:
+            elapsed = f" ({time.monotonic() - started:.1f}s)" if started is not None else ""
+            self.console.print(f"{image}: {word}{elapsed}", highlight=False)
 
 
 def summary_table(actions: Iterable[Action], outcomes: dict[str, Outcome]) -> Table:

@@ -13,6 +13,7 @@ import re
 import string
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from imagectl.errors import PlanError
 from imagectl.plan.versions import version_fields, version_key
@@ -89,6 +90,13 @@ def _parse(template: str) -> tuple[list[str], list[str]]:
         else:
             fields.append(name)
     return fields, errors
+
+
+@lru_cache(maxsize=1024)
+def _parse_once(template: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`_parse`, memoized: a fleet renders the same few templates for every image."""
+    fields, errors = _parse(template)
+    return tuple(fields), tuple(errors)
 
 
 def _empty(field: str) -> str:
@@ -182,7 +190,7 @@ def render_tags(templates: Sequence[str], ctx: TagContext) -> list[RenderedTag]:
     tags: list[RenderedTag] = []
     seen: set[str] = set()
     for template in templates:
-        fields, errors = _parse(template)
+        fields, errors = _parse_once(template)
         if errors:
             raise TagError("; ".join(errors))
         name = template.format_map(values)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 import semver
 
@@ -53,6 +54,7 @@ class _Built:
         return (self.major, self.minor, self.patch)
 
 
+@lru_cache(maxsize=16384)  # pure; a fleet repeats few versions (issue 12)
 def _parse_semver(text: str) -> semver.Version | None:
     try:
         return semver.Version.parse(text, optional_minor_and_patch=True)
@@ -87,6 +89,7 @@ def check_declared(declared: str, bump: Bump) -> str | None:
     return None
 
 
+@lru_cache(maxsize=16384)  # pure; a fleet repeats few versions (issue 12)
 def _declared(declared: str, bump: Bump) -> tuple[tuple[int, int, int], bool]:
     """(X, Y, Z) of a declared version and whether it named its patch number."""
     error = check_declared(declared, bump)
@@ -96,6 +99,7 @@ def _declared(declared: str, bump: Bump) -> tuple[tuple[int, int, int], bool]:
     return (parsed.major, parsed.minor, parsed.patch), declared.count(".") == 2
 
 
+@lru_cache(maxsize=16384)  # pure; a fleet repeats few versions (issue 12)
 def _parse_built(version: str) -> _Built:
     parsed = _parse_semver(version)
     revision: int | None = None

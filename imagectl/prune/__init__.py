@@ -6,7 +6,9 @@ so does every version younger than that. Whatever the count or the age, a versio
 is never deleted when its digest is
 
 - the lock's current record of the image,
-- pointed at by any other (floating) tag of the repository,
+- pointed at by a floating tag shared between versions (``{major}.{minor}``,
+  ``latest``, a tag set by hand); a tag only that version carries
+  (``{version}-{base_tag}``, ``{date}``, ``{sha}``: see `own_tags`) goes with it,
 - the base of a kept version of another image (its ``base.digest`` label) or of a
   lock record,
 - shared with a kept version (a DELETE by digest removes every tag on it).
@@ -18,6 +20,7 @@ the registry and the lock, renders, and deletes with ``--apply``.
 from __future__ import annotations
 
 from imagectl.prune.command import decision_table, observe_registry, prune_command
+from imagectl.prune.own_tags import own_tags, per_build
 from imagectl.prune.policy import (
     Decision,
     VersionInfo,
@@ -35,7 +38,9 @@ __all__ = [
     "format_age",
     "is_version_tag",
     "observe_registry",
+    "own_tags",
     "parse_age",
+    "per_build",
     "prune_command",
     "prune_images",
     "select_prunable",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from rich.console import Console
@@ -17,12 +17,20 @@ from rich.markup import escape
 from rich.table import Table
 
 from imagectl.errors import RegistryError
-from imagectl.labels import LABEL_BASE_DIGEST, LABEL_CREATED
+from imagectl.labels import LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_REVISION
 from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import Manifest
 from imagectl.pipeline import make_client
 from imagectl.plan.graph import ImageGraph
-from imagectl.prune.policy import Decision, VersionInfo, is_version_tag, parse_age, prune_images
+from imagectl.prune.own_tags import own_tags
+from imagectl.prune.policy import (
+    LOCK_NOTE,
+    Decision,
+    VersionInfo,
+    is_version_tag,
+    parse_age,
+    prune_images,
+)
 from imagectl.registry import Reference, RegistryClient, parse_reference
 
 _WORKERS = 8
@@ -52,19 +60,27 @@ def _version_info(client: RegistryClient, ref: Reference, version: str) -> Versi
     assert ref.digest is not None
     config = client.image_config(ref)
     aliases = {config.manifest_digest, config.index_digest or ""} - {"", ref.digest}
+    labels = config.labels
     return VersionInfo(
         version=version,
         digest=ref.digest,
-        created=_created(config.labels.get(LABEL_CREATED)),
-        base_digest=config.labels.get(LABEL_BASE_DIGEST) or None,
+        created=_created(labels.get(LABEL_CREATED)),
+        base_digest=labels.get(LABEL_BASE_DIGEST) or None,
         aliases=frozenset(aliases),
+        revision=labels.get(LABEL_REVISION) or None,
+        base_name=labels.get(LABEL_BASE_NAME) or None,
     )
 
 
 def observe_registry(manifest: Manifest, client: RegistryClient, lock: Lock | None) -> Observed:
-    """Versions, floating tags and lock protections of every image of the manifest."""
+    """Versions, floating tags and lock protections of every image of the manifest.
+
+    A floating tag that only one version carries (see `own_tags`) is recorded on that
+    version and goes with it; every other floating tag protects the digest it names.
+    """
     observed = Observed()
     repos = {name: parse_reference(image.repository) for name, image in manifest.images.items()}
+    floating: dict[str, dict[str, str]] = {name: {} for name in repos}
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="imagectl-prune") as pool:
         tags = dict(zip(repos, pool.map(client.list_tags, repos.values()), strict=True))
         refs = {(name, tag): repos[name].with_tag(tag) for name in repos for tag in tags[name]}
@@ -74,19 +90,26 @@ def observe_registry(manifest: Manifest, client: RegistryClient, lock: Lock | No
             info = heads.get(ref)
             if info is None:
                 continue  # deleted while we looked
-            protected = observed.protected.setdefault(name, {})
             if is_version_tag(tag, manifest.images[name].bump):
                 pinned = ref.with_digest(info.digest)
                 jobs.append((name, pool.submit(_version_info, client, pinned, tag)))
             else:
-                protected.setdefault(info.digest, []).append(f"tag {tag}")
+                floating[name][tag] = info.digest
         for name, future in jobs:
             observed.versions.setdefault(name, []).append(future.result())
+    for name, found in observed.versions.items():
+        image = manifest.images[name]
+        own = own_tags(image.tags, image.bump, found, floating[name])
+        observed.versions[name] = [replace(v, tags=own.get(v.version, ())) for v in found]
+        taken = {tag for tags_ in own.values() for tag in tags_}
+        for tag, digest in floating[name].items():
+            if tag not in taken:
+                observed.protected.setdefault(name, {}).setdefault(digest, []).append(f"tag {tag}")
     for name, record in (lock.images if lock else {}).items():
         reasons = observed.protected.setdefault(name, {}).setdefault(record.digest, [])
         reasons.insert(0, "in the lock")
         observed.base_protected.setdefault(record.base.digest, []).append(
-            f"base of {name} {record.version} (lock)"
+            f"base of {name} {record.version} {LOCK_NOTE}"
         )
     return observed
 

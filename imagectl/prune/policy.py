@@ -20,6 +20,7 @@ VERSION_TAG = {
     "revision": re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)-r(0|[1-9]\d*)"),
 }
 _AGE = re.compile(r"\s*(\d+)\s*([hdw])\s*")
+LOCK_NOTE = "(lock)"
 _UNIT = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
 
 
@@ -61,6 +62,9 @@ class VersionInfo:
         created: the ``org.opencontainers.image.created`` label, None when absent.
         base_digest: the ``org.opencontainers.image.base.digest`` label, None when absent.
         aliases: other digests that name this version (the platform image of an index).
+        revision: the ``org.opencontainers.image.revision`` label, None when absent.
+        base_name: the ``org.opencontainers.image.base.name`` label, None when absent.
+        tags: floating tags that are this version's own (see `own_tags`); they go with it.
     """
 
     version: str
@@ -68,6 +72,9 @@ class VersionInfo:
     created: datetime | None = None
     base_digest: str | None = None
     aliases: frozenset[str] = frozenset()
+    revision: str | None = None
+    base_name: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -148,8 +155,16 @@ def select_prunable(
         why = [f"not among the newest {keep}"]
         if older_than is not None and info.created is not None:
             why.append(f"older than {format_age(older_than)}")
+        if info.tags:
+            why.append(f"its own tags go too: {', '.join(info.tags)}")
         decisions.append(Decision(info, True, tuple(why)))
     return decisions
+
+
+def _add_once(reasons: list[str], reason: str) -> None:
+    """Add `reason` unless it, or the same fact read from the lock (``… (lock)``), is there."""
+    if reason not in reasons and f"{reason} {LOCK_NOTE}" not in reasons:
+        reasons.append(reason)
 
 
 def prune_images(
@@ -193,6 +208,6 @@ def prune_images(
         for decision in decisions:
             base = decision.info.base_digest
             if not decision.delete and base:
-                bases.setdefault(base, []).append(f"base of {name} {decision.version}")
+                _add_once(bases.setdefault(base, []), f"base of {name} {decision.version}")
         result[name] = decisions
     return result

@@ -249,6 +249,12 @@ def test_failed_image_fails_alone(
     assert sorted(images) == ["base", "node"]
     assert "skipped" in result.stdout and "failed" in result.stdout
     assert "compiling" in result.stdout + result.stderr  # the build log tail is shown
+    # the image is named once and the log path given once (issue 15 item 10)
+    assert "py failed: " in result.stdout and "py failed: py:" not in result.stdout
+    log_lines = [ln for ln in result.stdout.splitlines() if "full log:" in ln]
+    assert len(log_lines) == 1 and log_lines[0].startswith("full log: "), result.stdout
+    log_path = log_lines[0].removeprefix("full log: ").strip()
+    assert result.stdout.count(log_path) == 1 and Path(log_path).is_file()
     plan = repo.plan()
     assert sorted(a["image"] for a in plan["actions"]) == ["app", "py"]
 

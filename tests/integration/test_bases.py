@@ -119,7 +119,7 @@ def test_a_moved_tag_is_reported_then_updated_in_one_reviewed_commit(
 
     code, output = run(bases_check_command, gitops, client)
     assert code == 0, output
-    assert "All 1 pinned bases are current" in output
+    assert "The pinned base is current." in output
     assert "followed" in output
 
     second = push_image(http, f"{repo}/debian", "bookworm-slim", {"v": "2"}, content="v2")
@@ -146,9 +146,9 @@ def test_a_moved_tag_is_reported_then_updated_in_one_reviewed_commit(
     assert added == [f"+    ref: '{gitops.tag_ref}@{second.digest}'"]
 
     code, output = run(bases_check_command, gitops, client)
-    assert code == 0 and "All 1 pinned bases are current" in output
+    assert code == 0 and "The pinned base is current." in output
     code, output = run(bases_update_command, gitops, client, commit=True)
-    assert code == 0 and "nothing to update" in output
+    assert code == 0 and "The pinned base is current; nothing to update." in output
     assert gitops.commits() == 2
 
     validate = subprocess.run(
@@ -187,3 +187,19 @@ def test_a_pinned_tag_that_does_not_exist_is_an_error(
     gitops = Repo(tmp_path, registry, repo, first.digest)
     with pytest.raises(RegistryError, match="bookworm-slim not found"):
         run(bases_check_command, gitops, client)
+
+
+def test_without_pinned_bases_check_says_there_are_none(
+    tmp_path: Path, registry: RegistryServer, repo: str, http: httpx.Client, client: RegistryClient
+) -> None:
+    first = push_image(http, f"{repo}/debian", "bookworm-slim", {}, content="v1")
+    push_image(http, f"{repo}/busybox", "1.36", {}, content="bb")
+    gitops = Repo(tmp_path, registry, repo, first.digest)
+    gitops.family.write_text(gitops.family.read_text().replace(f"@{first.digest}", ""))
+
+    code, output = run(bases_check_command, gitops, client)
+    assert code == 0, output
+    assert "All 0" not in output
+    assert "No pinned bases: every base follows its tag." in output
+    code, output = run(bases_update_command, gitops, client)
+    assert code == 0 and "No pinned bases: every base follows its tag; nothing to update." in output

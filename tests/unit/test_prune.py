@@ -16,6 +16,7 @@ from imagectl.prune import (
     prune_images,
     select_prunable,
 )
+from imagectl.prune.own_tags import own_tags, per_build
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
@@ -51,6 +52,24 @@ def deleted(decisions: list[Decision]) -> list[str]:
 
 def reasons(decisions: list[Decision], version: str) -> tuple[str, ...]:
     return next(d.reasons for d in decisions if d.version == version)
+
+
+def prune_base_and_app(
+    base: list[VersionInfo],
+    app: list[VersionInfo],
+    protected: dict[str, dict[str, list[str]]],
+    base_protected: dict[str, list[str]],
+) -> dict[str, list[Decision]]:
+    """`app` built on `base`, keep 1, no age rule."""
+    return prune_images(
+        {"base": base, "app": app},
+        ["app", "base"],
+        keep=1,
+        older_than=None,
+        now=NOW,
+        protected=protected,
+        base_protected=base_protected,
+    )
 
 
 def test_keeps_the_newest_n_by_version_order_not_by_listing_order() -> None:
@@ -138,15 +157,7 @@ def test_prune_images_protects_bases_of_kept_descendants_only() -> None:
         VersionInfo("2.0.0", digest("a0"), NOW, base_digest=digest(0)),  # doomed: not newest
         VersionInfo("2.0.1", digest("a1"), NOW, base_digest=digest(1)),  # kept
     ]
-    result = prune_images(
-        {"base": base, "app": app},
-        ["app", "base"],
-        keep=1,
-        older_than=None,
-        now=NOW,
-        protected={},
-        base_protected={digest(2): ["base of gone 0.1.0 (lock)"]},
-    )
+    result = prune_base_and_app(base, app, {}, {digest(2): ["base of gone 0.1.0 (lock)"]})
     assert deleted(result["app"]) == ["2.0.0"]
     assert deleted(result["base"]) == ["1.0.3", "1.0.0"]
     assert reasons(result["base"], "1.0.1") == ("base of app 2.0.1",)
@@ -178,3 +189,88 @@ def test_parse_age(text: str, age: timedelta, shown: str) -> None:
 def test_parse_age_rejects(text: str) -> None:
     with pytest.raises(UsageError, match="--older-than"):
         parse_age(text)
+
+
+def test_a_base_named_by_the_lock_and_by_a_kept_version_is_one_reason() -> None:
+    base = versions(3)
+    app = [VersionInfo("2.0.0", digest("a0"), NOW, base_digest=digest(0))]
+    result = prune_base_and_app(
+        base,
+        app,
+        {"app": {digest("a0"): ["in the lock"]}},
+        {digest(0): ["base of app 2.0.0 (lock)"]},
+    )
+    assert reasons(result["base"], "1.0.0") == ("base of app 2.0.0 (lock)",)
+    assert deleted(result["base"]) == ["1.0.1"]
+
+
+# --- per-version tags (issue 10 item 6) --------------------------------------------
+
+PER_VERSION = ("{version}", "{version}-{base_tag}", "{date}", "sha-{sha}", "{major}.{minor}")
+
+
+def built(version: str, n: int, day: int, sha: str) -> VersionInfo:
+    return VersionInfo(
+        version,
+        digest(n),
+        datetime(2026, 5, day, 12, tzinfo=UTC),
+        revision=sha * 40,
+        base_name="127.0.0.1:5000/upstream/debian:bookworm@sha256:" + "e" * 64,
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "bump", "own"),
+    [
+        ("{version}-{base_tag}", "patch", True),
+        ("{date}", "patch", True),
+        ("sha-{sha}", "revision", True),
+        ("{upstream}", "patch", True),
+        ("{major}.{minor}-{date}", "patch", True),
+        ("{major}.{minor}", "patch", False),
+        ("{upstream}", "revision", False),
+        ("{base_tag}", "patch", False),
+        ("latest", "patch", False),
+    ],
+)
+def test_per_build_templates(template: str, bump: str, own: bool) -> None:
+    assert per_build(template, bump) is own
+
+
+def test_a_tag_only_one_version_renders_is_its_own() -> None:
+    infos = [built("1.0.0", 0, 1, "a"), built("1.0.1", 1, 2, "b"), built("1.0.2", 2, 2, "c")]
+    floating = {
+        "1.0.0-bookworm": digest(0),
+        "20260501": digest(0),
+        "sha-aaaaaaa": digest(0),
+        "1.0.1-bookworm": digest(1),
+        "20260502": digest(2),  # rendered by 1.0.1 and 1.0.2 (same day): shared
+        "1.0": digest(2),  # {major}.{minor}: shared by construction
+        "stable": digest(1),  # by hand: no template renders it
+        "1.0.2-bookworm": digest(1),  # names another version's digest: not 1.0.2's own
+    }
+    own = own_tags(PER_VERSION, "patch", infos, floating)
+    assert own == {
+        "1.0.0": ("1.0.0-bookworm", "20260501", "sha-aaaaaaa"),
+        "1.0.1": ("1.0.1-bookworm",),
+    }
+
+
+def test_a_version_without_labels_owns_only_what_its_version_renders() -> None:
+    bare = VersionInfo("1.0.0", digest(0))
+    floating = {"1.0.0-bookworm": digest(0), "20260501": digest(0)}
+    templates = ("{version}", "{version}-rc", "{date}")
+    assert own_tags(templates, "patch", [bare], {**floating, "1.0.0-rc": digest(0)}) == {
+        "1.0.0": ("1.0.0-rc",)
+    }
+
+
+def test_a_doomed_version_names_the_tags_that_go_with_it() -> None:
+    infos = versions(3)
+    infos[0] = VersionInfo("1.0.0", digest(0), infos[0].created, tags=("1.0.0-bookworm",))
+    decisions = select(infos, keep=2)
+    assert deleted(decisions) == ["1.0.0"]
+    assert reasons(decisions, "1.0.0") == (
+        "not among the newest 2",
+        "its own tags go too: 1.0.0-bookworm",
+    )

@@ -1,0 +1,39 @@
+"""bench/: figures against goals, the table, and which misses fail the run."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.goals import Figure, failed, table
+from bench.run import parse_args
+
+
+def test_count_goals_fail_the_run_ratios_only_when_strict_times_never() -> None:
+    figures = [
+        Figure("requests", 12, "", "count", 10),
+        Figure("ratio", 6.0, "x", "ratio", 5.5),
+        Figure("10k cold", 3.0, "s", "time", 2.0),
+        Figure("met", 1, "", "count", 10),
+        Figure("no goal", 9.0, "s", "time"),
+    ]
+    assert [f.name for f in failed(figures, strict=False)] == ["requests"]
+    assert [f.name for f in failed(figures, strict=True)] == ["requests", "ratio"]
+
+
+def test_table_shows_value_goal_and_whether_it_is_met() -> None:
+    text = table(
+        "plan",
+        [Figure("cold: 10k images, CPU", 3.1, "s", "time", 2.0), Figure("reqs", 11, "", "count")],
+    )
+    assert "### plan" in text
+    assert "| cold: 10k images, CPU | 3.10 s | ≤ 2.00 s | time | **MISSED** |" in text
+    assert "| reqs | 11 | - | count | - |" in text
+
+
+def test_unknown_scenarios_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert parse_args(["plan", "startup"]).scenarios == ["plan", "startup"]
+    assert parse_args([]).scenarios == []
+    with pytest.raises(SystemExit) as info:
+        parse_args(["bogus"])
+    assert info.value.code == 2
+    assert "unknown scenario 'bogus'; choose from: plan, startup" in capsys.readouterr().err
