@@ -126,14 +126,7 @@ def is_dirty(worktree: Path, paths: Sequence[Path]) -> bool:
     Returns:
         True when ``git status`` reports anything for those paths.
     """
-    repo = _open(worktree)
-    rel = [str(p) for p in _relative(repo, paths)]
-    out = _check(
-        repo,
-        ["--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=all", "--", *rel],
-        "git status",
-    )
-    return out.strip("\0") != ""
+    return bool(changed_files(worktree, paths))
 
 
 def changed_files(worktree: Path, paths: Sequence[Path]) -> list[str]:

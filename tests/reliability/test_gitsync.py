@@ -35,10 +35,15 @@ def clone(remote: Path, dest: Path, like: Repo) -> Repo:
     return Repo(dest, like.registry, like.namespace)
 
 
-def subjects(git_dir: Path, ref: str = "main") -> list[str]:
+def git_out(git_dir: Path, *args: str) -> str:
+    """The output of git in `git_dir` (a work tree or a bare remote)."""
     return subprocess.run(
-        ["git", "log", "--format=%s", ref], cwd=git_dir, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+        ["git", *args], cwd=git_dir, capture_output=True, text=True, check=True
+    ).stdout
+
+
+def subjects(git_dir: Path, ref: str = "main") -> list[str]:
+    return git_out(git_dir, "log", "--format=%s", ref).splitlines()
 
 
 def head(repo: Repo) -> str:

@@ -25,7 +25,7 @@ from tests.reliability.conftest import (
 )
 from tests.reliability.fault_proxy import FaultProxy
 from tests.reliability.record import result
-from tests.reliability.test_gitsync import add_remote, clone, subjects
+from tests.reliability.test_gitsync import add_remote, clone, git_out, subjects
 
 pytestmark = pytest.mark.reliability
 
@@ -294,13 +294,7 @@ def test_a_claim_left_by_a_killed_run_is_dropped_by_the_next_run(
 
         rerun = repo.run("apply", "--git-push")
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-        body = subprocess.run(
-            ["git", "log", "-1", "--format=%B", "main~1"],
-            cwd=remote,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
+        body = git_out(remote, "log", "-1", "--format=%B", "main~1")
         assert "alpha 1.0.0: claim of pid" in body and "dropped" in body, body
         assert subjects(remote)[:3] == [
             "imagectl: rebuild 1 image",
