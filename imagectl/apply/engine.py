@@ -117,6 +117,8 @@ def commit_lock(
     lines: list[str],
     commit: Commit,
     notes: Sequence[str] = (),
+    *,
+    keep_empty: bool = False,
 ) -> str | None:
     """Commit the lock whenever it differs from HEAD's, with `lines` plus what is pending.
 
@@ -131,14 +133,17 @@ def commit_lock(
         lines: One line per image this run recorded.
         commit: How to commit (straight, or through the run's git session).
         notes: Further body lines (claims released or dropped).
+        keep_empty: Commit even a lock that records nothing yet (an image was pushed but
+            not recorded: other clones must adopt it, not recover it from labels).
     """
     if not gitops.is_dirty(worktree, [manifest.lock_path]):
         return None
     lock = read_lock(manifest.lock_path)
-    if lock is None or not (
-        lock.images or lock.claims or gitops.is_tracked(worktree, manifest.lock_path)
-    ):
+    if lock is None:
         return None
+    empty = not (lock.images or lock.claims or keep_empty)
+    if empty and not gitops.is_tracked(worktree, manifest.lock_path):
+        return None  # nothing recorded, nothing pushed: no commit
     head = gitops.head_revision(worktree)
     done = {line.split(" ", 1)[0] for line in lines}
     lines = [*lines, *pending_lines(lock, head, done)]
@@ -254,9 +259,10 @@ def apply_plan(
             on_step(name, outcome.state)
 
     # The lock exists before anything is pushed, and is committed even if this run
-    # records nothing: an apply that dies or fails after a push leaves a lock, so the
-    # next plan reads it and adopts the pushed image, moving its floating tags; without
-    # one it would recover from labels, which say nothing of those tags.
+    # records nothing once it pushed something: an apply that dies or fails after a push
+    # leaves a lock, so the next plan reads it and adopts the pushed image, moving its
+    # floating tags; without one it would recover from labels, which say nothing of
+    # those tags. A run that pushed nothing leaves neither a lock nor a commit.
     created = options.push and not manifest.lock_path.exists()
     if created:
         write_lock(manifest.lock_path, recorder.lock)
@@ -278,8 +284,8 @@ def apply_plan(
         interrupted=any(r.state is JobState.CANCELLED for r in results.values()),
         log_dir=log_dir,
     )
-    if created and not recorder.changed:
-        manifest.lock_path.unlink(missing_ok=True)  # nothing recorded: leave no empty lock
+    if created and not recorder.changed and not any(o.digest for o in runner.outcomes.values()):
+        manifest.lock_path.unlink(missing_ok=True)  # nothing pushed: leave no empty lock
     if worktree is not None and options.push:
         outcome.commit, outcome.pushed = finish_git(
             worktree, manifest, plan, runner.outcomes, options, session, me or Me(), notes
@@ -312,12 +318,18 @@ def finish_git(
         for a in plan.actions
         if a.image not in recorded and session is not None
     ]
+    unrecorded = [
+        f"{a.image} {a.to_version}: pushed, then failed; not recorded"
+        for a in plan.actions
+        if a.image not in recorded and outcomes[a.image].digest
+    ]
+    notes = [*released, *unrecorded, *notes]
     commit = session.commit if session is not None else plain_commit(worktree, options.author)
     for _ in range(MAX_ATTEMPTS):
         lock = read_lock(manifest.lock_path)
         if lock is not None and any(me.owns(c) for c in lock.claims.values()):
             write_lock(manifest.lock_path, without_mine(lock, me))
-        sha = commit_lock(worktree, manifest, lines, commit, [*released, *notes])
+        sha = commit_lock(worktree, manifest, lines, commit, notes, keep_empty=bool(unrecorded))
         if not options.git_push or not gitops.unpushed(worktree):
             return sha, False
         if session is None:
