@@ -187,6 +187,8 @@ def apply_command(
             manifest = _pull(manifest, worktree, console)
         options = ApplyOptions(jobs=jobs, push=push, git=git, git_push=git_push, author=author)
         session = GitSession(worktree, author) if worktree and push and git_push else None
+        if session is not None:
+            gitops.check_pushable(session.worktree)  # before any claim is committed
         me = Me()
         for _ in range(MAX_ATTEMPTS):
             observed: Observed | None = None

@@ -236,6 +236,32 @@ def commit_files(
     return _check(repo, ["rev-parse", "HEAD"], "git rev-parse").strip()
 
 
+def check_pushable(worktree: Path) -> None:
+    """Fail early, before anything is committed or built, when :func:`push` cannot work.
+
+    Raises:
+        GitOpsError: Detached HEAD, or neither an upstream nor an ``origin`` remote.
+    """
+    _push_target(_open(worktree))
+
+
+def _push_target(repo: git.Repo) -> tuple[str, str, str, bool]:
+    """(branch, remote, remote ref, whether the push sets the upstream)."""
+    top = _top(repo)
+    branch = _current_branch(repo)
+    if branch is None:
+        raise GitOpsError(f"cannot push from {top}: HEAD is detached; check out a branch first")
+    remote, merge = _upstream(repo, branch)
+    if remote is not None and merge is not None:
+        return branch, remote, merge, False
+    if _remote_url(repo, "origin") is None:
+        raise GitOpsError(
+            f"cannot push {branch} from {top}: it has no upstream and there is no "
+            "'origin' remote; add one with `git remote add origin URL`"
+        )
+    return branch, "origin", f"refs/heads/{branch}", True
+
+
 def push(worktree: Path) -> None:
     """Push the current branch to its upstream, or to ``origin`` setting the upstream.
 
@@ -252,21 +278,10 @@ def push(worktree: Path) -> None:
     """
     repo = _open(worktree)
     top = _top(repo)
-    branch = _current_branch(repo)
-    if branch is None:
-        raise GitOpsError(f"cannot push from {top}: HEAD is detached; check out a branch first")
+    branch, remote, merge, set_upstream = _push_target(repo)
     if head_revision(top) is None:
         raise GitOpsError(f"nothing to push from {top}: branch {branch} has no commit yet")
-    remote, merge = _upstream(repo, branch)
-    args = ["push", "--porcelain"]
-    if remote is None or merge is None:
-        if _remote_url(repo, "origin") is None:
-            raise GitOpsError(
-                f"cannot push {branch} from {top}: it has no upstream and there is no "
-                "'origin' remote; add one with `git remote add origin URL`"
-            )
-        remote, merge = "origin", f"refs/heads/{branch}"
-        args.append("--set-upstream")
+    args = ["push", "--porcelain", *(["--set-upstream"] if set_upstream else [])]
     args += [remote, f"refs/heads/{branch}:{merge}"]
     status, out, err = _run(repo, args, env=_NO_PROMPT)
     if status == 0:

@@ -11,6 +11,7 @@ import pytest
 from imagectl.errors import GitOpsError
 from imagectl.gitops import (
     changed_files,
+    check_pushable,
     commit_files,
     commit_message,
     fetch,
@@ -347,11 +348,13 @@ def test_push_connection_error_never_contains_remote_password(tmp_path: Path) ->
 
 
 def test_push_without_remote_or_branch_says_what_to_do(repo: Path) -> None:
-    with pytest.raises(GitOpsError, match="git remote add origin"):
-        push(repo)
+    for attempt in (push, check_pushable):
+        with pytest.raises(GitOpsError, match="git remote add origin"):
+            attempt(repo)
     git(repo, "checkout", "-q", "--detach")
-    with pytest.raises(GitOpsError, match="detached"):
-        push(repo)
+    for attempt in (push, check_pushable):
+        with pytest.raises(GitOpsError, match="detached"):
+            attempt(repo)
 
 
 # --- source URL -----------------------------------------------------------
