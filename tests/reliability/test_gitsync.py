@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.conftest import Repo, UpstreamFactory
+from tests.reliability.conftest import Gate, Repo, UpstreamFactory
 from tests.reliability.record import result
 
 pytestmark = pytest.mark.reliability
@@ -233,3 +233,45 @@ def test_apply_pull_fast_forwards_before_planning(
         "imagectl: claim 1 image",
         "alpha: v2",
     ]
+
+
+def test_a_remote_that_moves_during_the_build_gets_the_record_on_top(
+    make_repo: Callable[..., Repo], upstream: UpstreamFactory, gate: Gate, tmp_path: Path
+) -> None:
+    injected = (
+        "a commit lands on the remote while an apply --git-push is building (after its claim)"
+    )
+    with result("faults", "remote moves between claim and record", injected) as rec:
+        token = gate.token()
+        upstream("v1")
+        repo = make_repo(
+            "gitops",
+            {"alpha": "upstream"},
+            upstream,
+            dockerfiles={"alpha": gate.dockerfile("alpha", token)},
+        )
+        remote = add_remote(repo, tmp_path)
+        run = repo.start("apply", "--git-push")
+        gate.wait_arrived(token)  # claimed and pushed; building
+        assert subjects(remote)[0] == "imagectl: claim 1 image"
+        dev = clone(remote, tmp_path / "dev", repo)
+        (dev.root / "NOTES.md").write_text("meanwhile\n")
+        dev.commit_all("docs: meanwhile")
+        dev.git("push", "-q")
+        gate.release(token)
+        assert run.wait() == 0, run.output
+        assert subjects(remote)[:3] == [
+            "imagectl: rebuild 1 image",
+            "docs: meanwhile",
+            "imagectl: claim 1 image",
+        ]
+        assert subjects(remote) == subjects(repo.root)
+        assert (repo.root / "NOTES.md").exists()
+        committed = git_out(remote, "show", "main:imagectl.lock")
+        assert "claims:" not in committed and repo.digest("alpha", "1.0.0") in committed
+        assert repo.lock_committed() and repo.planned() == []
+        rec.count = 1
+        rec.observed = (
+            "the final push was refused; the run fast-forwarded to the remote, re-applied "
+            "its record and pushed on top, never forcing"
+        )
