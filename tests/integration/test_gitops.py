@@ -468,3 +468,43 @@ def test_rewind_drops_only_our_commits_then_fast_forwards(remote: Path, tmp_path
     with pytest.raises(GitOpsError, match="commit\\(s\\) of its own"):
         rewind_to_upstream(bob, [])
     assert head_revision(bob) == foreign
+
+
+# --- provenance: the clean-tree check ---------------------------------------
+
+
+def test_uncommitted_inputs_are_those_of_the_planned_images_only(tmp_path: Path) -> None:
+    from imagectl.apply.provenance import check_committed, run_revision, uncommitted
+    from imagectl.manifest.loader import load_manifest
+    from imagectl.plan.model import Plan
+    from tests.unit.test_claims import action
+
+    repo = init(tmp_path / "gitops")
+    lines = ["version: 1", "registry: reg.test/acme", "bases:", "  up:", "    ref: reg.test/up:1"]
+    lines += ["families:", "  all:", "    images:"]
+    for name in ("alpha", "beta"):
+        (repo / name).mkdir()
+        (repo / name / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
+        lines += [f"      {name}: {{from: up, context: {name}, version: '1.0'}}"]
+    (repo / "imagectl.yaml").write_text("\n".join(lines) + "\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "manifest")
+    manifest = load_manifest(repo / "imagectl.yaml")
+    plan = Plan(actions=(action("alpha"),), unchanged=("beta",))
+    assert uncommitted(repo, manifest, plan) == []
+
+    (repo / "imagectl.lock").write_text("format: 1\n")  # the lock never counts
+    (repo / ".imagectl").mkdir(exist_ok=True)
+    (repo / ".imagectl" / "state.json").write_text("x")  # nor imagectl's own state
+    (repo / "beta" / "new.txt").write_text("x")  # beta is not in this plan
+    assert uncommitted(repo, manifest, plan) == []
+    assert check_committed(repo, manifest, plan, allow_dirty=False) is False
+
+    (repo / "alpha" / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN x\n")
+    assert uncommitted(repo, manifest, plan) == ["alpha/Dockerfile"]
+    with pytest.raises(GitOpsError, match="alpha/Dockerfile") as caught:
+        check_committed(repo, manifest, plan, allow_dirty=False)
+    assert "--allow-dirty" in str(caught.value)
+    assert check_committed(repo, manifest, plan, allow_dirty=True) is True
+    assert run_revision(repo, True) == f"{head_revision(repo)}-dirty"
+    assert check_committed(None, manifest, plan, allow_dirty=False) is False  # outside git
