@@ -47,14 +47,17 @@ def imagectl(gitops: Path, *args: str, check: bool = True) -> int:
     return code
 
 
-def make_gitops_repo(target: Path, registry_host: str) -> None:
-    """Copy examples/ to `target`, point it at `registry_host`, commit it."""
+def make_gitops_repo(target: Path, registry_host: str, builder: str = "docker") -> None:
+    """Copy examples/ to `target`, point it at `registry_host` and `builder`, commit it
+    (apply refuses uncommitted manifests)."""
     if target.exists():
         shutil.rmtree(target)
     shutil.copytree(REPO / "examples", target, ignore=shutil.ignore_patterns(".imagectl"))
     for path in target.rglob("*.yaml"):
         text = path.read_text()
         text = text.replace(EXAMPLE_REGISTRY, registry_host)
+        if path.name == "imagectl.yaml":
+            text = text.replace("builder: docker", f"builder: {builder}")
         text = text.replace("../schemas/", f"{REPO}/schemas/").replace(
             "../../schemas/", f"{REPO}/schemas/"
         )
@@ -95,12 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in local.publish_bases(registry):
             print(line)
         gitops = workdir / "gitops"
-        make_gitops_repo(gitops, host)
-        if args.builder != "docker":
-            for path in gitops.glob("imagectl.yaml"):
-                path.write_text(
-                    path.read_text().replace("builder: docker", f"builder: {args.builder}")
-                )
+        make_gitops_repo(gitops, host, args.builder)
         banner(f"git-ops repository: {gitops}")
         imagectl(gitops, "validate")
         imagectl(gitops, "graph")

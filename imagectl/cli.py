@@ -324,7 +324,15 @@ def apply(
     ] = None,
     no_push: Annotated[bool, typer.Option("--no-push", help="Build only; push nothing.")] = False,
     no_git: Annotated[bool, typer.Option("--no-git", help="Do not commit the lock.")] = False,
-    git_push: Annotated[bool, typer.Option("--git-push", help="Push the commit.")] = False,
+    git_push: Annotated[
+        bool, typer.Option("--git-push", help="Claim the versions in git, push the commits.")
+    ] = False,
+    pull: Annotated[
+        bool, typer.Option("--pull", help="Fast-forward the branch from its upstream first.")
+    ] = False,
+    allow_dirty: Annotated[
+        bool, typer.Option("--allow-dirty", help="Build uncommitted inputs (revision <sha>-dirty).")
+    ] = False,
     force: ForceOpt = None,
     only: OnlyOpt = None,
     refresh: RefreshOpt = False,
@@ -359,6 +367,8 @@ def apply(
         lock_timeout=lock_timeout,
         author=commands.parse_author(author),
         console=out_console(),
+        pull=pull,
+        allow_dirty=allow_dirty,
     )
     raise typer.Exit(code)
 

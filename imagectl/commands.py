@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from imagectl.errors import PlanError, RegistryError, UsageError
+from imagectl.errors import GitOpsError, PlanError, RegistryError, UsageError
 from imagectl.explain import explain_command
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
+from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
 from imagectl.output import github
@@ -35,7 +37,8 @@ from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
 
 if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
-    from imagectl.apply.engine import ApplyResult
+    from imagectl.apply.claims import GitSession, Me, Resolved
+    from imagectl.apply.engine import ApplyOptions, ApplyResult, Commit
 
 EXIT_INTERRUPTED = 130
 
@@ -156,48 +159,183 @@ def apply_command(
     lock_timeout: float,
     author: tuple[str, str] | None,
     console: Console,
+    pull: bool = False,
+    allow_dirty: bool = False,
+    on_plan: Callable[[Plan], None] | None = None,
 ) -> int:
-    """Plan (or load a saved plan) and apply it under the repository lock."""
-    from imagectl.apply.engine import ApplyOptions, apply_plan, commit_pending, state_dir
+    """Plan (or load a saved plan) and apply it under the repository lock.
+
+    With `pull`, the branch is first fast-forwarded to its upstream (a diverged one
+    is refused). The run's inputs must be committed (else exit 1, unless
+    `allow_dirty`). Under `git_push` the planned versions are claimed in git before
+    anything is pushed (imagectl/apply/claims.py); a claim refused because the remote
+    moved re-plans from the remote's new state. `on_plan` sees the plan to apply.
+    """
+    from imagectl import gitops
+    from imagectl.apply.claims import MAX_ATTEMPTS, GitSession, Me, claim_ttl, resolve, withhold
+    from imagectl.apply.engine import ApplyOptions, RemoteMoved, apply_plan, state_dir
+    from imagectl.apply.provenance import check_committed, run_revision
     from imagectl.output.progress import Progress
     from imagectl.repolock import RepoLock
 
     read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
     with RepoLock(state_dir(manifest) / "apply.lck", timeout=lock_timeout), make_client() as client:
-        if plan_file is not None:
-            plan = load_plan(plan_file, manifest)
-            _check_saved_inputs(manifest, plan)
+        probe = gitops.find_worktree(manifest.root_dir)
+        worktree = probe if git else None
+        if pull:
+            manifest = _pull(manifest, worktree, console)
+        options = ApplyOptions(jobs=jobs, push=push, git=git, git_push=git_push, author=author)
+        session = GitSession(worktree, author) if worktree and push and git_push else None
+        if session is not None:
+            gitops.check_pushable(session.worktree)  # before any claim is committed
+        me = Me()
+        for _ in range(MAX_ATTEMPTS):
+            observed: Observed | None = None
+            if plan_file is not None:
+                plan = load_plan(plan_file, manifest)
+                _check_saved_inputs(manifest, plan)
+            else:
+                plan_options = PlanOptions(force=frozenset(force), only=frozenset(only))
+                plan, observed = compute_plan(
+                    manifest, client, now=now, options=plan_options, refresh=refresh
+                )
+            resolved = resolve(
+                read_lock(manifest.lock_path) or Lock(), datetime.now(UTC), me=me, ttl=claim_ttl()
+            )
+            plan, withheld = withhold(plan, resolved.live)
+            dirty = check_committed(probe, manifest, plan, allow_dirty=allow_dirty or not push)
+            options = dataclasses.replace(options, dirty=dirty)
+            notes = _drop_claims(manifest, resolved, push=push)
+            if push and observed is not None:
+                commit = session.commit if session else _plain(worktree, author)
+                _record_recovered(manifest, observed, commit=commit, console=console)
+            for line in withheld:
+                console.print(f"Left out: {escape(line)}", highlight=False)
+            try:
+                if not plan.actions:
+                    return _nothing_to_do(
+                        manifest, plan, options, session, worktree, notes, console
+                    )
+                if session is None or _claim(manifest, plan, session, me, options, notes):
+                    break
+            except RemoteMoved:
+                pass
+            if plan_file is not None:
+                raise GitOpsError(
+                    "the remote branch moved since the saved plan was made; the branch is "
+                    "now at the remote's head: run `imagectl plan --out` again"
+                )
+            console.print("The remote branch moved: re-planning from its new state.")
+            manifest = load_manifest(manifest.root)
         else:
-            options = PlanOptions(force=frozenset(force), only=frozenset(only))
-            plan, observed = compute_plan(
-                manifest, client, now=now, options=options, refresh=refresh
+            raise GitOpsError(
+                f"the remote branch moved {MAX_ATTEMPTS} times while claiming the plan; "
+                "nothing was built or pushed: re-run later"
             )
-            if push:
-                _record_recovered(manifest, observed, git=git, author=author, console=console)
-        if not plan.actions:
-            console.print(summary_line(plan))
-            console.print("Nothing to do: every image is up to date.")
-            pending = commit_pending(
-                manifest, ApplyOptions(push=push, git=git, git_push=git_push, author=author)
+        if dirty:
+            console.print(
+                "[yellow]Building from uncommitted inputs (--allow-dirty): the revision is "
+                f"{run_revision(probe, dirty)}[/yellow]"
             )
-            if pending:
-                console.print(f"Committed the lock an interrupted apply left: {pending[:12]}")
-            _github_plan_outputs(plan)
-            return 0
+        if on_plan is not None:
+            on_plan(plan)
         console.print(plan_table(plan))
         console.print(summary_line(plan))
-        options_ = ApplyOptions(jobs=jobs, push=push, git=git, git_push=git_push, author=author)
         with _graceful_stop() as stop, Progress(console, plan.actions) as progress:
-            result = apply_plan(manifest, plan, client, options_, on_step=progress, stop=stop)
+            result = apply_plan(
+                manifest,
+                plan,
+                client,
+                options,
+                on_step=progress,
+                stop=stop,
+                session=session,
+                me=me,
+                notes=notes,
+            )
     return _report_apply(plan, result, console)
+
+
+def _plain(worktree: Path | None, author: tuple[str, str] | None) -> Commit | None:
+    from imagectl.apply.engine import plain_commit
+
+    return plain_commit(worktree, author) if worktree is not None else None
+
+
+def _pull(manifest: Manifest, worktree: Path | None, console: Console) -> Manifest:
+    """`--pull`: fast-forward to the upstream; the manifest is re-read when it moved."""
+    from imagectl import gitops
+
+    if worktree is None:
+        raise GitOpsError(f"--pull: {manifest.root_dir} is not in a git work tree")
+    synced = gitops.sync(worktree)
+    console.print(f"Pull: {synced.describe()}", highlight=False)
+    return load_manifest(manifest.root) if synced.pulled else manifest
+
+
+def _drop_claims(manifest: Manifest, resolved: Resolved, *, push: bool) -> list[str]:
+    """Write the lock without claims left by runs that died; one note per claim."""
+    if not resolved.dropped or not push:
+        return []
+    write_lock(manifest.lock_path, resolved.lock)
+    return [
+        f"{name} {claim.version}: claim of pid {claim.pid} on {claim.host} dropped "
+        "(its run ended without recording it)"
+        for name, claim in sorted(resolved.dropped.items())
+    ]
+
+
+def _claim(
+    manifest: Manifest,
+    plan: Plan,
+    session: GitSession,
+    me: Me,
+    options: ApplyOptions,
+    notes: list[str],
+) -> bool:
+    """Commit and push this run's claims; False when the remote moved (re-plan)."""
+    from imagectl.apply.claims import claim_lines, with_claims
+    from imagectl.apply.provenance import run_revision
+
+    lock = read_lock(manifest.lock_path) or Lock()
+    revision = run_revision(session.worktree, options.dirty)
+    claimed = with_claims(lock, plan, datetime.now(UTC), me=me, revision=revision)
+    write_lock(manifest.lock_path, claimed)
+    count = len(plan.actions)
+    title = f"imagectl: claim {count} image{'s' if count != 1 else ''}"
+    session.commit([manifest.lock_path], title, [*claim_lines(plan), *notes])
+    notes.clear()  # said in the claim commit
+    return session.push()
+
+
+def _nothing_to_do(
+    manifest: Manifest,
+    plan: Plan,
+    options: ApplyOptions,
+    session: GitSession | None,
+    worktree: Path | None,
+    notes: list[str],
+    console: Console,
+) -> int:
+    from imagectl.apply.engine import settle
+
+    console.print(summary_line(plan))
+    console.print("Nothing to do: every image is up to date.")
+    if worktree is not None and options.push:
+        commit, pushed = settle(worktree, manifest, options, session, notes)
+        if commit:
+            console.print(f"Committed the lock: {commit[:12]}" + (" (pushed)" if pushed else ""))
+        elif pushed:
+            console.print("Pushed the branch: it was ahead of its upstream.")
+    _github_plan_outputs(plan)
+    return 0
 
 
 def _record_recovered(
     manifest: Manifest,
     observed: Observed,
     *,
-    git: bool,
-    author: tuple[str, str] | None,
+    commit: Commit | None,
     console: Console,
 ) -> None:
     """Write into the lock what the registry says was built and the lock lacks.
@@ -205,7 +343,6 @@ def _record_recovered(
     A lost lock (or one behind the registry, e.g. after builds on other runners)
     is restored from the images' labels, and committed like any apply's record.
     """
-    from imagectl import gitops
 
     lock = read_lock(manifest.lock_path) or Lock()
     recovered: list[str] = []
@@ -232,12 +369,9 @@ def _record_recovered(
         return
     write_lock(manifest.lock_path, lock)
     console.print(f"Recorded {len(recovered)} image(s) from the registry in the lock.")
-    worktree = gitops.find_worktree(manifest.root_dir) if git else None
-    if worktree is not None:
+    if commit is not None:
         title = f"imagectl: record {len(recovered)} image(s) found in the registry"
-        gitops.commit_files(
-            worktree, [manifest.lock_path], gitops.commit_message(title, recovered), author
-        )
+        commit([manifest.lock_path], title, recovered)
 
 
 def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:

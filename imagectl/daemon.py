@@ -19,7 +19,6 @@ import re
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import types
@@ -83,14 +82,21 @@ class TickResult:
         code: the exit code of the tick (0 ok, 1 failed, 130 interrupted).
         applied: images in the plan that was applied (0: nothing to do).
         failure: why the tick failed, when it raised instead of returning a code.
+        pulled: commits fast-forwarded from the upstream before planning.
     """
 
     code: int = 0
     applied: int = 0
     failure: str | None = None
+    pulled: int = 0
 
     def outcome(self) -> str:
-        """`nothing to do`, `applied N images`, `interrupted …` or `failed: message`."""
+        """`nothing to do`, `applied N images`, `interrupted …` or `failed: message`,
+        after `pulled N commits, ` when the tick fast-forwarded the branch."""
+        pulled = f"pulled {self.pulled} commit{'s' if self.pulled != 1 else ''}, "
+        return (pulled if self.pulled else "") + self._outcome()
+
+    def _outcome(self) -> str:
         images = f"{self.applied} image{'s' if self.applied != 1 else ''}"
         if self.failure is not None:
             return f"failed: {self.failure}"
@@ -295,48 +301,70 @@ class Daemon:
 def apply_reconcile(
     manifest_path: Path, *, jobs: int, git_push: bool, console: Console
 ) -> Reconcile:
-    """The real reconcile: load, plan, and when the plan is not empty apply exactly that plan.
+    """The real reconcile, as a git-ops agent does it: pull, plan, apply, commit, push.
 
-    Planning first (outside the repository lock) keeps a quiet tick from touching
-    the lock; the plan is then saved and applied as a saved plan, so the images
-    applied are the ones counted and a plan gone stale in between is refused.
+    1. When the manifest lives in a git work tree whose branch has an upstream, fetch
+       it and fast-forward (under the repository lock). A diverged branch fails the
+       tick with a message saying so: never merged, never forced.
+    2. Plan (outside the repository lock: a quiet tick stays quiet).
+    3. Nothing to do: still commit a lock that differs from HEAD, and under
+       `--git-push` push a branch that is ahead (a run that died before its commit
+       or push is caught up by the next tick).
+    4. Else apply, as `imagectl apply` does (it re-plans under the lock and, under
+       `--git-push`, claims the versions in git first); the images counted are the
+       ones in the plan it applied.
     """
 
     def reconcile(now: datetime, stopping: Callable[[], bool]) -> TickResult:
-        from imagectl import commands
+        from imagectl import commands, gitops
+        from imagectl.apply.engine import ApplyOptions, commit_pending
         from imagectl.manifest.loader import load_manifest
         from imagectl.pipeline import compute_plan, make_client
-        from imagectl.plan.model import PlanOptions
-        from imagectl.planfile import save_plan
+        from imagectl.plan.model import Plan, PlanOptions
+        from imagectl.repolock import RepoLock
 
+        worktree = gitops.find_worktree(manifest_path.parent)
+        pulled = 0
+        if worktree is not None:
+            with RepoLock(state_dir_of(manifest_path) / "apply.lck", timeout=0.0):
+                pulled = gitops.sync(worktree).pulled
         manifest = load_manifest(manifest_path)
         with make_client() as client:
             plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
         if not plan.actions:
-            return TickResult()
+            with RepoLock(state_dir_of(manifest_path) / "apply.lck", timeout=0.0):
+                commit_pending(manifest, ApplyOptions(git_push=git_push))
+            return TickResult(pulled=pulled)
         if stopping():
-            return TickResult(code=EXIT_INTERRUPTED)
-        with tempfile.TemporaryDirectory(prefix="imagectl-daemon-") as tmp:
-            plan_file = Path(tmp) / "plan.json"
-            save_plan(plan_file, plan, manifest)
-            code = commands.apply_command(
-                manifest,
-                plan_file=plan_file,
-                jobs=jobs,
-                push=True,
-                git=True,
-                git_push=git_push,
-                force=(),
-                only=(),
-                refresh=False,
-                now=now,
-                lock_timeout=0.0,
-                author=None,
-                console=console,
-            )
-        return TickResult(code=code, applied=len(plan.actions))
+            return TickResult(code=EXIT_INTERRUPTED, pulled=pulled)
+        applied: list[Plan] = []
+        code = commands.apply_command(
+            manifest,
+            plan_file=None,
+            jobs=jobs,
+            push=True,
+            git=True,
+            git_push=git_push,
+            force=(),
+            only=(),
+            refresh=False,
+            now=now,
+            lock_timeout=0.0,
+            author=None,
+            console=console,
+            on_plan=applied.append,
+        )
+        count = len(applied[-1].actions) if applied else 0
+        return TickResult(code=code, applied=count, pulled=pulled)
 
     return reconcile
+
+
+def state_dir_of(manifest_path: Path) -> Path:
+    """`.imagectl/` beside the manifest (before the manifest is loaded)."""
+    from imagectl.fsutil import state_dir
+
+    return state_dir(manifest_path.resolve().parent)
 
 
 def daemon_command(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -125,6 +126,23 @@ def is_dirty(worktree: Path, paths: Sequence[Path]) -> bool:
     Returns:
         True when ``git status`` reports anything for those paths.
     """
+    return bool(changed_files(worktree, paths))
+
+
+def changed_files(worktree: Path, paths: Sequence[Path]) -> list[str]:
+    """The files under ``paths`` that differ from HEAD: modified, staged, deleted or untracked.
+
+    Ignored files never count (git's own ignore rules: ``.gitignore``, ``info/exclude``,
+    ``core.excludesFile``).
+
+    Args:
+        worktree: The work tree top.
+        paths: Files or directories, absolute or relative to the work tree; empty
+            means the whole work tree.
+
+    Returns:
+        Their paths relative to the work tree (``/``-separated), sorted, each once.
+    """
     repo = _open(worktree)
     rel = [str(p) for p in _relative(repo, paths)]
     out = _check(
@@ -132,7 +150,16 @@ def is_dirty(worktree: Path, paths: Sequence[Path]) -> bool:
         ["--no-optional-locks", "status", "--porcelain", "-z", "--untracked-files=all", "--", *rel],
         "git status",
     )
-    return out.strip("\0") != ""
+    found: set[str] = set()
+    entries = iter(out.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        found.add(entry[3:])
+        if entry[0] in "RC":  # a rename or copy: the source path follows
+            found.add(next(entries, ""))
+    found.discard("")
+    return sorted(found)
 
 
 def source_url(worktree: Path) -> str | None:
@@ -209,6 +236,32 @@ def commit_files(
     return _check(repo, ["rev-parse", "HEAD"], "git rev-parse").strip()
 
 
+def check_pushable(worktree: Path) -> None:
+    """Fail early, before anything is committed or built, when :func:`push` cannot work.
+
+    Raises:
+        GitOpsError: Detached HEAD, or neither an upstream nor an ``origin`` remote.
+    """
+    _push_target(_open(worktree))
+
+
+def _push_target(repo: git.Repo) -> tuple[str, str, str, bool]:
+    """(branch, remote, remote ref, whether the push sets the upstream)."""
+    top = _top(repo)
+    branch = _current_branch(repo)
+    if branch is None:
+        raise GitOpsError(f"cannot push from {top}: HEAD is detached; check out a branch first")
+    remote, merge = _upstream(repo, branch)
+    if remote is not None and merge is not None:
+        return branch, remote, merge, False
+    if _remote_url(repo, "origin") is None:
+        raise GitOpsError(
+            f"cannot push {branch} from {top}: it has no upstream and there is no "
+            "'origin' remote; add one with `git remote add origin URL`"
+        )
+    return branch, "origin", f"refs/heads/{branch}", True
+
+
 def push(worktree: Path) -> None:
     """Push the current branch to its upstream, or to ``origin`` setting the upstream.
 
@@ -225,21 +278,10 @@ def push(worktree: Path) -> None:
     """
     repo = _open(worktree)
     top = _top(repo)
-    branch = _current_branch(repo)
-    if branch is None:
-        raise GitOpsError(f"cannot push from {top}: HEAD is detached; check out a branch first")
+    branch, remote, merge, set_upstream = _push_target(repo)
     if head_revision(top) is None:
         raise GitOpsError(f"nothing to push from {top}: branch {branch} has no commit yet")
-    remote, merge = _upstream(repo, branch)
-    args = ["push", "--porcelain"]
-    if remote is None or merge is None:
-        if _remote_url(repo, "origin") is None:
-            raise GitOpsError(
-                f"cannot push {branch} from {top}: it has no upstream and there is no "
-                "'origin' remote; add one with `git remote add origin URL`"
-            )
-        remote, merge = "origin", f"refs/heads/{branch}"
-        args.append("--set-upstream")
+    args = ["push", "--porcelain", *(["--set-upstream"] if set_upstream else [])]
     args += [remote, f"refs/heads/{branch}:{merge}"]
     status, out, err = _run(repo, args, env=_NO_PROMPT)
     if status == 0:
@@ -257,6 +299,185 @@ def push(worktree: Path) -> None:
     raise GitOpsError(
         _redact(f"git push to {where} failed: {_detail(chr(10).join([*rejected, err]))}", secrets)
     )
+
+
+@dataclass(frozen=True)
+class Sync:
+    """Where the current branch stands against its upstream after a fetch.
+
+    Attributes:
+        upstream: The remote-tracking ref (``origin/main``); None without an upstream.
+        pulled: Commits fast-forwarded from the upstream.
+        ahead: Local commits the upstream does not have (to push).
+    """
+
+    upstream: str | None = None
+    pulled: int = 0
+    ahead: int = 0
+
+    def describe(self) -> str:
+        """One line for the console and the daemon's log."""
+        if self.upstream is None:
+            return "no upstream branch to pull from"
+        parts = []
+        if self.pulled:
+            parts.append(f"fast-forwarded {self.pulled} commit{'s' if self.pulled != 1 else ''}")
+        if self.ahead:
+            parts.append(f"{self.ahead} local commit{'s' if self.ahead != 1 else ''} to push")
+        return f"{self.upstream}: " + ("; ".join(parts) if parts else "up to date")
+
+
+def fetch(worktree: Path) -> str | None:
+    """Fetch the current branch's upstream into its remote-tracking ref.
+
+    Args:
+        worktree: The work tree top.
+
+    Returns:
+        The remote-tracking ref (``refs/remotes/origin/main``), or None when HEAD is
+        detached or its branch has no upstream (nothing to fetch).
+
+    Raises:
+        GitOpsError: The fetch failed (the message carries no credentials).
+    """
+    repo = _open(worktree)
+    branch = _current_branch(repo)
+    if branch is None:  # a detached checkout follows no branch
+        return None
+    remote, merge = _upstream(repo, branch)
+    if remote is None or merge is None:
+        return None
+    tracking = f"refs/remotes/{remote}/{merge.removeprefix('refs/heads/')}"
+    status, _, err = _run(
+        repo, ["fetch", "--quiet", "--no-tags", remote, f"+{merge}:{tracking}"], env=_NO_PROMPT
+    )
+    if status != 0:
+        secrets = _secrets(_remote_url(repo, remote) or remote)
+        where = f"{remote} ({sanitize_url(_remote_url(repo, remote) or remote)})"
+        raise GitOpsError(_redact(f"git fetch from {where} failed: {_detail(err)}", secrets))
+    return tracking
+
+
+def _counts(repo: git.Repo, tracking: str) -> tuple[int, int]:
+    """(commits only on HEAD, commits only on ``tracking``)."""
+    out = _check(
+        repo, ["rev-list", "--left-right", "--count", f"HEAD...{tracking}"], "git rev-list"
+    )
+    ahead, behind = out.split()
+    return int(ahead), int(behind)
+
+
+def _short(tracking: str) -> str:
+    return tracking.removeprefix("refs/remotes/")
+
+
+def sync(worktree: Path) -> Sync:
+    """Fetch the upstream and fast-forward the branch to it, as a git-ops agent does.
+
+    Never merges and never forces: a branch that has commits of its own *and* is
+    behind has diverged, which only a person can resolve.
+
+    Args:
+        worktree: The work tree top.
+
+    Returns:
+        What happened (see :class:`Sync`).
+
+    Raises:
+        GitOpsError: The branch diverged from its upstream, the fast-forward would
+            overwrite local changes, or git failed.
+    """
+    repo = _open(worktree)
+    top = _top(repo)
+    tracking = fetch(top)
+    if tracking is None:
+        return Sync()
+    ahead, behind = _counts(repo, tracking)
+    if ahead and behind:
+        raise GitOpsError(
+            f"{top}: the branch has diverged from {_short(tracking)} ({ahead} local and "
+            f"{behind} remote commit{'s' if behind != 1 else ''} apart); imagectl never merges "
+            "or forces: reconcile it by hand (`git pull --rebase`), then re-run"
+        )
+    if behind:
+        status, _, err = _run(repo, ["merge", "--ff-only", "--quiet", tracking])
+        if status != 0:
+            raise GitOpsError(
+                f"cannot fast-forward {top} to {_short(tracking)}: {_detail(err)}; commit or "
+                "stash the local changes git names, then re-run"
+            )
+    return Sync(upstream=_short(tracking), pulled=behind, ahead=ahead)
+
+
+def unpushed(worktree: Path) -> bool:
+    """Whether the branch has commits its upstream lacks (as last fetched).
+
+    A branch without an upstream counts as unpushed once it has a commit: the next
+    :func:`push` sets the upstream.
+    """
+    repo = _open(worktree)
+    branch = _current_branch(repo)
+    if branch is None or head_revision(_top(repo)) is None:
+        return False
+    remote, merge = _upstream(repo, branch)
+    if remote is None or merge is None:
+        return True
+    tracking = f"refs/remotes/{remote}/{merge.removeprefix('refs/heads/')}"
+    if _run(repo, ["rev-parse", "--verify", "-q", tracking])[0] != 0:
+        return True
+    return _counts(repo, tracking)[0] > 0
+
+
+def is_tracked(worktree: Path, path: Path) -> bool:
+    """Whether ``path`` is in git's index (committed or staged)."""
+    repo = _open(worktree)
+    rel = [str(p) for p in _relative(repo, [path])]
+    return bool(_check(repo, ["ls-files", "-z", "--", *rel], "git ls-files").strip("\0"))
+
+
+def is_ancestor(worktree: Path, ancestor: str, descendant: str) -> bool:
+    """Whether ``ancestor`` is ``descendant`` or one of its ancestors (refs or shas)."""
+    repo = _open(worktree)
+    status, _, err = _run(repo, ["merge-base", "--is-ancestor", ancestor, descendant])
+    if status not in (0, 1):
+        raise GitOpsError(f"git merge-base in {_top(repo)} failed: {_detail(err)}")
+    return status == 0
+
+
+def rewind_to_upstream(worktree: Path, ours: Sequence[str]) -> str:
+    """Drop this run's own unpushed commits and fast-forward to the fetched upstream.
+
+    Used after a push was rejected because the remote moved: the run's commits touch
+    only the lock, and it re-applies its change on top of the new remote state.
+    ``git reset --keep`` refuses to lose any local change.
+
+    Args:
+        worktree: The work tree top.
+        ours: Full shas of the commits this run made.
+
+    Returns:
+        The upstream commit now at HEAD.
+
+    Raises:
+        GitOpsError: No upstream, or the branch holds commits that are not this run's
+            (it diverged: reported, never merged or forced), or git failed.
+    """
+    repo = _open(worktree)
+    top = _top(repo)
+    tracking = fetch(top)
+    if tracking is None:
+        raise GitOpsError(f"{top}: the branch has no upstream to re-read after a rejected push")
+    mine = set(ours)
+    local = _check(repo, ["rev-list", f"{tracking}..HEAD"], "git rev-list").split()
+    foreign = [sha for sha in local if sha not in mine]
+    if foreign:
+        raise GitOpsError(
+            f"{top}: the remote moved and the branch has {len(foreign)} commit(s) of its own "
+            f"that {_short(tracking)} lacks; imagectl never merges or forces: reconcile it by "
+            "hand (`git pull --rebase`), then re-run"
+        )
+    _check(repo, ["reset", "--quiet", "--keep", tracking], "git reset --keep")
+    return _check(repo, ["rev-parse", "HEAD"], "git rev-parse").strip()
 
 
 def _open(worktree: Path) -> git.Repo:

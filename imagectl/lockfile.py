@@ -98,12 +98,42 @@ class ImageRecord(_Record):
         return self
 
 
+class ClaimRecord(_Record):
+    """A version an apply reserved in git before pushing it (`apply --git-push`).
+
+    The claim is committed and pushed before any image is; the git push is the
+    compare-and-swap the registry lacks. The run that made it replaces it with the
+    image's record; a claim whose run died is dropped by the next run (docs/gitops.md).
+    """
+
+    version: str
+    inputs: str
+    host: str
+    pid: int
+    claimed_at: datetime
+    revision: str | None = None
+
+    @field_validator("claimed_at")
+    @classmethod
+    def _in_utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @field_serializer("claimed_at")
+    def _iso_z(self, value: datetime) -> str:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
 class Lock(_Record):
-    """The whole lock: external bases followed by digest, and built images."""
+    """The whole lock: external bases followed by digest, built images, open claims.
+
+    ``claims`` is optional and written only while it is not empty, so a lock without
+    claims is byte-for-byte what earlier versions wrote.
+    """
 
     format: Literal[1] = 1
     bases: dict[str, BaseRecord] = Field(default_factory=dict)
     images: dict[str, ImageRecord] = Field(default_factory=dict)
+    claims: dict[str, ClaimRecord] = Field(default_factory=dict)
 
     def with_image(self, name: str, record: ImageRecord) -> Lock:
         """A new lock with `record` for image `name`, keeping the versions recorded before."""
@@ -168,6 +198,9 @@ def render_lock(lock: Lock) -> str:
     _emit(lines, "format", lock.format, 0)
     _emit(lines, "bases", bases, 0)
     _emit(lines, "images", images, 0)
+    if lock.claims:
+        claims = {name: lock.claims[name].model_dump(mode="json") for name in sorted(lock.claims)}
+        _emit(lines, "claims", claims, 0)
     return "\n".join(lines) + "\n"
 
 
@@ -463,6 +496,7 @@ __all__ = [
     "HEADER",
     "LOCK_FORMAT",
     "BaseRecord",
+    "ClaimRecord",
     "ImageRecord",
     "Lock",
     "lock_fingerprint",

@@ -181,7 +181,7 @@ def test_story_fresh_apply_then_base_update_rebuilds_exactly_the_dependents(
     assert labels["org.opencontainers.image.title"] == "py"
     head = repo.git_log()[0]
     assert head.startswith("imagectl: rebuild 4 images")
-    assert "py (new) -> 1.0.0 (new)" in head
+    assert "py - -> 1.0.0 (new)" in head.splitlines()  # as the plan table: `- -> 1.0.0`
 
     assert repo.plan()["actions"] == []
     assert repo.run("plan", "--detailed-exitcode").returncode == 0
@@ -242,7 +242,7 @@ def test_failed_image_fails_alone(
     (repo.root / "py" / "Dockerfile").write_text(
         "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN echo compiling && exit 3\n"
     )
-    result = repo.run("apply", "--no-git")
+    result = repo.run("apply", "--no-git", "--allow-dirty")  # the broken Dockerfile: uncommitted
     assert result.returncode == 1, result.stdout + result.stderr
     images = repo.lock()["images"]
     assert isinstance(images, dict)
@@ -326,7 +326,8 @@ def test_git_push_and_a_remote_that_moved(
     assert remote_head == "imagectl: rebuild 1 image"
     assert repo.labels("base", "1.0.0")["org.opencontainers.image.source"] == str(remote)
 
-    # someone else pushes to the remote; our next apply must not force over it
+    # someone else pushes to the remote: the next apply claims, is refused, fast-forwards
+    # to the remote's new state and claims again (never forcing over it)
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "-q", str(remote), str(other)], check=True)
     (other / "README").write_text("hello\n")
@@ -335,12 +336,33 @@ def test_git_push_and_a_remote_that_moved(
     subprocess.run(["git", "push", "-q"], cwd=other, check=True, env=env)
     upstream("vendor build 2")
     result = repo.run("apply", "--git-push")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "The remote branch moved: re-planning" in result.stdout
+    remote_log = subprocess.run(
+        ["git", "log", "--format=%s", "main"], cwd=remote, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert remote_log[:4] == [
+        "imagectl: rebuild 1 image",
+        "imagectl: claim 1 image",
+        "docs",
+        "imagectl: rebuild 1 image",
+    ], remote_log
+
+    # a local commit of our own while the remote moved: diverged, refused, never forced
+    subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "local"], cwd=repo.root, env=env)
+    (other / "README").write_text("hello again\n")
+    subprocess.run(["git", "pull", "-q", "--ff-only"], cwd=other, check=True, env=env)
+    subprocess.run(["git", "commit", "-qam", "docs 2"], cwd=other, check=True, env=env)
+    subprocess.run(["git", "push", "-q"], cwd=other, check=True, env=env)
+    upstream("vendor build 3")
+    result = repo.run("apply", "--git-push")
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "pull --rebase" in result.stderr
+    assert "never merges or forces" in " ".join(result.stderr.split()), result.stderr
     remote_log = subprocess.run(
         ["git", "log", "--format=%s", "main"], cwd=remote, capture_output=True, text=True
     ).stdout
-    assert remote_log.splitlines()[0] == "docs", "the remote was overwritten"
+    assert remote_log.splitlines()[0] == "docs 2", "the remote was overwritten"
+    assert repo.lock()["images"]["base"]["version"] == "1.0.1"  # type: ignore[index]
 
 
 def test_status_json_and_github_actions_outputs(

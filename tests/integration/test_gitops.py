@@ -10,14 +10,22 @@ import pytest
 
 from imagectl.errors import GitOpsError
 from imagectl.gitops import (
+    changed_files,
+    check_pushable,
     commit_files,
     commit_message,
+    fetch,
     find_worktree,
     head_revision,
+    is_ancestor,
     is_dirty,
+    is_tracked,
     push,
+    rewind_to_upstream,
     sanitize_url,
     source_url,
+    sync,
+    unpushed,
 )
 
 pytestmark = pytest.mark.integration
@@ -138,6 +146,34 @@ def test_is_dirty_per_path(repo: Path) -> None:
     git(repo, "add", "lock")
     (repo / "lock").write_text("v1\n")  # staged change, work tree back to HEAD
     assert is_dirty(repo, [Path("lock")])
+
+
+def test_changed_files_names_modified_staged_deleted_untracked_not_ignored(repo: Path) -> None:
+    (repo / ".gitignore").write_text("*.log\n")
+    (repo / "ctx").mkdir()
+    for name in ("a", "b", "c", "d"):
+        (repo / "ctx" / name).write_text(name)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "ctx")
+    assert changed_files(repo, [repo / "ctx"]) == []
+    (repo / "ctx" / "a").write_text("changed")  # modified
+    (repo / "ctx" / "b").write_text("staged")
+    git(repo, "add", "ctx/b")
+    (repo / "ctx" / "c").unlink()  # deleted
+    git(repo, "mv", "ctx/d", "ctx/e")  # renamed: both names count
+    (repo / "ctx" / "new file").write_text("x")  # untracked, odd name
+    (repo / "ctx" / "build.log").write_text("x")  # ignored
+    (repo / "README.md").write_text("outside the paths asked about\n")
+    assert changed_files(repo, [repo / "ctx"]) == [
+        "ctx/a",
+        "ctx/b",
+        "ctx/c",
+        "ctx/d",
+        "ctx/e",
+        "ctx/new file",
+    ]
+    assert "README.md" in changed_files(repo, [])
+    assert is_tracked(repo, repo / "ctx" / "a") and not is_tracked(repo, repo / "ctx" / "x")
 
 
 # --- commit ---------------------------------------------------------------
@@ -312,11 +348,13 @@ def test_push_connection_error_never_contains_remote_password(tmp_path: Path) ->
 
 
 def test_push_without_remote_or_branch_says_what_to_do(repo: Path) -> None:
-    with pytest.raises(GitOpsError, match="git remote add origin"):
-        push(repo)
+    for attempt in (push, check_pushable):
+        with pytest.raises(GitOpsError, match="git remote add origin"):
+            attempt(repo)
     git(repo, "checkout", "-q", "--detach")
-    with pytest.raises(GitOpsError, match="detached"):
-        push(repo)
+    for attempt in (push, check_pushable):
+        with pytest.raises(GitOpsError, match="detached"):
+            attempt(repo)
 
 
 # --- source URL -----------------------------------------------------------
@@ -360,3 +398,113 @@ def test_source_url_prefers_upstream_remote_over_origin(repo: Path) -> None:
 )
 def test_sanitize_url(url: str, clean: str) -> None:
     assert sanitize_url(url) == clean
+
+
+# --- pull: fetch, fast-forward, divergence --------------------------------
+
+
+def two_clones(remote: Path, tmp_path: Path) -> tuple[Path, Path]:
+    seed = init(tmp_path / "seed")
+    git(seed, "push", "-q", str(remote), "main")
+    return clone(remote, tmp_path / "alice"), clone(remote, tmp_path / "bob")
+
+
+def commit_new(repo: Path, name: str) -> str:
+    (repo / name).write_text(name)
+    sha = commit_files(repo, [Path(name)], name)
+    assert sha is not None
+    return sha
+
+
+def test_sync_fast_forwards_and_reports_ahead(remote: Path, tmp_path: Path) -> None:
+    alice, bob = two_clones(remote, tmp_path)
+    assert sync(bob).describe() == "origin/main: up to date"
+    pushed = commit_new(alice, "a.txt")
+    push(alice)
+    synced = sync(bob)
+    assert (synced.upstream, synced.pulled, synced.ahead) == ("origin/main", 1, 0)
+    assert head_revision(bob) == pushed and (bob / "a.txt").read_text() == "a.txt"
+    assert not unpushed(bob)
+    commit_new(bob, "b.txt")
+    assert unpushed(bob)
+    synced = sync(bob)
+    assert (synced.pulled, synced.ahead) == (0, 1)
+    assert synced.describe() == "origin/main: 1 local commit to push"
+
+
+def test_sync_refuses_a_diverged_branch_and_changes_nothing(remote: Path, tmp_path: Path) -> None:
+    alice, bob = two_clones(remote, tmp_path)
+    commit_new(alice, "a.txt")
+    push(alice)
+    mine = commit_new(bob, "b.txt")
+    with pytest.raises(GitOpsError, match="diverged") as caught:
+        sync(bob)
+    assert "never merges or forces" in str(caught.value)
+    assert head_revision(bob) == mine
+    assert git(remote, "rev-parse", "main") == head_revision(alice)
+
+
+def test_sync_without_upstream_or_on_a_detached_head_does_nothing(repo: Path) -> None:
+    assert sync(repo).upstream is None
+    assert fetch(repo) is None
+    git(repo, "checkout", "-q", "--detach")
+    assert sync(repo).describe() == "no upstream branch to pull from"
+
+
+def test_rewind_drops_only_our_commits_then_fast_forwards(remote: Path, tmp_path: Path) -> None:
+    alice, bob = two_clones(remote, tmp_path)
+    theirs = commit_new(alice, "a.txt")
+    push(alice)
+    ours = commit_new(bob, "imagectl.lock")
+    with pytest.raises(GitOpsError):
+        push(bob)
+    assert rewind_to_upstream(bob, [ours]) == theirs
+    assert not (bob / "imagectl.lock").exists() and (bob / "a.txt").exists()
+    assert is_ancestor(bob, "origin/main", "HEAD") and not unpushed(bob)
+
+    commit_new(alice, "c.txt")
+    push(alice)
+    foreign = commit_new(bob, "d.txt")  # not this run's: refused, nothing rewound
+    with pytest.raises(GitOpsError, match="commit\\(s\\) of its own"):
+        rewind_to_upstream(bob, [])
+    assert head_revision(bob) == foreign
+
+
+# --- provenance: the clean-tree check ---------------------------------------
+
+
+def test_uncommitted_inputs_are_those_of_the_planned_images_only(tmp_path: Path) -> None:
+    from imagectl.apply.provenance import check_committed, run_revision, uncommitted
+    from imagectl.manifest.loader import load_manifest
+    from imagectl.plan.model import Plan
+    from tests.unit.test_claims import action
+
+    repo = init(tmp_path / "gitops")
+    lines = ["version: 1", "registry: reg.test/acme", "bases:", "  up:", "    ref: reg.test/up:1"]
+    lines += ["families:", "  all:", "    images:"]
+    for name in ("alpha", "beta"):
+        (repo / name).mkdir()
+        (repo / name / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
+        lines += [f"      {name}: {{from: up, context: {name}, version: '1.0'}}"]
+    (repo / "imagectl.yaml").write_text("\n".join(lines) + "\n")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "manifest")
+    manifest = load_manifest(repo / "imagectl.yaml")
+    plan = Plan(actions=(action("alpha"),), unchanged=("beta",))
+    assert uncommitted(repo, manifest, plan) == []
+
+    (repo / "imagectl.lock").write_text("format: 1\n")  # the lock never counts
+    (repo / ".imagectl").mkdir(exist_ok=True)
+    (repo / ".imagectl" / "state.json").write_text("x")  # nor imagectl's own state
+    (repo / "beta" / "new.txt").write_text("x")  # beta is not in this plan
+    assert uncommitted(repo, manifest, plan) == []
+    assert check_committed(repo, manifest, plan, allow_dirty=False) is False
+
+    (repo / "alpha" / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN x\n")
+    assert uncommitted(repo, manifest, plan) == ["alpha/Dockerfile"]
+    with pytest.raises(GitOpsError, match="alpha/Dockerfile") as caught:
+        check_committed(repo, manifest, plan, allow_dirty=False)
+    assert "--allow-dirty" in str(caught.value)
+    assert check_committed(repo, manifest, plan, allow_dirty=True) is True
+    assert run_revision(repo, True) == f"{head_revision(repo)}-dirty"
+    assert check_committed(None, manifest, plan, allow_dirty=False) is False  # outside git

@@ -176,7 +176,7 @@ def test_kill_before_git_commit_then_rerun_commits_the_lock(
         assert "Nothing to do" in rerun.stdout
         assert_like_uninterrupted(repo, ["1.0.0"], before)
         message = repo.git("log", "-1", "--format=%B")
-        assert "base (new) -> 1.0.0" in message and "app (new) -> 1.0.0" in message, message
+        assert "base - -> 1.0.0" in message and "app - -> 1.0.0" in message, message
         rec.count = 1
         rec.observed = "re-run with nothing to build committed the lock the killed run wrote"
 

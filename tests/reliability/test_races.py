@@ -7,7 +7,9 @@ fault proxy holds chosen registry requests until the test releases them.
 from __future__ import annotations
 
 import socket
+import stat
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,7 @@ from tests.reliability.conftest import (
 )
 from tests.reliability.fault_proxy import FaultProxy
 from tests.reliability.record import result
+from tests.reliability.test_gitsync import add_remote, clone, git_out, subjects
 
 pytestmark = pytest.mark.reliability
 
@@ -188,11 +191,21 @@ def test_two_clones_at_once_the_loser_adopts_the_identical_build(
         rec.observed = "the second run adopted the first's 1.0.0; both locks name the pushed digest"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the registry API has no compare-and-swap: two clones that both find the "
-    "immutable tag absent both push it, and the later push repoints it (see the report)",
-)
+def gated_remote(remote: Path, gate: Gate, token: str) -> None:
+    """Every push to `remote` waits in its pre-receive hook until the test lets it through.
+
+    Two pushes held there at once both see the same old head; once released, git updates
+    the branch for the first and refuses the second (its expected old head is gone).
+    """
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(
+        "#!/bin/sh\ncat >/dev/null\n"
+        f"exec {sys.executable} -c 'import urllib.request as u; "
+        f'u.urlopen("{gate.url(token)}", timeout=150).read()\'\n'
+    )
+    hook.chmod(hook.stat().st_mode | stat.S_IXUSR)
+
+
 def test_two_clones_pushing_at_once_never_repoint_an_immutable_tag(
     make_repo: Callable[..., Repo],
     upstream: UpstreamFactory,
@@ -201,36 +214,102 @@ def test_two_clones_pushing_at_once_never_repoint_an_immutable_tag(
     tmp_path: Path,
     buildah_root: Path,
 ) -> None:
+    """The registry has no compare-and-swap; git has one. Under --git-push each run
+    claims its versions in git before pushing any image: of two clones of one remote
+    that both plan 1.0.0, only the one whose claim lands builds it."""
     injected = (
-        "two clones (own builders) both find 1.0.0 absent just before pushing; the first "
-        "push is let through and its apply finishes, then the second push"
+        "two clones of one bare remote (own builders) apply --git-push at once; both plan "
+        "1.0.0 and their claim pushes are held together in the remote's pre-receive hook"
     )
     with result("races", "two clones at once: both push the same version", injected) as rec:
-        one, two, token = two_clones(make_repo, upstream, proxy, gate, tmp_path, buildah=True)
+        build, hook = gate.token(), gate.token()
+        upstream("v1")
+        one = make_repo(
+            "one",
+            {"alpha": "upstream"},
+            upstream,
+            host=proxy.host,
+            dockerfiles={"alpha": gate.dockerfile("alpha", build)},
+        )
+        one.manifest.write_text(
+            one.manifest.read_text().replace("builder: docker", "builder: buildah")
+        )
+        one.commit_all("build with buildah")
+        remote = add_remote(one, tmp_path)
+        two = clone(remote, tmp_path / "two", one)
+        gated_remote(remote, gate, hook)
+        one.env["IMAGECTL_BUILDAH_ROOT"] = str(tmp_path / "buildah-one")
+        two.env["IMAGECTL_BUILDAH_ROOT"] = str(tmp_path / "buildah-two")
+
+        runs = [one.start("apply", "--git-push"), two.start("apply", "--git-push")]
+        gate.wait_arrived(hook, 2)  # both planned 1.0.0 and are pushing their claims
         tag_path = f"/{one.namespace}/alpha/manifests/1.0.0$"
-        # only builders PUT the immutable tag (imagectl PUTs floating tags only)
-        holds = [
-            proxy.add("hold", "PUT", tag_path, agent=None),
-            proxy.add("hold", "PUT", tag_path, agent=None),
-        ]
-        runs = start_both_past_their_first_check((one, two), proxy, tag_path)
-        gate.release(token)
-        proxy.wait_hits(holds[0], 1)
-        proxy.wait_hits(holds[1], 1)  # both checked again (absent) and are pushing
-        holds[0].release.set()
-        winner = first_to_exit(runs)
-        assert winner.proc.returncode == 0, winner.output
-        recorded = (one if winner is runs[0] else two).lock()["alpha"]["digest"]
+        assert proxy.requests("PUT", tag_path, agent=None) == []
+        gate.release(hook)
+        loser = first_to_exit(runs)  # the winner is building, held at the build gate
+        winner = runs[0] if loser is runs[1] else runs[1]
+        assert loser.proc.returncode == 0, loser.output
+        said = " ".join(loser.stdout.split())
+        assert "The remote branch moved: re-planning" in said, loser.output
+        assert f"alpha: 1.0.0 is claimed by pid {winner.pid}" in said, loser.output
+        assert "Nothing to do" in said and "Traceback" not in loser.output
+
+        gate.release(build)
+        assert winner.wait() == 0, winner.output
+        winner_repo = one if winner is runs[0] else two
+        loser_repo = two if winner is runs[0] else one
+        recorded = winner_repo.lock()["alpha"]["digest"]
         assert one.digest("alpha", "1.0.0") == recorded
-        holds[1].release.set()
-        loser = runs[1] if winner is runs[0] else runs[0]
-        code = loser.wait()
-        assert "Traceback" not in loser.output
+        assert one.versions("alpha") == ["1.0.0"]
+        pushes = proxy.requests("PUT", tag_path, agent=None)
+        assert len(pushes) == 1, f"the immutable tag was pushed {len(pushes)} times"
+        assert subjects(remote)[:3] == [
+            "imagectl: rebuild 1 image",
+            "imagectl: claim 1 image",
+            "build with buildah",
+        ]
+        loser_repo.git("pull", "-q", "--ff-only")
+        assert loser_repo.lock()["alpha"]["digest"] == recorded
+        assert loser_repo.planned() == []
+        assert "claims:" not in (loser_repo.root / "imagectl.lock").read_text()
         rec.count = 2
         rec.observed = (
-            f"the second push landed after the first apply had recorded; loser exit {code}"
+            "one claim landed, the other push was refused; that run re-planned, found 1.0.0 "
+            "claimed by the other pid and left it alone; 1.0.0 pushed once, never repointed"
         )
-        assert one.digest("alpha", "1.0.0") == recorded, "immutable tag 1.0.0 was repointed"
+
+
+def test_a_claim_left_by_a_killed_run_is_dropped_by_the_next_run(
+    make_repo: Callable[..., Repo], upstream: UpstreamFactory, tmp_path: Path
+) -> None:
+    injected = "apply --git-push SIGKILLed after its claim was pushed, while building alpha"
+    with result("races", "a claim left by a killed run", injected) as rec:
+        upstream("v1")
+        repo = make_repo("gitops", {"alpha": "upstream"}, upstream)
+        remote = add_remote(repo, tmp_path)
+        killed = repo.run("apply", "--git-push", env={"IMAGECTL_FAULT_KILL_AT": "alpha:built"})
+        assert killed.returncode == -9, killed.stdout + killed.stderr
+        assert subjects(remote)[0] == "imagectl: claim 1 image"
+        assert "claims:" in (repo.root / "imagectl.lock").read_text()
+
+        rerun = repo.run("apply", "--git-push")
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        body = git_out(remote, "log", "-1", "--format=%B", "main~1")
+        assert "alpha 1.0.0: claim of pid" in body and "dropped" in body, body
+        assert subjects(remote)[:3] == [
+            "imagectl: rebuild 1 image",
+            "imagectl: claim 1 image",
+            "imagectl: claim 1 image",
+        ]
+        assert repo.versions("alpha") == ["1.0.0"]
+        assert repo.lock()["alpha"]["digest"] == repo.digest("alpha", "1.0.0")
+        assert "claims:" not in (repo.root / "imagectl.lock").read_text()
+        assert repo.lock_committed() and repo.planned() == []
+        rec.count = 1
+        rec.observed = (
+            "the next run saw the claim's process gone, dropped it in its own claim commit, "
+            "built 1.0.0 once and released its claim"
+        )
 
 
 def test_two_applies_on_one_docker_daemon_never_record_each_others_build(

@@ -93,7 +93,7 @@ def test_first_signal_finishes_the_image_in_flight_and_starts_no_other(
         assert repo.tags("beta") == [] and repo.tags("gamma") == [], "a new image started"
         assert not (Path(run_log_dir(repo)) / "beta.log").exists()
         assert repo.lock_committed(), "the interrupted run must commit what it recorded"
-        assert "alpha (new) -> 1.0.0" in repo.git("log", "-1", "--format=%B")
+        assert "alpha - -> 1.0.0" in repo.git("log", "-1", "--format=%B")
         assert_converges(repo, {"alpha": lock["alpha"]["digest"]})
         rec.count = 2  # images not started
         rec.observed = (

@@ -347,28 +347,27 @@ class FakeClient:
 
 
 @pytest.fixture
-def pipeline(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Stub the load/plan/apply edges that apply_reconcile calls."""
-    state: dict[str, Any] = {"actions": (), "applied": [], "saved": []}
+def pipeline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """Stub the load/plan/apply edges that apply_reconcile calls (outside any git repo)."""
+    state: dict[str, Any] = {"actions": (), "applied": [], "settled": []}
 
     def compute_plan(manifest: object, client: object, **kw: Any) -> tuple[FakePlan, None]:
         state["now"] = kw["now"]
         return FakePlan(state["actions"]), None
 
     def apply_command(manifest: object, **kw: Any) -> int:
-        assert kw["plan_file"] in state["saved"] and kw["plan_file"].exists()
+        assert kw["plan_file"] is None  # apply re-plans under the repository lock
+        kw["on_plan"](FakePlan(state["actions"]))
         state["applied"].append(kw)
         return int(state.get("code", 0))
+
+    def commit_pending(manifest: object, options: Any) -> None:
+        state["settled"].append(options)
 
     monkeypatch.setattr("imagectl.manifest.loader.load_manifest", lambda path: "manifest")
     monkeypatch.setattr("imagectl.pipeline.make_client", FakeClient)
     monkeypatch.setattr("imagectl.pipeline.compute_plan", compute_plan)
-
-    def save_plan(path: Path, plan: object, manifest: object) -> None:
-        path.write_text("{}")
-        state["saved"].append(path)
-
-    monkeypatch.setattr("imagectl.planfile.save_plan", save_plan)
+    monkeypatch.setattr("imagectl.apply.engine.commit_pending", commit_pending)
     monkeypatch.setattr("imagectl.commands.apply_command", apply_command)
     return state
 
@@ -382,6 +381,8 @@ def test_apply_reconcile_does_nothing_when_the_plan_is_empty(
     assert reconcile(T0, lambda: False) == TickResult()
     assert pipeline["now"] == T0
     assert pipeline["applied"] == []
+    [settled] = pipeline["settled"]  # a quiet tick still commits and pushes what is pending
+    assert settled.git_push is True and settled.push is True
 
 
 def test_apply_reconcile_applies_exactly_the_plan_it_made(
@@ -395,7 +396,6 @@ def test_apply_reconcile_applies_exactly_the_plan_it_made(
     assert reconcile(T0, lambda: False) == TickResult(code=1, applied=2)
     [call] = pipeline["applied"]
     assert call["jobs"] == 2 and call["git_push"] is True and call["push"] is True
-    assert not call["plan_file"].exists()  # the saved plan is cleaned up
 
 
 def test_apply_reconcile_does_not_start_an_apply_once_stopping(
