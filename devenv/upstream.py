@@ -56,6 +56,8 @@ def write_context(context: Path, marker: str) -> None:
     tmp = context / "rootfs" / "tmp"
     tmp.mkdir()
     tmp.chmod(0o1777)
+    # imagectl sends no empty directory to a builder (git keeps none, docs/inputs.md)
+    (tmp / ".keep").write_text("")
     (context / "Dockerfile").write_text(DOCKERFILE)
 
 
