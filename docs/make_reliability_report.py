@@ -34,6 +34,7 @@ AREAS = {
     "races": "Races",
     "bad-input": "Bad input",
     "security": "Security",
+    "hostile": "Hostile registry (limits, deadlines, canary origins)",
 }
 
 

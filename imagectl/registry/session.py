@@ -70,6 +70,10 @@ def server_message(response: httpx.Response) -> str:
     return clean(text, 200) or clean(response.reason_phrase, 100)
 
 
+def _where(request: httpx.Request) -> str:
+    return f"{request.method} {request.url.copy_with(query=None)}"
+
+
 def origin(url: httpx.URL) -> tuple[str, str, int]:
     """(scheme, host, port) of `url`, the port filled in for the scheme's default."""
     port = url.port or _DEFAULT_PORTS.get(url.scheme, 0)
@@ -253,13 +257,14 @@ class RegistrySession:
         self, request: httpx.Request, body: Body
     ) -> tuple[httpx.Response, httpx.Request | None]:
         host = request.url.netloc.decode("ascii")
-        where = f"{request.method} {request.url.copy_with(query=None)}"
+        where = _where(request)
         attempts = self.retry.attempts
         for attempt in range(1, attempts + 1):
             self._check_phase(where, host)
             try:
                 response, following = self._attempt(request, body, where)
             except httpx.HTTPError as exc:
+                where = _where(request)
                 hint = tls_hint(exc, host)
                 if hint is not None or attempt == attempts or isinstance(exc, _PERMANENT):
                     tried = f" (after {attempt} attempts)" if attempt > 1 else ""
@@ -317,6 +322,7 @@ class RegistrySession:
     def _exchange(
         self, request: httpx.Request, body: Body, where: str
     ) -> tuple[httpx.Response, httpx.Request | None]:
+        where = _where(request)  # the scheme may have changed since `where` was made
         until, blame = self._deadline()
         host = request.url.netloc.decode("ascii")
         client = self._client_for(request.url)
