@@ -9,7 +9,7 @@ import base64
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -90,7 +90,8 @@ def test_canary_credentials_reach_no_other_origin(
     with result(
         "hostile",
         "canary credentials stay on the registry's origin",
-        "Link: <other origin>; rel=next on tags/list and _catalog, canary basic auth in DOCKER_CONFIG",
+        "Link: <other origin>; rel=next on tags/list and _catalog, "
+        "canary basic auth in DOCKER_CONFIG",
     ) as case:
         upstream("v1")
         hostile.require = CANARY_BASIC
@@ -151,7 +152,10 @@ def test_an_endless_manifest_stops_at_4_mib(
         sent = max(s.bytes for s in hostile.sent)
         assert sent < 64 * MIB  # the client stopped reading near the limit
         case.count = 1
-        case.observed = f"exit 1 after {elapsed:.1f}s; server wrote {sent / MIB:.1f} MiB before the client hung up"
+        case.observed = (
+            f"exit 1 after {elapsed:.1f}s; the server wrote {sent / MIB:.1f} MiB "
+            "before the client hung up"
+        )
 
 
 def test_a_trickling_registry_ends_at_the_request_deadline(
@@ -180,7 +184,9 @@ def test_the_phase_deadline_bounds_planning(
     tmp_path: Path, registry: Registry, hostile: HostileRegistry
 ) -> None:
     with result(
-        "hostile", "phase deadline", "trickling registry, IMAGECTL_REQUEST_DEADLINE=30, IMAGECTL_PHASE_DEADLINE=4"
+        "hostile",
+        "phase deadline",
+        "trickling registry, IMAGECTL_REQUEST_DEADLINE=30, IMAGECTL_PHASE_DEADLINE=4",
     ) as case:
         hostile.script(None, r"/v2/up/base/manifests/", trickle(0.5))
         repo = hostile_base_repo(tmp_path, registry, hostile)
@@ -254,7 +260,8 @@ def test_hostile_text_cannot_forge_output(
     with result(
         "hostile",
         "forged workflow commands and escapes",
-        "error message with newlines, ::error, ::add-mask::, ANSI, OSC-8, [/]; Docker-Content-Digest '[/]'",
+        "error message with newlines, ::error, ::add-mask::, ANSI, OSC-8, [/]; "
+        "Docker-Content-Digest '[/]'",
     ) as case:
         message = (
             "denied\n::error file=x::forged\n::add-mask::hidden\x1b[2J\x1b]8;;http://e\x1b\\link[/]"

@@ -50,8 +50,7 @@ def leaked(seen: list[httpx.Request]) -> list[str]:
     return [
         str(r.url)
         for r in seen
-        if r.url.host != "registry.test"
-        and CANARY in json.dumps(dict(r.headers))
+        if (r.url.host != "registry.test" and CANARY in json.dumps(dict(r.headers)))
         or (r.url.host != "registry.test" and r.headers.get("authorization"))
     ]
 
