@@ -41,6 +41,7 @@ from imagectl.pipeline import compute_plan, make_client
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
 from imagectl.repolock import RepoLock
+from imagectl.textsafe import for_rich
 
 EXIT_INTERRUPTED = 130
 
@@ -325,14 +326,9 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
     for row in rows:
         stale = ", ".join(row["reasons"]) if row["stale"] else "no"
         base = (row["base"] or "-").split("@")[0]
-        table.add_row(
-            row["image"],
-            row["version"] or "-",
-            (row["digest"] or "-")[:19],
-            base,
-            row["age"] or "-",
-            stale,
-        )
+        cells = (row["image"], row["version"] or "-", (row["digest"] or "-")[:19], base)
+        # lock values may come from a registry (recovery): inert text, never markup
+        table.add_row(*(for_rich(cell) for cell in cells), row["age"] or "-", for_rich(stale))
     console.print(table)
     stale_count = sum(1 for r in rows if r["stale"])
     console.print(f"{len(rows)} images, {stale_count} stale (as of {now:%Y-%m-%dT%H:%M:%SZ}).")
