@@ -244,6 +244,7 @@ class RegistrySession:
         Raises:
             RegistryError: unreachable (after the retries), too large, or too slow.
         """
+        request.extensions["timeout"] = self._timeout.as_dict()  # per connect/read/write
         request.headers.setdefault("User-Agent", f"imagectl/{__version__}")
         request.headers["Accept-Encoding"] = "identity"  # bodies are counted as sent
         for _ in range(_MAX_REDIRECTS + 1):

@@ -385,3 +385,15 @@ def test_an_auth_error_names_no_secret() -> None:
     with client_for(handle) as client, pytest.raises(AuthError) as info:
         client.get_manifest(REF)
     assert CANARY not in str(info.value)
+
+
+def test_every_request_carries_the_per_operation_timeouts() -> None:
+    timeouts: list[object] = []
+
+    def spy(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions.get("timeout"))
+        return httpx.Response(404)
+
+    with client_for(spy, timeout=7.0) as client:
+        client.head_manifest(REF)
+    assert timeouts == [{"connect": 7.0, "read": 7.0, "write": 7.0, "pool": 7.0}]
