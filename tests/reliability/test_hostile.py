@@ -65,15 +65,18 @@ def clean_exit(run: object, allowed: tuple[int, ...] = (0, 1)) -> str:
     return str(out)
 
 
+def one_image_repo(
+    tmp_path: Path, registry: Registry, push_host: str, base: str, namespace: str | None = None
+) -> Repo:
+    """A git-ops repo of one image `app` on `base`, pushing to `push_host`."""
+    name = f"repo-{uuid.uuid4().hex[:6]}"
+    images = {"app": "upstream"}
+    return write_repo(tmp_path / name, registry, push_host, base, images, namespace=namespace)
+
+
 def hostile_base_repo(tmp_path: Path, registry: Registry, hostile: HostileRegistry) -> Repo:
     """A repo pushing to the real registry, built on a base the hostile registry serves."""
-    return write_repo(
-        tmp_path / "repo",
-        registry,
-        registry.host,
-        f"{hostile.host}/up/base:stable",
-        {"app": "upstream"},
-    )
+    return one_image_repo(tmp_path, registry, registry.host, f"{hostile.host}/up/base:stable")
 
 
 # ---------------------------------------------------------------- item 1
@@ -96,13 +99,7 @@ def test_canary_credentials_reach_no_other_origin(
     ) as case:
         upstream("v1")
         hostile.require = CANARY_BASIC
-        repo = write_repo(
-            tmp_path / "repo",
-            registry,
-            hostile.host,
-            base_ref(hostile.host, upstream),
-            {"app": "upstream"},
-        )
+        repo = one_image_repo(tmp_path, registry, hostile.host, base_ref(hostile.host, upstream))
         env = {"DOCKER_CONFIG": str(docker_config(tmp_path / "docker", hostile.host))}
         clean_exit(repo.run("apply", "--no-git", env=env), (0,))
         assert hostile.requests(agent="imagectl/"), "imagectl never used the hostile registry"
@@ -159,46 +156,40 @@ def test_an_endless_manifest_stops_at_4_mib(
         )
 
 
-def test_a_trickling_registry_ends_at_the_request_deadline(
-    tmp_path: Path, registry: Registry, hostile: HostileRegistry
+@pytest.mark.parametrize(
+    ("case_name", "env", "named"),
+    [
+        (
+            "trickling headers: request deadline",
+            {"IMAGECTL_REQUEST_DEADLINE": "3", "IMAGECTL_RETRY_ATTEMPTS": "1"},
+            "3s request deadline (IMAGECTL_REQUEST_DEADLINE)",
+        ),
+        (
+            "trickling headers: phase deadline",
+            {"IMAGECTL_REQUEST_DEADLINE": "30", "IMAGECTL_PHASE_DEADLINE": "4"},
+            "4s deadline of planning (IMAGECTL_PHASE_DEADLINE)",
+        ),
+    ],
+)
+def test_a_trickling_registry_ends_at_the_deadline(
+    tmp_path: Path,
+    registry: Registry,
+    hostile: HostileRegistry,
+    case_name: str,
+    env: dict[str, str],
+    named: str,
 ) -> None:
-    with result(
-        "hostile", "trickling headers", "one header byte every 0.5 s, IMAGECTL_REQUEST_DEADLINE=3"
-    ) as case:
+    settings = ", ".join(f"{k}={v}" for k, v in env.items())
+    with result("hostile", case_name, f"one header byte every 0.5 s; {settings}") as case:
         hostile.script(None, r"/v2/up/base/manifests/", trickle(0.5))
         repo = hostile_base_repo(tmp_path, registry, hostile)
         started = time.monotonic()
-        out = clean_exit(
-            repo.run(
-                "plan", env={"IMAGECTL_REQUEST_DEADLINE": "3", "IMAGECTL_RETRY_ATTEMPTS": "1"}
-            ),
-            (1,),
-        )
-        elapsed = time.monotonic() - started
-        assert "IMAGECTL_REQUEST_DEADLINE" in out and hostile.host in out
-        assert elapsed < 20
-        case.count = 1
-        case.observed = f"exit 1 after {elapsed:.1f}s naming the 3s request deadline"
-
-
-def test_the_phase_deadline_bounds_planning(
-    tmp_path: Path, registry: Registry, hostile: HostileRegistry
-) -> None:
-    with result(
-        "hostile",
-        "phase deadline",
-        "trickling registry, IMAGECTL_REQUEST_DEADLINE=30, IMAGECTL_PHASE_DEADLINE=4",
-    ) as case:
-        hostile.script(None, r"/v2/up/base/manifests/", trickle(0.5))
-        repo = hostile_base_repo(tmp_path, registry, hostile)
-        started = time.monotonic()
-        env = {"IMAGECTL_REQUEST_DEADLINE": "30", "IMAGECTL_PHASE_DEADLINE": "4"}
         out = clean_exit(repo.run("plan", env=env), (1,))
         elapsed = time.monotonic() - started
-        assert "IMAGECTL_PHASE_DEADLINE" in out
+        assert named in out and hostile.host in out, out
         assert elapsed < 20
         case.count = 1
-        case.observed = f"exit 1 after {elapsed:.1f}s naming the 4s planning deadline"
+        case.observed = f"exit 1 after {elapsed:.1f}s naming the {named}"
 
 
 def test_an_endless_chain_of_links_stops_at_the_page_cap(
@@ -208,13 +199,8 @@ def test_an_endless_chain_of_links_stops_at_the_page_cap(
         upstream("v1")
         namespace = f"rel-{uuid.uuid4().hex[:8]}"
         hostile.script("GET", rf"/v2/{namespace}/app/tags/list", link_chain(f"{namespace}/app"))
-        repo = write_repo(
-            tmp_path / "repo",
-            registry,
-            hostile.host,
-            base_ref(registry.host, upstream),
-            {"app": "upstream"},
-            namespace=namespace,
+        repo = one_image_repo(
+            tmp_path, registry, hostile.host, base_ref(registry.host, upstream), namespace
         )
         started = time.monotonic()
         out = clean_exit(repo.run("plan", "--refresh"), (1,))
@@ -280,12 +266,8 @@ def test_hostile_text_cannot_forge_output(
         hostile.scripts.clear()
         forged = {"Docker-Content-Digest": "[/]", "Content-Type": "application/json"}
         hostile.script(None, r"/v2/up/base/manifests/", body(200, b"{}", forged))
-        pinned = write_repo(
-            tmp_path / "pinned",
-            registry,
-            registry.host,
-            f"{hostile.host}/up/base:stable@sha256:{'0' * 64}",
-            {"app": "upstream"},
+        pinned = one_image_repo(
+            tmp_path, registry, registry.host, f"{hostile.host}/up/base:stable@sha256:{'0' * 64}"
         )
         for target, args in ((pinned, ["bases", "check"]), (repo, ["plan", "--json"])):
             out = clean_exit(target.run(*args, env=env), (1,))
@@ -313,13 +295,7 @@ def test_hostile_labels_never_reach_the_lock_or_break_status(
         "base.name '[/]', base.digest with OSC-8, inputs with ANSI",
     ) as case:
         upstream("v1")
-        repo = write_repo(
-            tmp_path / "repo",
-            registry,
-            registry.host,
-            base_ref(registry.host, upstream),
-            {"app": "upstream"},
-        )
+        repo = one_image_repo(tmp_path, registry, registry.host, base_ref(registry.host, upstream))
         labels = {
             "org.opencontainers.image.base.name": "[/]",
             "org.opencontainers.image.base.digest": "\x1b]8;;http://evil\x1b\\sha256:x\x1b]8;;\x1b\\",
