@@ -310,15 +310,18 @@ class RegistrySession:
         except _NOT_TLS as exc:
             if is_untrusted_certificate(exc):
                 raise
-            log.info("%s does not answer HTTPS (%s): using plain HTTP", host, type(exc).__name__)
+            failure = type(exc).__name__
+        else:
             with self._lock:
-                self._schemes.setdefault(host, "http")
-                self._count -= 1  # a failed TLS handshake is no HTTP request
-            request.url = request.url.copy_with(scheme="http")
-            return self._exchange(request, body, where)
+                self._schemes.setdefault(host, "https")
+            return result
+        # outside the `except`: a later failure must not carry the TLS error as its context
+        log.info("%s does not answer HTTPS (%s): using plain HTTP", host, failure)
         with self._lock:
-            self._schemes.setdefault(host, "https")
-        return result
+            self._schemes.setdefault(host, "http")
+            self._count -= 1  # a failed TLS handshake is no HTTP request
+        request.url = request.url.copy_with(scheme="http")
+        return self._exchange(request, body, where)
 
     def _exchange(
         self, request: httpx.Request, body: Body, where: str

@@ -397,3 +397,19 @@ def test_every_request_carries_the_per_operation_timeouts() -> None:
     with client_for(spy, timeout=7.0) as client:
         client.head_manifest(REF)
     assert timeouts == [{"connect": 7.0, "read": 7.0, "write": 7.0, "pool": 7.0}]
+
+
+def test_a_failure_after_the_http_fallback_is_retried_not_taken_for_tls() -> None:
+    calls: list[str] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        if request.url.scheme == "https":
+            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+        if len(calls) == 2:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.")
+        return httpx.Response(404)
+
+    with client_for(flaky) as client:
+        assert client.head_manifest(parse_reference("127.0.0.1:5000/acme/app:1")) is None
+    assert [u.split(":")[0] for u in calls] == ["https", "http", "http"]
