@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -142,6 +141,15 @@ class HostileRegistry(FaultProxy):
     def script(self, method: str | None, path: str, answer: Answer) -> None:
         self.scripts.append(Script(method, re.compile(path), answer))
 
+    def wait_sent(self, path: str, count: int = 1, timeout: float = 60.0) -> None:
+        """Block until `count` hostile answers to paths matching `path` have begun."""
+        pattern = re.compile(path)
+        with self._mutex:
+            if not self._mutex.wait_for(
+                lambda: sum(1 for s in self.sent if pattern.search(s.path)) >= count, timeout
+            ):
+                raise TimeoutError(f"fewer than {count} hostile answers to {path}")
+
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         if not self._slots.acquire(timeout=10):
             handler.send_error(503)
@@ -167,6 +175,7 @@ class HostileRegistry(FaultProxy):
                 sent = Sent(handler.path)
                 with self._mutex:
                     self.sent.append(sent)
+                    self._mutex.notify_all()
                 try:
                     script.answer(handler, sent)
                 finally:
@@ -227,9 +236,3 @@ class Recorder:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

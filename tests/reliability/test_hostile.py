@@ -324,3 +324,32 @@ def test_hostile_labels_never_reach_the_lock_or_break_status(
             "hostile labels dropped at the source (never in the lock); with hostile values "
             "written into the lock, status, status --json and plan --json stay clean"
         )
+
+
+def test_a_stalled_planning_holds_the_apply_mutex_no_longer_than_the_phase_deadline(
+    tmp_path: Path, registry: Registry, hostile: HostileRegistry
+) -> None:
+    with result(
+        "hostile",
+        "apply mutex during a stalled planning",
+        "trickling base registry; apply A holds the mutex while planning, apply B waits "
+        "(--lock-timeout 60); IMAGECTL_PHASE_DEADLINE=4",
+    ) as case:
+        hostile.script(None, r"/v2/up/base/manifests/", trickle(0.5))
+        repo = hostile_base_repo(tmp_path, registry, hostile)
+        env = {"IMAGECTL_REQUEST_DEADLINE": "30", "IMAGECTL_PHASE_DEADLINE": "4"}
+        started = time.monotonic()
+        first = repo.start("apply", "--no-git", env=env)
+        hostile.wait_sent(r"/v2/up/base/manifests/")  # A is planning, holding the mutex
+        second = repo.start("apply", "--no-git", "--lock-timeout", "60", env=env)
+        assert first.wait(60) == 1 and second.wait(60) == 1, first.output + second.output
+        elapsed = time.monotonic() - started
+        for run in (first, second):
+            assert "IMAGECTL_PHASE_DEADLINE" in run.output, run.output
+            assert "Traceback" not in run.output
+        assert elapsed < 40
+        case.count = 2
+        case.observed = (
+            f"A released the mutex when planning hit the 4s deadline; B then planned and "
+            f"failed the same way; both done in {elapsed:.1f}s"
+        )
