@@ -53,6 +53,7 @@ _PERMANENT = (
 # What a plain-HTTP server does to a TLS handshake: the https probe falls back.
 _NOT_TLS = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 _MAX_REDIRECTS = 5
+_SLACK = 0.05  # seconds: a timeout this close to the deadline is the deadline
 _PROBE = "imagectl_https_probe"  # request extension: may fall back to plain HTTP (loopback)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -263,7 +264,7 @@ class RegistrySession:
         for attempt in range(1, attempts + 1):
             self._check_phase(where, host)
             try:
-                response, following = self._attempt(request, body, where)
+                response, following = self._attempt(request, body)
             except httpx.HTTPError as exc:
                 where = _where(request)
                 hint = tls_hint(exc, host)
@@ -290,23 +291,21 @@ class RegistrySession:
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _attempt(
-        self, request: httpx.Request, body: Body, where: str
+        self, request: httpx.Request, body: Body
     ) -> tuple[httpx.Response, httpx.Request | None]:
         """One exchange; a loopback host's first https exchange falls back to plain HTTP."""
         host = request.url.netloc.decode("ascii")
-        auto = request.extensions.get(_PROBE) and choose_schemes(host, self.insecure, self.tls) == (
-            "https",
-            "http",
-        )
+        schemes = choose_schemes(host, self.insecure, self.tls)
+        auto = bool(request.extensions.get(_PROBE)) and schemes == ("https", "http")
         if not auto or request.url.scheme != "https":
-            return self._exchange(request, body, where)
+            return self._exchange(request, body)
         with self._lock:
             decided = self._schemes.get(host)
         if decided == "http":  # built before the fallback was known
             request.url = request.url.copy_with(scheme="http")
-            return self._exchange(request, body, where)
+            return self._exchange(request, body)
         try:
-            result = self._exchange(request, body, where)
+            result = self._exchange(request, body)
         except _NOT_TLS as exc:
             if is_untrusted_certificate(exc):
                 raise
@@ -321,12 +320,12 @@ class RegistrySession:
             self._schemes.setdefault(host, "http")
             self._count -= 1  # a failed TLS handshake is no HTTP request
         request.url = request.url.copy_with(scheme="http")
-        return self._exchange(request, body, where)
+        return self._exchange(request, body)
 
     def _exchange(
-        self, request: httpx.Request, body: Body, where: str
+        self, request: httpx.Request, body: Body
     ) -> tuple[httpx.Response, httpx.Request | None]:
-        where = _where(request)  # the scheme may have changed since `where` was made
+        where = _where(request)
         until, blame = self._deadline()
         host = request.url.netloc.decode("ascii")
         client = self._client_for(request.url)
@@ -338,7 +337,7 @@ class RegistrySession:
                 finally:
                     response.close()
         except httpx.TimeoutException as exc:
-            if time.monotonic() < until:
+            if time.monotonic() < until - _SLACK:  # a per-operation timeout: retried
                 raise
             raise RegistryLimitError(
                 f"registry {host}: {where} did not finish within {blame}"
