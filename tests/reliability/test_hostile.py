@@ -254,7 +254,7 @@ def test_hostile_text_cannot_forge_output(
             "denied\n::error file=x::forged\n::add-mask::hidden\x1b[2J\x1b]8;;http://e\x1b\\link[/]"
         )
         errors = json.dumps({"errors": [{"code": "DENIED", "message": message}]}).encode()
-        hostile.script("HEAD", r"/v2/up/base/manifests/", body(400, b"", {}))
+        hostile.script("HEAD", r"/v2/up/base/manifests/", body(200, b"", {}))  # no digest: GET
         hostile.script(
             "GET",
             r"/v2/up/base/manifests/",
@@ -263,6 +263,7 @@ def test_hostile_text_cannot_forge_output(
         repo = hostile_base_repo(tmp_path, registry, hostile)
         env = {"GITHUB_ACTIONS": "true", "NO_COLOR": "1", "IMAGECTL_RETRY_ATTEMPTS": "1"}
         outputs = [clean_exit(repo.run("plan", env=env), (1,))]
+        assert "forged" in outputs[0] and "DENIED" in outputs[0]  # the words shown, inert
         hostile.scripts.clear()
         forged = {"Docker-Content-Digest": "[/]", "Content-Type": "application/json"}
         hostile.script(None, r"/v2/up/base/manifests/", body(200, b"{}", forged))
