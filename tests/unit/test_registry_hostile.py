@@ -413,3 +413,41 @@ def test_a_failure_after_the_http_fallback_is_retried_not_taken_for_tls() -> Non
     with client_for(flaky) as client:
         assert client.head_manifest(parse_reference("127.0.0.1:5000/acme/app:1")) is None
     assert [u.split(":")[0] for u in calls] == ["https", "http", "http"]
+
+
+def test_the_request_deadline_cuts_a_trickle_at_the_socket() -> None:
+    """A real loopback socket sending one header byte every 0.1 s: no read ever times out,
+    yet the request ends at its deadline (the deadline-aware network backend)."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Pad: ")
+            while not stop.wait(0.1):  # the trickle (the fault itself)
+                try:
+                    conn.sendall(b"a")
+                except OSError:
+                    return
+
+    threading.Thread(target=serve, daemon=True).start()
+    host = f"127.0.0.1:{listener.getsockname()[1]}"
+    client = RegistryClient(
+        credentials=StaticCredentials({}),
+        insecure_registries=[host],
+        limits=Limits(request_deadline=1.0),
+        sleep=lambda _: None,
+    )
+    started = time.monotonic()
+    try:
+        with client, pytest.raises(RegistryLimitError, match="1s request deadline"):
+            client.head_manifest(parse_reference(f"{host}/acme/app:1"))
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < 5
