@@ -34,6 +34,7 @@ AREAS = {
     "races": "Races",
     "bad-input": "Bad input",
     "security": "Security",
+    "hostile": "Hostile registry (limits, deadlines, canary origins)",
 }
 
 
@@ -117,6 +118,7 @@ def totals(records: Sequence[Record]) -> dict[str, int]:
         "kills survived": sum(1 for r in area("kills") if r.passed),
         "bad inputs rejected": sum(1 for r in area("bad-input") if r.passed),
         "canaries checked": sum(r.count for r in area("security") if r.passed),
+        "hostile runs held": sum(r.count for r in area("hostile") if r.passed),
         "cases": len(records),
         "passed": sum(1 for r in records if r.passed),
         "failed": sum(1 for r in records if not r.passed),
@@ -146,6 +148,8 @@ def render(records: Sequence[Record], run: Run, now: datetime) -> str:
         f"| kill scenarios survived (SIGKILL mid-apply, re-run) | {numbers['kills survived']} |",
         f"| bad inputs rejected (manifests and locks) | {numbers['bad inputs rejected']} |",
         f"| canaries checked (secret × place scanned) | {numbers['canaries checked']} |",
+        "| hostile-registry runs held (limits, deadlines, canary origins, forged text; "
+        f"docs/registries.md) | {numbers['hostile runs held']} |",
         f"| cases passed | {numbers['passed']} of {numbers['cases']} |",
         "",
     ]

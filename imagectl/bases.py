@@ -107,11 +107,13 @@ def status_table(statuses: list[BaseStatus]) -> Table:
 
 @contextmanager
 def _using(client: RegistryClient | None) -> Iterator[RegistryClient]:
-    """The caller's client, or one of our own that is closed afterwards."""
+    """The caller's client, or one of our own that is closed afterwards; its registry
+    requests bounded by the phase deadline (IMAGECTL_PHASE_DEADLINE)."""
     if client is not None:
-        yield client
+        with client.phase("bases"):
+            yield client
         return
-    with make_client() as own:
+    with make_client() as own, own.phase("bases"):
         yield own
 
 

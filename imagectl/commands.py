@@ -35,6 +35,7 @@ from imagectl.output.plan_view import (
 from imagectl.pipeline import compute_plan, make_client
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
+from imagectl.textsafe import for_rich
 
 if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
     from imagectl.apply.claims import GitSession, Me, Resolved
@@ -503,13 +504,10 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
         table.add_column(column, overflow="fold")
     for row in rows:
         base = (row["base"] or "-").split("@")[0]
+        cells = (row["image"], row["version"] or "-", (row["digest"] or "-")[:19], base)
+        # lock values may come from a registry (recovery): inert text, never markup
         table.add_row(
-            row["image"],
-            row["version"] or "-",
-            (row["digest"] or "-")[:19],
-            base,
-            row["age"] or "-",
-            _status_cell(row),
+            *(for_rich(cell) for cell in cells), row["age"] or "-", for_rich(_status_cell(row))
         )
     console.print(table)
     as_of = f"as of {now:%Y-%m-%dT%H:%M:%SZ}"
@@ -518,7 +516,7 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
             f"{len(rows)} images, staleness unknown ({as_of}): the registry could not be read, "
             "so the table shows what the lock records."
         )
-        console.print(f"registry: {escape(registry_error)}")
+        console.print(f"registry: {for_rich(registry_error)}")
         return
     stale_count = sum(1 for r in rows if r["stale"])
     console.print(f"{len(rows)} images, {stale_count} stale ({as_of}).")

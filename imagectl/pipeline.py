@@ -67,6 +67,7 @@ def compute_plan(
     options: PlanOptions,
     refresh: bool = False,
 ) -> tuple[Plan, Observed]:
-    """Observe the world and make the plan."""
-    observed = observe(manifest, client, refresh=refresh)
+    """Observe the world and make the plan (registry requests bounded by the phase deadline)."""
+    with client.phase("planning"):
+        observed = observe(manifest, client, refresh=refresh)
     return make_plan(manifest, observed, now, options), observed

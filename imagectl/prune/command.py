@@ -211,7 +211,8 @@ def prune_command(
     own = client is None
     client = client if client is not None else make_client()
     try:
-        observed = observe_registry(manifest, client, read_lock(manifest.lock_path))
+        with client.phase("prune's registry reads"):  # bounded by IMAGECTL_PHASE_DEADLINE
+            observed = observe_registry(manifest, client, read_lock(manifest.lock_path))
         decisions = prune_images(
             observed.versions,
             [n for n in _descendants_first(manifest) if n in observed.versions],

@@ -2,7 +2,9 @@
 
 Public names are re-exported here; the modules are `reference`, `manifests`,
 `credentials` (docker config and helpers), `auth` (challenges, tokens), `retry`,
-`session` (HTTP, TLS, counting) and `client` (`RegistryClient`).
+`limits` (body sizes, deadlines, page cap), `deadline` (per-request deadline down to
+the socket), `jsondoc` (JSON without tracebacks), `session` (HTTP, TLS, counting) and
+`client` (`RegistryClient`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from imagectl.registry.credentials import (
     DockerConfig,
     StaticCredentials,
 )
-from imagectl.registry.hosts import choose_scheme
+from imagectl.registry.hosts import choose_scheme, choose_schemes
 from imagectl.registry.manifests import (
     DEFAULT_PLATFORM,
     DOCKER_LIST,
@@ -59,6 +61,7 @@ __all__ = [
     "RetryPolicy",
     "StaticCredentials",
     "choose_scheme",
+    "choose_schemes",
     "compute_digest",
     "parse_reference",
 ]

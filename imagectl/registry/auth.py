@@ -11,6 +11,7 @@ even when many threads need the same scope at the same time.
 from __future__ import annotations
 
 import base64
+import math
 import re
 import threading
 import time
@@ -21,11 +22,16 @@ import httpx
 
 from imagectl.errors import AuthError, RegistryError
 from imagectl.registry.credentials import Credentials, CredentialSource
+from imagectl.registry.jsondoc import load_object
+from imagectl.registry.limits import Body, RegistryLimitError
+from imagectl.textsafe import clean
 
 _TOKEN_RE = re.compile(
     r"""\s*,?\s*(?:([A-Za-z][\w-]*)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]*))|([A-Za-z][\w-]*))"""
 )
 _DEFAULT_TOKEN_TTL = 60.0
+_MAX_TOKEN_TTL = 86400.0
+_TOKEN_CHARS = re.compile(r"[\x21-\x7e]{1,16384}")
 _CLIENT_ID = "imagectl"
 
 
@@ -111,7 +117,7 @@ class TokenCache:
             return self._key_locks.setdefault(key, threading.Lock())
 
 
-Send = Callable[[httpx.Request], httpx.Response]
+Send = Callable[[httpx.Request, Body], httpx.Response]
 
 
 class Authenticator:
@@ -178,6 +184,7 @@ class Authenticator:
         challenges = parse_challenges(response.headers.get_list("www-authenticate"))
         for challenge in challenges:
             if challenge.scheme == "bearer" and challenge.realm:
+                check_realm(registry, response.request.url, challenge.realm)
                 # Remembered without its scope: a later request asks for its own scope only.
                 general = Challenge(
                     "bearer", {k: v for k, v in challenge.params.items() if k != "scope"}
@@ -213,14 +220,8 @@ class Authenticator:
     def _fetch_token(
         self, registry: str, challenge: Challenge, scopes: list[str]
     ) -> tuple[str, float]:
-        try:
-            realm = httpx.URL(challenge.realm)
-        except httpx.InvalidURL:
-            realm = httpx.URL()
-        if realm.scheme not in ("http", "https") or not realm.host:
-            raise RegistryError(
-                f"registry {registry} names an invalid token realm {challenge.realm!r}"
-            )
+        realm = httpx.URL(challenge.realm)  # checked by `check_realm`
+        shown = clean(challenge.realm, 200)
         creds = self.credentials(registry)
         headers = {"Accept": "application/json"}
         if creds is not None and creds.identity_token:
@@ -238,25 +239,62 @@ class Authenticator:
             if creds is not None and creds.username:
                 headers["Authorization"] = basic_header(creds)
             request = httpx.Request("GET", realm, params=params, headers=headers)
-        response = self._send(request)
+        response = self._send(request, Body.TOKEN)
         if response.status_code in (401, 403):
             raise AuthError(
-                f"token server {challenge.realm} refused {self.who(registry)} for registry "
+                f"token server {shown} refused {self.who(registry)} for registry "
                 f"{registry} (scope {' '.join(scopes) or '-'}): HTTP {response.status_code}"
             )
         if response.status_code != 200:
             raise RegistryError(
-                f"token server {challenge.realm} for registry {registry} answered "
-                f"HTTP {response.status_code} {response.reason_phrase}"
+                f"token server {shown} for registry {registry} answered "
+                f"HTTP {response.status_code} {clean(response.reason_phrase, 100)}"
             )
-        try:
-            body = response.json()
-            token = str(body.get("token") or body.get("access_token") or "")
-            ttl = float(body.get("expires_in") or _DEFAULT_TOKEN_TTL)
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise RegistryError(
-                f"token server {challenge.realm} for registry {registry} sent no JSON token"
-            ) from exc
-        if not token:
-            raise RegistryError(f"token server {challenge.realm} sent an empty token")
-        return token, max(ttl - 10.0, ttl / 2)
+        return parse_token(response.content, f"token server {shown} for registry {registry}")
+
+
+def parse_token(raw: bytes, what: str) -> tuple[str, float]:
+    """(token, seconds to keep it) from a token server's JSON reply.
+
+    The token must be printable ASCII (it goes into a header); ``expires_in`` a
+    finite number of seconds, kept between 1 s and a day.
+
+    Raises:
+        RegistryError: not a JSON object, no usable token, or a malformed expiry.
+    """
+    body = load_object(raw, what)
+    token = body.get("token") or body.get("access_token") or ""
+    if not isinstance(token, str) or not token:
+        raise RegistryError(f"{what}: the reply has no token")
+    if not _TOKEN_CHARS.fullmatch(token):
+        raise RegistryError(f"{what}: the token holds characters a header cannot carry")
+    expires = body.get("expires_in") or _DEFAULT_TOKEN_TTL
+    if isinstance(expires, bool) or not isinstance(expires, int | float):
+        raise RegistryError(f"{what}: expires_in is not a number")
+    seconds = float(min(max(expires, 1), _MAX_TOKEN_TTL))  # ints of any size compare fine
+    ttl = seconds if math.isfinite(seconds) else 1.0
+    return token, max(ttl - 10.0, ttl / 2)
+
+
+def check_realm(registry: str, registry_url: httpx.URL, realm: str) -> None:
+    """Refuse a token realm that is no http(s) URL, or plain HTTP for an HTTPS registry.
+
+    A realm on another HTTPS host is docker's behaviour and allowed: the token server
+    of a registry often lives elsewhere (Docker Hub's is auth.docker.io).
+
+    Raises:
+        RegistryError: an invalid realm, or one that would downgrade to plain HTTP.
+    """
+    try:
+        url = httpx.URL(realm)
+    except httpx.InvalidURL:
+        url = httpx.URL()
+    if url.scheme not in ("http", "https") or not url.host or url.userinfo:
+        raise RegistryError(
+            f"registry {registry} names an invalid token realm {clean(realm, 200)!r}"
+        )
+    if registry_url.scheme == "https" and url.scheme == "http":
+        raise RegistryLimitError(
+            f"registry {registry} is served over HTTPS but names a plain-HTTP token realm "
+            f"({clean(realm, 200)}): refusing to send credentials without TLS"
+        )

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
@@ -20,23 +21,31 @@ import httpx
 from imagectl.errors import AuthError, ImagectlError, RegistryError
 from imagectl.registry.credentials import CredentialSource, DefaultCredentials
 from imagectl.registry.hosts import DEFAULT_CERTS_DIR
+from imagectl.registry.jsondoc import load_object
+from imagectl.registry.limits import Body, Limits, RegistryLimitError
 from imagectl.registry.manifests import (
     DEFAULT_PLATFORM,
     MANIFEST_ACCEPT,
     ImageConfig,
     Manifest,
     ManifestInfo,
+    checked_digest,
+    checked_media_type,
     config_digest_of,
     image_config_from,
     select_platform,
     verify_digest,
 )
-from imagectl.registry.reference import InvalidReferenceError, Reference
+from imagectl.registry.reference import (
+    TAG_RE,
+    InvalidReferenceError,
+    Reference,
+    is_repository_path,
+)
 from imagectl.registry.retry import RetryPolicy
 from imagectl.registry.session import RegistrySession, server_message
+from imagectl.textsafe import clean
 
-_MAX_MANIFEST = 4 * 1024 * 1024
-_MAX_PAGES = 10_000
 _MAX_INDEX_DEPTH = 2
 
 
@@ -59,6 +68,7 @@ class RegistryClient:
         sleep: how to wait between retries (tests inject a recorder).
         rand: random numbers in [0, 1) for backoff jitter.
         clock: monotonic seconds, for token expiry.
+        limits: body sizes, deadlines and the page cap (default: `Limits.from_env()`).
     """
 
     def __init__(
@@ -76,6 +86,7 @@ class RegistryClient:
         sleep: Callable[[float], None] = time.sleep,
         rand: Callable[[], float] = random.random,
         clock: Callable[[], float] = time.monotonic,
+        limits: Limits | None = None,
     ) -> None:
         self._session = RegistrySession(
             credentials if credentials is not None else DefaultCredentials(),
@@ -90,6 +101,7 @@ class RegistryClient:
             sleep=sleep,
             rand=rand,
             clock=clock,
+            limits=limits if limits is not None else Limits.from_env(),
         )
 
     def __repr__(self) -> str:
@@ -115,6 +127,17 @@ class RegistryClient:
         """HTTP requests made so far (token requests, retries and redirects included)."""
         return self._session.request_count
 
+    @property
+    def limits(self) -> Limits:
+        """The body sizes, deadlines and page cap in force."""
+        return self._session.limits
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Registry requests inside the block end by the phase deadline (``planning``)."""
+        with self._session.phase(name):
+            yield
+
     def _url(self, ref: Reference, path: str) -> str:
         return f"{self._session.base_url(ref.api_host)}/v2/{ref.repository}/{path}"
 
@@ -132,13 +155,14 @@ class RegistryClient:
         response = self._call("HEAD", ref, path, "pull", subject, expect={200, 404}, headers=accept)
         if response.status_code == 404:
             return None
-        digest = response.headers.get("docker-content-digest")
+        digest = checked_digest(response.headers.get("docker-content-digest"), subject)
         if not digest:  # optional header: the bytes decide
             return self.get_manifest(ref).info
         if ref.digest is not None and digest != ref.digest:
             raise RegistryError(f"{subject}: the registry names digest {digest}")
-        media_type = response.headers.get("content-type", "").split(";")[0].strip()
-        return ManifestInfo(digest, media_type, int(response.headers.get("content-length", 0)))
+        media_type = checked_media_type(response.headers.get("content-type", ""), subject)
+        length = response.headers.get("content-length", "")
+        return ManifestInfo(digest, media_type, int(length) if length.isdigit() else 0)
 
     def get_manifest(self, ref: Reference) -> Manifest:
         """The manifest or index `ref` names, its digest verified against its bytes.
@@ -149,10 +173,10 @@ class RegistryClient:
         """
         subject = f"GET manifest {ref}"
         path, accept = f"manifests/{ref.identifier}", {"Accept": MANIFEST_ACCEPT}
-        response = self._call("GET", ref, path, "pull", subject, expect={200}, headers=accept)
+        response = self._call(
+            "GET", ref, path, "pull", subject, expect={200}, headers=accept, body=Body.MANIFEST
+        )
         raw = response.content
-        if len(raw) > _MAX_MANIFEST:
-            raise RegistryError(f"{subject}: manifest of {len(raw)} bytes is too large")
         try:
             manifest = Manifest.from_bytes(raw, response.headers.get("content-type", ""))
         except RegistryError as exc:
@@ -166,7 +190,14 @@ class RegistryClient:
         """The blob `digest` of `ref`'s repository, verified against its digest."""
         subject = f"GET blob {digest} of {ref.name}"
         response = self._call(
-            "GET", ref, f"blobs/{digest}", "pull", subject, expect={200}, follow_redirects=True
+            "GET",
+            ref,
+            f"blobs/{digest}",
+            "pull",
+            subject,
+            expect={200},
+            follow_redirects=True,
+            body=Body.CONFIG,
         )
         verify_digest(response.content, digest, subject)
         return response.content
@@ -180,7 +211,7 @@ class RegistryClient:
                 break
             index_digest = index_digest or manifest.digest
             entry = select_platform(manifest, platform)
-            manifest = self.get_manifest(ref.with_digest(str(entry.get("digest", ""))))
+            manifest = self.get_manifest(ref.with_digest(str(entry["digest"])))
         config_digest = config_digest_of(manifest, str(ref))
         blob = self.get_blob(ref, config_digest)
         return image_config_from(manifest, blob, index_digest, platform, str(ref))
@@ -204,7 +235,7 @@ class RegistryClient:
             headers={"Content-Type": manifest.media_type},
             content=manifest.raw,
         )
-        confirmed = response.headers.get("docker-content-digest")
+        confirmed = checked_digest(response.headers.get("docker-content-digest"), subject)
         if confirmed:
             verify_digest(manifest.raw, confirmed, subject)
         return manifest.digest
@@ -218,57 +249,92 @@ class RegistryClient:
 
         Args:
             ref: any reference into the repository (its tag and digest are ignored).
-            page_size: ask for pages of this many tags (``n=``); ``Link`` headers are followed.
+            page_size: ask for pages of this many tags (``n=``); ``Link`` headers are followed,
+                on the registry's own origin only, for at most `Limits.max_pages` pages.
+
+        Raises:
+            RegistryError: a tag outside the tag grammar, a reply that is no tag list, a
+                link to another origin, or more pages than the cap.
         """
-        url = self._url(ref, "tags/list") + (f"?n={page_size}" if page_size else "")
+        first = self._url(ref, "tags/list") + (f"?n={page_size}" if page_size else "")
         subject = f"GET tags of {ref.name}"
         tags: set[str] = set()
-        seen: set[str] = set()
-        while url and url not in seen and len(seen) < _MAX_PAGES:
-            seen.add(url)
-            response = self._call("GET", ref, url, "pull", subject, expect={200, 404})
-            if response.status_code == 404:
+        scope = f"repository:{ref.repository}:pull"
+        for response in self._pages(ref.registry, first, subject, scope, {200, 404}):
+            if response.status_code != 200:
                 return sorted(tags)
-            try:
-                tags.update(str(t) for t in response.json().get("tags") or [])
-            except (ValueError, AttributeError, TypeError) as exc:
-                raise RegistryError(f"{subject}: the reply is not a tag list") from exc
-            link = response.links.get("next", {}).get("url")
-            url = str(response.url.join(link)) if link else ""
+            tags.update(_strings(response.content, "tags", subject, TAG_RE.fullmatch, "tag"))
         return sorted(tags)
 
     def list_repositories(self, ref: Reference) -> set[str] | None:
         """Every repository of `ref`'s registry (`/v2/_catalog`), or None when not offered.
 
         Many registries (Docker Hub among them) do not serve the catalog or not to
-        every user: None then means "unknown", never "empty".
+        every user: None then means "unknown", never "empty". A hostile reply (a link
+        to another origin, too many pages, a body past its limit, a name outside the
+        repository grammar) is an error, not "unknown".
         """
-        url: str = f"{self._session.base_url(ref.api_host)}/v2/_catalog?n=1000"
+        first = f"{self._session.base_url(ref.api_host)}/v2/_catalog?n=1000"
         subject = f"GET catalog of {ref.registry}"
         repositories: set[str] = set()
-        seen: set[str] = set()
-        while url and url not in seen and len(seen) < _MAX_PAGES:
-            seen.add(url)
-            try:
-                response = self._session.request(
-                    "GET",
-                    ref.registry,
-                    url,
-                    scope="registry:catalog:*",
-                    subject=subject,
-                    expect={200, 401, 403, 404, 405},
+        try:
+            pages = self._pages(
+                ref.registry, first, subject, "registry:catalog:*", {200, 401, 403, 404, 405}
+            )
+            for response in pages:
+                if response.status_code != 200:
+                    return None
+                names = _strings(
+                    response.content, "repositories", subject, is_repository_path, "repository"
                 )
-            except ImagectlError:
-                return None
-            if response.status_code != 200:
-                return None
-            try:
-                repositories.update(str(r) for r in response.json().get("repositories") or [])
-            except (ValueError, AttributeError, TypeError):
-                return None
-            link = response.links.get("next", {}).get("url")
-            url = str(response.url.join(link)) if link else ""
+                repositories.update(names)
+        except RegistryLimitError:
+            raise
+        except ImagectlError:
+            return None
         return repositories
+
+    def _pages(
+        self, registry: str, first: str, subject: str, scope: str, expect: set[int]
+    ) -> Iterator[httpx.Response]:
+        """Each page of a listing: ``Link: <…>; rel="next"`` followed on the registry's own
+        origin only, at most `Limits.max_pages` pages; a status other than 200 ends it."""
+        url, seen = first, set[str]()
+        cap = self._session.limits.max_pages
+        while url and url not in seen:
+            if len(seen) >= cap:
+                raise RegistryLimitError(
+                    f"{subject}: registry {registry} has more than {cap} pages "
+                    "(the page cap, IMAGECTL_MAX_PAGES)"
+                )
+            seen.add(url)
+            response = self._session.request(
+                "GET",
+                registry,
+                url,
+                scope=scope,
+                subject=subject,
+                expect=expect,
+                body=Body.LISTING,
+            )
+            yield response
+            if response.status_code != 200:
+                return
+            link = response.links.get("next", {}).get("url")
+            url = self._next_page(response, link, registry, subject) if link else ""
+
+    def _next_page(self, response: httpx.Response, link: str, registry: str, subject: str) -> str:
+        try:
+            target = response.url.join(link)
+        except httpx.InvalidURL:
+            raise RegistryError(f"{subject}: registry {registry} sent an invalid Link") from None
+        if not self._session.is_registry_origin(target, registry):
+            raise RegistryLimitError(
+                f"{subject}: registry {registry} sent a Link to another origin "
+                f"({clean(target.copy_with(query=None, fragment=None), 200)}); "
+                "refusing to follow it"
+            )
+        return str(target)
 
     def delete_manifest(self, ref: Reference) -> None:
         """Delete the manifest `ref` pins by digest (every tag pointing at it goes too).
@@ -323,3 +389,19 @@ class RegistryClient:
             lines = "\n".join(f"  {ref}: {exc}" for ref, exc in failed)
             raise kind(f"{len(failed)} of {len(unique)} references could not be resolved:\n{lines}")
         return found
+
+
+def _strings(
+    raw: bytes, key: str, subject: str, grammar: Callable[[str], object], kind: str
+) -> list[str]:
+    """The list of strings under `key` of a listing page, each within `grammar`."""
+    data = load_object(raw, subject)
+    values = data.get(key) or []
+    if not isinstance(values, list):
+        raise RegistryError(f"{subject}: '{key}' is not a list")
+    for value in values:
+        if not isinstance(value, str) or not grammar(value):
+            raise RegistryLimitError(
+                f"{subject}: the registry lists an invalid {kind} {clean(value, 100)!r}"
+            )
+    return values

@@ -1,12 +1,14 @@
 """Which scheme and which TLS trust to use for a registry host.
 
-Loopback hosts (``localhost``, ``127.0.0.0/8``, ``[::1]``) and the configured
-insecure registries speak plain HTTP, everything else HTTPS, as docker does. A
-loopback registry that does serve TLS (a test registry) is listed in
-``tls_registries``. TLS trust: an explicit CA file, else ``SSL_CERT_FILE`` /
-``REQUESTS_CA_BUNDLE``, else the system store plus certifi; in every case plus
-docker's ``/etc/docker/certs.d/<host:port>/*.crt`` (and ``*.cert``/``*.key``
-client certificates).
+Docker's rule: a registry is spoken to over HTTPS. A loopback registry
+(``localhost``, ``127.0.0.0/8``, ``[::1]``) is tried over HTTPS first and falls
+back to plain HTTP when it does not speak TLS; a registry declared insecure
+(``IMAGECTL_INSECURE_REGISTRIES``) speaks plain HTTP; a registry listed in
+``tls_registries`` speaks HTTPS only. TLS trust is loaded only for an https
+origin: an explicit CA file, else ``SSL_CERT_FILE`` / ``REQUESTS_CA_BUNDLE``,
+else the system store plus certifi; in every case plus docker's
+``/etc/docker/certs.d/<host:port>/*.crt`` (and ``*.cert``/``*.key`` client
+certificates).
 """
 
 from __future__ import annotations
@@ -15,8 +17,6 @@ import ipaddress
 import ssl
 from collections.abc import Collection, Mapping
 from pathlib import Path
-
-import certifi
 
 from imagectl.errors import RegistryError
 
@@ -31,7 +31,7 @@ def _hostname(host: str) -> str:
 
 def is_loopback(host: str) -> bool:
     """True for ``localhost``, ``127.0.0.0/8`` and ``::1`` (with or without a port)."""
-    name = _hostname(host)
+    name = _hostname(host).lower()
     if name == "localhost":
         return True
     try:
@@ -40,18 +40,26 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def choose_scheme(host: str, insecure: Collection[str], tls: Collection[str]) -> str:
-    """``https`` or ``http`` for a registry host (``host[:port]``).
+def choose_schemes(host: str, insecure: Collection[str], tls: Collection[str]) -> tuple[str, ...]:
+    """The schemes to try for a registry host (``host[:port]``), in order.
 
-    `tls` wins (a loopback registry that serves TLS), then `insecure` and loopback
-    hosts speak plain HTTP; everything else HTTPS. Entries match with or without port.
+    `tls` wins (HTTPS only), then `insecure` (plain HTTP only); a loopback host
+    tries HTTPS, then plain HTTP; everything else HTTPS only. Entries match with or
+    without port.
     """
     names = {host, _hostname(host)}
     if names & set(tls):
-        return "https"
-    if names & set(insecure) or is_loopback(host):
-        return "http"
-    return "https"
+        return ("https",)
+    if names & set(insecure):
+        return ("http",)
+    if is_loopback(host):
+        return ("https", "http")
+    return ("https",)
+
+
+def choose_scheme(host: str, insecure: Collection[str], tls: Collection[str]) -> str:
+    """The first scheme to try for a registry host (see `choose_schemes`)."""
+    return choose_schemes(host, insecure, tls)[0]
 
 
 def ssl_context(
@@ -62,6 +70,8 @@ def ssl_context(
     Raises:
         RegistryError: a configured certificate file cannot be loaded.
     """
+    import certifi  # only an https origin needs the CA bundle
+
     cafile = ca_file or env.get("SSL_CERT_FILE") or env.get("REQUESTS_CA_BUNDLE")
     try:
         if cafile:
@@ -80,17 +90,29 @@ def ssl_context(
     return ctx
 
 
-def tls_hint(exc: BaseException) -> str | None:
+def is_untrusted_certificate(exc: BaseException) -> bool:
+    """True when `exc` (or a cause) is a failed TLS certificate verification."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def tls_hint(exc: BaseException, host: str = "<host:port>") -> str | None:
     """A hint for a TLS failure (untrusted certificate, plain HTTP spoken), or None."""
+    if is_untrusted_certificate(exc):
+        return (
+            "its TLS certificate is not trusted; give its CA in SSL_CERT_FILE "
+            f"(or REQUESTS_CA_BUNDLE), or as /etc/docker/certs.d/{host}/ca.crt"
+        )
     cause: BaseException | None = exc
     while cause is not None:
         text = str(cause)
-        if isinstance(cause, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY" in text:
-            return (
-                "its TLS certificate is not trusted; give the CA with ca_file, "
-                "SSL_CERT_FILE/REQUESTS_CA_BUNDLE or <certs dir>/<host:port>/ca.crt"
-            )
         if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
-            return "it does not speak TLS; list a plain-HTTP registry in insecure_registries"
+            return (
+                "it does not speak TLS; list a plain-HTTP registry in IMAGECTL_INSECURE_REGISTRIES"
+            )
         cause = cause.__cause__ or cause.__context__
     return None

@@ -7,12 +7,26 @@ another digest than the bytes hash to is lying (or broken) and is never believed
 from __future__ import annotations
 
 import hashlib
-import json
+import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from imagectl.errors import RegistryError
+from imagectl.errors import ImagectlError, RegistryError
+from imagectl.labels import (
+    LABEL_BASE_DIGEST,
+    LABEL_BASE_NAME,
+    LABEL_CREATED,
+    LABEL_INPUTS,
+    LABEL_REVISION,
+    LABEL_VERSION,
+)
+from imagectl.registry.jsondoc import load_object
+from imagectl.registry.reference import DIGEST_RE, TAG_RE, parse_reference
+from imagectl.textsafe import clean
+
+log = logging.getLogger("imagectl.registry")
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -22,6 +36,32 @@ INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
 IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
 MANIFEST_ACCEPT = ", ".join((OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MANIFEST))
 DEFAULT_PLATFORM = "linux/amd64"
+
+# RFC 6838 type/subtype (parameters are cut off before the check).
+_MEDIA_TYPE_RE = re.compile(r"[A-Za-z0-9][\w!#$&^.+-]{0,126}/[A-Za-z0-9][\w!#$&^.+-]{0,126}")
+_PLATFORM_PART_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_CREATED_RE = re.compile(
+    r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)", re.ASCII
+)
+
+
+def _is_reference(value: str) -> bool:
+    try:
+        parse_reference(value)
+    except ImagectlError:
+        return False
+    return value == value.strip()
+
+
+# Labels imagectl reads back have a grammar; a value outside it is dropped, never used.
+LABEL_GRAMMAR: Mapping[str, Any] = {
+    LABEL_BASE_NAME: _is_reference,
+    LABEL_BASE_DIGEST: DIGEST_RE.fullmatch,
+    LABEL_INPUTS: DIGEST_RE.fullmatch,
+    LABEL_VERSION: TAG_RE.fullmatch,
+    LABEL_CREATED: _CREATED_RE.fullmatch,
+    LABEL_REVISION: re.compile(r"[0-9a-f]{7,64}").fullmatch,
+}
 
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}
 _DEFAULT_VARIANT = {"arm64": "v8"}
@@ -34,8 +74,34 @@ def compute_digest(data: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
 
 
+def checked_digest(value: str | None, what: str) -> str | None:
+    """`value` (a digest a registry sent) if it is ``sha256:<64 hex>``/``sha512:<128 hex>``.
+
+    Raises:
+        RegistryError: any other text; the message shows it made safe.
+    """
+    if value is None or DIGEST_RE.fullmatch(value):
+        return value
+    raise RegistryError(f"{what}: the registry sent an invalid digest {clean(value, 100)!r}")
+
+
+def checked_media_type(value: str, what: str) -> str:
+    """The ``type/subtype`` of a Content-Type or mediaType a registry sent ('' for none).
+
+    Raises:
+        RegistryError: text that is no media type.
+    """
+    media = value.split(";")[0].strip()
+    if media and not _MEDIA_TYPE_RE.fullmatch(media):
+        raise RegistryError(
+            f"{what}: the registry sent an invalid media type {clean(media, 100)!r}"
+        )
+    return media
+
+
 def verify_digest(data: bytes, expected: str, what: str) -> str:
     """Return `expected` if `data` hashes to it, else raise RegistryError (never use the bytes)."""
+    checked_digest(expected, what)
     actual = compute_digest(data, expected.partition(":")[0])
     if actual != expected:
         raise RegistryError(f"digest mismatch for {what}: expected {expected}, content is {actual}")
@@ -62,14 +128,24 @@ class Manifest:
 
     @classmethod
     def from_bytes(cls, raw: bytes, media_type: str = "") -> Manifest:
-        """Parse `raw`; the media type defaults to the document's own ``mediaType``."""
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"manifest is not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise RegistryError("manifest is not a JSON object")
-        media = media_type.split(";")[0].strip() or str(data.get("mediaType") or "")
+        """Parse `raw`; the media type defaults to the document's own ``mediaType``.
+
+        Raises:
+            RegistryError: not a JSON object, or a media type or ``manifests``/``config``
+                entry of the wrong shape.
+        """
+        data = load_object(raw, "manifest")
+        inner = data.get("mediaType")
+        media = checked_media_type(media_type, "manifest") or checked_media_type(
+            inner if isinstance(inner, str) else "", "manifest mediaType"
+        )
+        entries = data.get("manifests")
+        if entries is not None and not (
+            isinstance(entries, list) and all(isinstance(e, dict) for e in entries)
+        ):
+            raise RegistryError("manifest: 'manifests' is not a list of descriptors")
+        if data.get("config") is not None and not isinstance(data["config"], dict):
+            raise RegistryError("manifest: 'config' is not a descriptor")
         return cls(raw=raw, media_type=media, digest=compute_digest(raw), data=data)
 
     @property
@@ -112,10 +188,18 @@ def parse_platform(text: str) -> tuple[str, str, str]:
     return os_name, arch, variant or _DEFAULT_VARIANT.get(arch, "")
 
 
+def _platform_of(entry: Mapping[str, Any]) -> dict[str, str]:
+    """A descriptor's platform fields as strings ('' when absent or not a string)."""
+    plat = entry.get("platform")
+    if not isinstance(plat, Mapping):
+        return {}
+    return {k: v for k, v in plat.items() if isinstance(k, str) and isinstance(v, str)}
+
+
 def _entry_platform(entry: Mapping[str, Any]) -> str:
-    plat = entry.get("platform") or {}
+    plat = _platform_of(entry)
     text = f"{plat.get('os', '?')}/{plat.get('architecture', '?')}"
-    return f"{text}/{plat['variant']}" if plat.get("variant") else text
+    return clean(f"{text}/{plat['variant']}" if plat.get("variant") else text, 60)
 
 
 def select_platform(index: Manifest, platform: str) -> Mapping[str, Any]:
@@ -127,7 +211,7 @@ def select_platform(index: Manifest, platform: str) -> Mapping[str, Any]:
     want_os, want_arch, want_variant = parse_platform(platform)
     entries: Sequence[Mapping[str, Any]] = index.data.get("manifests") or []
     for entry in entries:
-        plat = entry.get("platform") or {}
+        plat = _platform_of(entry)
         os_name = str(plat.get("os", "")).lower()
         arch = _ARCH_ALIASES.get(str(plat.get("architecture", "")).lower(), "")
         arch = arch or str(plat.get("architecture", "")).lower()
@@ -136,8 +220,9 @@ def select_platform(index: Manifest, platform: str) -> Mapping[str, Any]:
             continue
         if want_variant and variant and variant != want_variant:
             continue
+        checked_digest(entry.get("digest") if isinstance(entry.get("digest"), str) else "", "index")
         return entry
-    have = ", ".join(_entry_platform(e) for e in entries) or "none"
+    have = ", ".join(_entry_platform(e) for e in entries[:20]) or "none"
     raise RegistryError(f"index {index.digest} has no image for {platform} (it has: {have})")
 
 
@@ -147,20 +232,17 @@ def config_digest_of(manifest: Manifest, where: str) -> str:
     if not isinstance(desc, Mapping) or not desc.get("digest"):
         kind = manifest.media_type or "untyped"
         raise RegistryError(f"{where}: {kind} manifest {manifest.digest} is not an image manifest")
-    return str(desc["digest"])
+    digest = desc["digest"]
+    return checked_digest(digest if isinstance(digest, str) else "", f"{where}: config") or ""
 
 
 def image_config_from(
     manifest: Manifest, blob: bytes, index_digest: str | None, platform: str, where: str
 ) -> ImageConfig:
     """An ImageConfig from an image manifest and its (verified) config blob."""
-    try:
-        config = json.loads(blob)
-    except ValueError as exc:
-        raise RegistryError(f"{where}: config blob of {manifest.digest} is not JSON") from exc
-    if not isinstance(config, dict):
-        raise RegistryError(f"{where}: config blob of {manifest.digest} is not a JSON object")
-    plat = "/".join(str(config[k]) for k in ("os", "architecture", "variant") if config.get(k))
+    config = load_object(blob, f"{where}: config blob of {manifest.digest}")
+    parts = [config.get(k) for k in ("os", "architecture", "variant")]
+    plat = "/".join(p for p in parts if isinstance(p, str) and _PLATFORM_PART_RE.fullmatch(p))
     return ImageConfig(
         labels=labels_of(config),
         manifest_digest=manifest.digest,
@@ -171,9 +253,24 @@ def image_config_from(
 
 
 def labels_of(config: Mapping[str, Any]) -> dict[str, str]:
-    """``config.Labels`` of an image config blob; null or missing is empty."""
+    """``config.Labels`` of an image config blob; null or missing is empty.
+
+    Only string values are kept. A label imagectl reads back (`LABEL_GRAMMAR`: base
+    name and digest, inputs, version, created, revision) whose value is outside its
+    grammar is dropped (and logged), so it can never reach the lock or the output.
+    Other values are kept as sent: whoever displays them escapes them (`textsafe`).
+    """
     inner = config.get("config") or {}
     labels = inner.get("Labels") if isinstance(inner, Mapping) else None
     if not isinstance(labels, Mapping):
         return {}
-    return {str(k): str(v) for k, v in labels.items()}
+    kept: dict[str, str] = {}
+    for key, value in labels.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            continue
+        grammar = LABEL_GRAMMAR.get(key)
+        if grammar is not None and not grammar(value):
+            log.warning("ignoring label %s: invalid value %r", key, clean(value, 100))
+            continue
+        kept[key] = value
+    return kept

@@ -23,8 +23,8 @@ _HOST = rf"(?:{_DOMAIN_COMPONENT}(?:\.{_DOMAIN_COMPONENT})*|\[[a-fA-F0-9:]+\])"
 _DOMAIN_RE = re.compile(rf"{_HOST}(?::[0-9]+)?")
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
 _REPOSITORY_RE = re.compile(rf"{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*")
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST_RE = re.compile(r"(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})")
+TAG_RE = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+DIGEST_RE = re.compile(r"(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})")
 _MAX_NAME = 255
 
 
@@ -36,9 +36,14 @@ def _invalid(text: str, why: str) -> InvalidReferenceError:
     return InvalidReferenceError(f"invalid image reference {text!r}: {why}")
 
 
+def is_repository_path(path: str) -> bool:
+    """True for a repository path such as ``acme/base`` (docker's grammar, at most 255)."""
+    return len(path) <= _MAX_NAME and _REPOSITORY_RE.fullmatch(path) is not None
+
+
 def validate_tag(tag: str) -> str:
     """Return `tag` if it is a valid OCI tag, else raise InvalidReferenceError."""
-    if not _TAG_RE.fullmatch(tag):
+    if not TAG_RE.fullmatch(tag):
         raise InvalidReferenceError(
             f"invalid tag {tag!r}: up to 128 of [A-Za-z0-9_.-], not starting with '.' or '-'"
         )
@@ -47,7 +52,7 @@ def validate_tag(tag: str) -> str:
 
 def validate_digest(digest: str) -> str:
     """Return `digest` if it is a well-formed sha256/sha512 digest, else raise."""
-    if not _DIGEST_RE.fullmatch(digest):
+    if not DIGEST_RE.fullmatch(digest):
         raise InvalidReferenceError(
             f"invalid digest {digest!r}: expected sha256:<64 hex> or sha512:<128 hex>"
         )
@@ -154,13 +159,13 @@ def parse_reference(text: str) -> Reference:
     if "://" in text:
         raise _invalid(text, "leave out the URL scheme (write host/repository:tag)")
     rest, at, digest = text.partition("@")
-    if at and not _DIGEST_RE.fullmatch(digest):
+    if at and not DIGEST_RE.fullmatch(digest):
         raise _invalid(text, f"{digest!r} is not a sha256:<64 hex> or sha512:<128 hex> digest")
     name, tag = rest, None
     colon = rest.rfind(":")
     if colon > rest.rfind("/"):
         name, tag = rest[:colon], rest[colon + 1 :]
-        if not _TAG_RE.fullmatch(tag):
+        if not TAG_RE.fullmatch(tag):
             raise _invalid(text, f"{tag!r} is not a valid tag")
     if not name:
         raise _invalid(text, "the repository name is missing")

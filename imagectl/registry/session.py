@@ -1,8 +1,12 @@
-"""The HTTP layer of the registry client: retries, authentication, request counting.
+"""The HTTP layer of the registry client: retries, authentication, limits, request counting.
 
-One `httpx.Client` per origin (each with the TLS trust of its host), shared by
-all threads; a semaphore bounds the requests in flight; every request, token
-requests, retries and redirects included, is counted.
+One `httpx.Client` per origin (each with the TLS trust of its host, loaded only
+for https), shared by all threads; a semaphore bounds the requests in flight;
+every request, token requests, retries and redirects included, is counted (the
+failed HTTPS handshake of a plain-HTTP loopback registry is no request and is not).
+Credentials go only to the registry's own origin (scheme, host and port);
+bodies are streamed against the limit of their kind; each request and each phase
+has a deadline (`limits`, `deadline`).
 """
 
 from __future__ import annotations
@@ -13,17 +17,29 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
 from imagectl import __version__
 from imagectl.errors import AuthError, RegistryError
+from imagectl.registry import deadline
 from imagectl.registry.auth import Authenticator
 from imagectl.registry.credentials import CredentialSource
-from imagectl.registry.hosts import DEFAULT_CERTS_DIR, choose_scheme, ssl_context, tls_hint
+from imagectl.registry.hosts import (
+    DEFAULT_CERTS_DIR,
+    choose_schemes,
+    is_untrusted_certificate,
+    ssl_context,
+    tls_hint,
+)
+from imagectl.registry.jsondoc import load_json
+from imagectl.registry.limits import Body, Limits, RegistryLimitError, size
+from imagectl.registry.reference import DOCKER_HUB, DOCKER_HUB_API
 from imagectl.registry.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
+from imagectl.textsafe import clean
 
 log = logging.getLogger("imagectl.registry")
 
@@ -34,23 +50,44 @@ _PERMANENT = (
     httpx.DecodingError,
     httpx.TooManyRedirects,
 )
+# What a plain-HTTP server does to a TLS handshake: the https probe falls back.
+_NOT_TLS = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+_MAX_REDIRECTS = 5
+_SLACK = 0.05  # seconds: a timeout this close to the deadline is the deadline
+_PROBE = "imagectl_https_probe"  # request extension: may fall back to plain HTTP (loopback)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def server_message(response: httpx.Response) -> str:
-    """What the server said: the distribution API's ``errors[].code: message``, or the body."""
+    """What the server said (``errors[].code: message``, or the body), made safe to show."""
     try:
-        errors = response.json().get("errors") or []
+        errors = load_json(response.content, "error body").get("errors") or []
         parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errors]
         if parts:
-            return "; ".join(parts)
-    except (ValueError, AttributeError, TypeError):
+            return clean("; ".join(parts), 300)
+    except (RegistryError, ValueError, AttributeError, TypeError):
         pass
-    text = response.text.strip().replace("\n", " ") if response.content else ""
-    return text[:200] or response.reason_phrase
+    text = response.content[:1000].decode("utf-8", "replace").strip() if response.content else ""
+    return clean(text, 200) or clean(response.reason_phrase, 100)
+
+
+def _where(request: httpx.Request) -> str:
+    return f"{request.method} {request.url.copy_with(query=None)}"
+
+
+def origin(url: httpx.URL) -> tuple[str, str, int]:
+    """(scheme, host, port) of `url`, the port filled in for the scheme's default."""
+    port = url.port or _DEFAULT_PORTS.get(url.scheme, 0)
+    return url.scheme, url.host.lower(), port
+
+
+def api_host(registry: str) -> str:
+    """The host that serves `registry`'s API (Docker Hub's differs from its name)."""
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
 
 
 class RegistrySession:
-    """Sends registry requests: per-host clients, retries, authentication, a request counter."""
+    """Sends registry requests: per-origin clients, retries, authentication, limits, a counter."""
 
     def __init__(
         self,
@@ -68,6 +105,7 @@ class RegistrySession:
         rand: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         env: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._transport = transport
         self.insecure = frozenset(insecure_registries)
@@ -76,6 +114,7 @@ class RegistrySession:
         self._certs_dir = certs_dir
         self._timeout = httpx.Timeout(timeout)
         self.retry = retry or RetryPolicy()
+        self.limits = limits or Limits()
         self.max_concurrency = max(1, max_concurrency)
         self._sleep = sleep
         self._rand = rand or random.random
@@ -83,6 +122,8 @@ class RegistrySession:
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._lock = threading.Lock()
         self._clients: dict[str, httpx.Client] = {}
+        self._schemes: dict[str, str] = {}  # loopback hosts: the scheme that answered
+        self._phase: tuple[str, float, float] | None = None  # name, seconds, monotonic end
         self._count = 0
         self.auth = Authenticator(credentials, self.send, clock)
 
@@ -95,9 +136,59 @@ class RegistrySession:
         with self._lock:
             return self._count
 
+    # ------------------------------------------------------------------ origins
+
+    def _schemes_for(self, host: str) -> tuple[str, ...]:
+        candidates = choose_schemes(host, self.insecure, self.tls)
+        with self._lock:
+            decided = self._schemes.get(host)
+        return (decided,) if decided else candidates
+
     def base_url(self, host: str) -> str:
-        """``scheme://host`` of a registry API host."""
-        return f"{choose_scheme(host, self.insecure, self.tls)}://{host}"
+        """``scheme://host`` of a registry API host (the scheme that answered, once known)."""
+        return f"{self._schemes_for(host)[0]}://{host}"
+
+    def is_registry_origin(self, url: httpx.URL, registry: str) -> bool:
+        """True when `url` has `registry`'s own origin (scheme, host and port)."""
+        host = api_host(registry)
+        return any(
+            origin(url) == origin(httpx.URL(f"{scheme}://{host}/"))
+            for scheme in self._schemes_for(host)
+        )
+
+    # ------------------------------------------------------------------ deadlines
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Bound every request made inside the block by the phase deadline."""
+        seconds = self.limits.phase_deadline
+        previous = self._phase
+        self._phase = (name, seconds, time.monotonic() + seconds)
+        try:
+            yield
+        finally:
+            self._phase = previous
+
+    def _deadline(self) -> tuple[float, str]:
+        """The end of the next attempt (monotonic) and what to blame when it passes."""
+        seconds = self.limits.request_deadline
+        until = time.monotonic() + seconds
+        blame = f"the {seconds:g}s request deadline (IMAGECTL_REQUEST_DEADLINE)"
+        phase = self._phase
+        if phase is not None and phase[2] < until:
+            until = phase[2]
+            blame = f"the {phase[1]:g}s deadline of {phase[0]} (IMAGECTL_PHASE_DEADLINE)"
+        return until, blame
+
+    def _check_phase(self, where: str, host: str, wait: float = 0.0) -> None:
+        phase = self._phase
+        if phase is not None and time.monotonic() + wait >= phase[2]:
+            raise RegistryLimitError(
+                f"registry {host}: {where}: {phase[0]} did not finish within the "
+                f"{phase[1]:g}s phase deadline (IMAGECTL_PHASE_DEADLINE)"
+            )
+
+    # ------------------------------------------------------------------ sending
 
     def close(self) -> None:
         """Close every connection pool."""
@@ -111,63 +202,80 @@ class RegistrySession:
             self._count += 1
 
     def _client_for(self, url: httpx.URL) -> httpx.Client:
-        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        key = f"{url.scheme}://{url.netloc.decode('ascii')}"
         with self._lock:
-            client = self._clients.get(origin)
+            client = self._clients.get(key)
         if client is not None:
             return client
-        verify: ssl.SSLContext | bool = True
-        if url.scheme == "https" and self._transport is None:
-            verify = ssl_context(
-                url.netloc.decode("ascii"), self._ca_file, self._certs_dir, self._env
-            )
         limits = httpx.Limits(max_connections=self.max_concurrency)
+        transport = self._transport
+        if transport is None:
+            # TLS material only for https: a plain-HTTP loopback registry loads no CA bundle
+            # (redirects are followed by `send`, each origin with its own client).
+            verify: ssl.SSLContext | bool = False
+            if url.scheme == "https":
+                netloc = url.netloc.decode("ascii")
+                verify = ssl_context(netloc, self._ca_file, self._certs_dir, self._env)
+            transport = deadline.install(httpx.HTTPTransport(verify=verify, limits=limits))
         created = httpx.Client(
-            transport=self._transport,
-            verify=verify,
+            transport=transport,
             timeout=self._timeout,
-            limits=limits,
             trust_env=False,
             event_hooks={"request": [self._count_request]},
         )
         with self._lock:
-            client = self._clients.setdefault(origin, created)
+            client = self._clients.setdefault(key, created)
         if client is not created:
             created.close()
         return client
 
-    def send(self, request: httpx.Request, follow_redirects: bool = False) -> httpx.Response:
+    def send(
+        self, request: httpx.Request, body: Body = Body.ERROR, follow_redirects: bool = False
+    ) -> httpx.Response:
         """Send one request, retrying 429/5xx and connection failures with backoff.
+
+        The body is streamed and kept up to the limit of `body` (a larger successful
+        body is an error; an error body is cut). Redirects are followed here when asked,
+        each origin with its own client, ``Authorization`` dropped across origins.
 
         Returns:
             The last response, its body read; a retryable status is returned once the
             attempts are used up.
 
         Raises:
-            RegistryError: the server could not be reached (after the retries).
+            RegistryError: unreachable (after the retries), too large, or too slow.
         """
-        request.extensions["timeout"] = self._timeout.as_dict()
+        request.extensions["timeout"] = self._timeout.as_dict()  # per connect/read/write
         request.headers.setdefault("User-Agent", f"imagectl/{__version__}")
-        client = self._client_for(request.url)
-        where = f"{request.method} {request.url.copy_with(query=None)}"
+        request.headers["Accept-Encoding"] = "identity"  # bodies are counted as sent
+        for _ in range(_MAX_REDIRECTS + 1):
+            response, following = self._send_retrying(request, body)
+            if not (follow_redirects and following is not None):
+                return response
+            request = following
+        raise RegistryError(f"{request.method} {request.url}: more than {_MAX_REDIRECTS} redirects")
+
+    def _send_retrying(
+        self, request: httpx.Request, body: Body
+    ) -> tuple[httpx.Response, httpx.Request | None]:
+        host = request.url.netloc.decode("ascii")
+        where = _where(request)
         attempts = self.retry.attempts
         for attempt in range(1, attempts + 1):
+            self._check_phase(where, host)
             try:
-                with self._slots:
-                    response = client.send(request, follow_redirects=follow_redirects)
-                    try:
-                        response.read()
-                    finally:
-                        response.close()
+                response, following = self._attempt(request, body)
             except httpx.HTTPError as exc:
-                hint = tls_hint(exc)
+                where = _where(request)
+                hint = tls_hint(exc, host)
                 if hint is not None or attempt == attempts or isinstance(exc, _PERMANENT):
                     tried = f" (after {attempt} attempts)" if attempt > 1 else ""
                     raise RegistryError(
-                        f"cannot reach {request.url.netloc.decode('ascii')} ({where}): "
-                        f"{hint or f'{type(exc).__name__}: {exc}'}{tried}"
+                        f"cannot reach {host} ({where}): "
+                        f"{hint or clean(f'{type(exc).__name__}: {exc}', 300)}{tried}"
                     ) from exc
                 delay = self.retry.delay(attempt, self._rand())
+                self._check_phase(where, host, delay)
                 log.info("%s failed (%s), retrying in %.1fs", where, type(exc).__name__, delay)
                 self._sleep(delay)
                 continue
@@ -175,11 +283,117 @@ class RegistrySession:
             if response.status_code in RETRY_STATUSES and attempt < attempts:
                 after = parse_retry_after(response.headers.get("retry-after"))
                 delay = self.retry.delay(attempt, self._rand(), after)
+                self._check_phase(where, host, delay)
                 log.info("%s -> %s, retrying in %.1fs", where, response.status_code, delay)
                 self._sleep(delay)
                 continue
-            return response
+            return response, following
         raise AssertionError("unreachable: the loop returns or raises")
+
+    def _attempt(
+        self, request: httpx.Request, body: Body
+    ) -> tuple[httpx.Response, httpx.Request | None]:
+        """One exchange; a loopback host's first https exchange falls back to plain HTTP."""
+        host = request.url.netloc.decode("ascii")
+        schemes = choose_schemes(host, self.insecure, self.tls)
+        auto = bool(request.extensions.get(_PROBE)) and schemes == ("https", "http")
+        if not auto or request.url.scheme != "https":
+            return self._exchange(request, body)
+        with self._lock:
+            decided = self._schemes.get(host)
+        if decided == "http":  # built before the fallback was known
+            request.url = request.url.copy_with(scheme="http")
+            return self._exchange(request, body)
+        try:
+            result = self._exchange(request, body)
+        except _NOT_TLS as exc:
+            if is_untrusted_certificate(exc):
+                raise
+            failure = type(exc).__name__
+        else:
+            with self._lock:
+                self._schemes.setdefault(host, "https")
+            return result
+        # outside the `except`: a later failure must not carry the TLS error as its context
+        log.info("%s does not answer HTTPS (%s): using plain HTTP", host, failure)
+        with self._lock:
+            self._schemes.setdefault(host, "http")
+            self._count -= 1  # a failed TLS handshake is no HTTP request
+        request.url = request.url.copy_with(scheme="http")
+        return self._exchange(request, body)
+
+    def _exchange(
+        self, request: httpx.Request, body: Body
+    ) -> tuple[httpx.Response, httpx.Request | None]:
+        where = _where(request)
+        until, blame = self._deadline()
+        host = request.url.netloc.decode("ascii")
+        client = self._client_for(request.url)
+        try:
+            with self._slots, deadline.deadline(until):
+                response = client.send(request, stream=True)
+                try:
+                    content = self._read_body(response, body, until, where, blame)
+                finally:
+                    response.close()
+        except httpx.TimeoutException as exc:
+            if time.monotonic() < until - _SLACK:  # a per-operation timeout: retried
+                raise
+            raise RegistryLimitError(
+                f"registry {host}: {where} did not finish within {blame}"
+            ) from exc
+        following = response.next_request if response.is_redirect else None
+        headers = [
+            (k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"
+        ]
+        final = httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=content,
+            request=response.request,
+            extensions={"reason_phrase": response.extensions.get("reason_phrase", b"")},
+        )
+        return final, following
+
+    def _read_body(
+        self, response: httpx.Response, body: Body, until: float, where: str, blame: str
+    ) -> bytes:
+        """The body, streamed: a successful one refused past its limit, an error one cut."""
+        host = response.request.url.netloc.decode("ascii")
+        success = response.is_success and response.request.method != "HEAD"
+        kind = body if success else Body.ERROR
+        limit = self.limits.body(kind)
+        encoding = response.headers.get("content-encoding", "identity").strip().lower()
+        if success and encoding not in ("", "identity"):
+            raise RegistryLimitError(
+                f"registry {host}: {where}: sent a {clean(encoding, 40)}-encoded body "
+                "although none was asked for"
+            )
+        if encoding not in ("", "identity"):
+            return b""  # an error body in an encoding nobody asked for: its words are lost
+        declared = response.headers.get("content-length", "")
+        if success and declared.isdigit() and int(declared) > limit:
+            raise self._too_large(host, where, kind, limit)
+        chunks: list[bytes] = []
+        total = 0
+        for chunk in response.iter_bytes():  # identity-encoded: the bytes as sent
+            total += len(chunk)
+            if total > limit:
+                if success:
+                    raise self._too_large(host, where, kind, limit)
+                chunks.append(chunk[: limit - (total - len(chunk))])
+                break
+            chunks.append(chunk)
+            if time.monotonic() >= until:
+                raise RegistryLimitError(f"registry {host}: {where} did not finish within {blame}")
+        return b"".join(chunks)
+
+    @staticmethod
+    def _too_large(host: str, where: str, kind: Body, limit: int) -> RegistryLimitError:
+        return RegistryLimitError(
+            f"registry {host}: {where}: the {kind.value} body is larger than the "
+            f"{size(limit)} limit of a {kind.value}"
+        )
 
     def request(
         self,
@@ -193,37 +407,50 @@ class RegistrySession:
         headers: Mapping[str, str] | None = None,
         content: bytes | None = None,
         follow_redirects: bool = False,
+        body: Body = Body.NONE,
     ) -> httpx.Response:
         """An authenticated registry request whose status must be in `expect`.
 
         Args:
             method: HTTP method.
             registry: the registry as named in references (its credentials' key).
-            url: the full URL.
+            url: the full URL; it must have the registry's own origin.
             scope: the token scope the request needs (``repository:acme/x:pull``).
             subject: what is being done, for error messages (``GET manifest ref``).
             expect: the statuses the caller handles.
             headers: extra request headers.
             content: the request body.
             follow_redirects: follow redirects (blob downloads).
+            body: what the response body is (decides its size limit).
 
         Raises:
             AuthError: 401/403 after answering the registry's challenge once.
-            RegistryError: any other status outside `expect`, or the registry is unreachable.
+            RegistryError: the URL is another origin than the registry's, any other
+                status outside `expect`, a limit was passed, or the registry is unreachable.
         """
+        target = httpx.URL(url)
+        if not self.is_registry_origin(target, registry):
+            raise RegistryLimitError(
+                f"{subject}: refusing to send registry {registry}'s request to another "
+                f"origin, {clean(target.copy_with(query=None, fragment=None), 200)}"
+            )
 
         def build(authorization: str | None) -> httpx.Request:
             merged = dict(headers or {})
             if authorization:
                 merged["Authorization"] = authorization
-            return httpx.Request(method, url, headers=merged, content=content)
+            # only the registry's own requests may fall back from HTTPS (never a token realm)
+            extensions = {_PROBE: True}
+            return httpx.Request(
+                method, target, headers=merged, content=content, extensions=extensions
+            )
 
         sent = self.auth.header(registry, scope)
-        response = self.send(build(sent), follow_redirects)
+        response = self.send(build(sent), body, follow_redirects)
         if response.status_code == 401:
             answer = self.auth.answer(registry, scope, response, sent)
             if answer != sent:
-                response = self.send(build(answer), follow_redirects)
+                response = self.send(build(answer), body, follow_redirects)
         if response.status_code in (401, 403) and response.status_code not in expect:
             refused = "refused" if response.status_code == 401 else "denied access to"
             raise AuthError(
@@ -241,5 +468,5 @@ class RegistrySession:
             tried = f" (after {self.retry.attempts} attempts)"
         return RegistryError(
             f"{subject}: registry {registry} answered HTTP {response.status_code} "
-            f"{response.reason_phrase}: {server_message(response)}{tried}"
+            f"{clean(response.reason_phrase, 100)}: {server_message(response)}{tried}"
         )

@@ -8,8 +8,10 @@ import os
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 
+from devenv.registry import RegistryServer
 from imagectl.errors import AuthError, RegistryError
 from imagectl.registry import (
     Credentials,
@@ -185,3 +187,23 @@ def test_tls_without_the_ca_is_refused_clearly(
     with client, pytest.raises(RegistryError, match=f"cannot reach {host}.*not trusted"):
         client.head_manifest(parse_reference(f"{host}/tests/anything:1"))
     assert client.request_count == 1  # a certificate problem is not retried
+
+
+def test_a_loopback_registry_is_tried_over_https_first_as_docker_does(
+    tls_registry: TlsRegistry,
+    registry: RegistryServer,
+    repo: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No setting needed: a TLS loopback registry answers HTTPS, a plain one falls back."""
+    with tls_registry.http() as http:
+        push_image(http, repo, "2.0.1", LABELS)
+    with httpx.Client(base_url=registry.url, timeout=30) as http:
+        push_image(http, repo, "2.0.1", LABELS)
+    monkeypatch.setenv("SSL_CERT_FILE", tls_registry.ca_file)
+    with RegistryClient(credentials=StaticCredentials({})) as client:
+        for host in (tls_registry.server.host, registry.host):
+            assert client.head_manifest(parse_reference(f"{host}/{repo}:2.0.1")) is not None
+        assert client.request_count == 2  # the failed handshake of the plain one is no request
+        assert client._session.base_url(tls_registry.server.host).startswith("https://")
+        assert client._session.base_url(registry.host).startswith("http://")

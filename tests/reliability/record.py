@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 RESULTS_ENV = "IMAGECTL_RELIABILITY_RESULTS"
-AREAS = frozenset({"faults", "kills", "signals", "races", "bad-input", "security"})
+AREAS = frozenset({"faults", "kills", "signals", "races", "bad-input", "security", "hostile"})
 
 
 def record(area: str, case: str, injected: str, observed: str, passed: bool, count: int) -> None:

@@ -17,6 +17,7 @@ from imagectl.registry import (
     RegistryClient,
     StaticCredentials,
     choose_scheme,
+    choose_schemes,
     parse_reference,
 )
 from tests.fixtures.fake_registry import FakeRegistry, digest_of, errors
@@ -210,24 +211,27 @@ def test_resolve_many_lists_every_failure() -> None:
 
 
 @pytest.mark.parametrize(
-    ("host", "insecure", "tls", "scheme"),
+    ("host", "insecure", "tls", "schemes"),
     [
-        ("localhost:5000", (), (), "http"),
-        ("localhost", (), (), "http"),
-        ("127.0.0.1:5000", (), (), "http"),
-        ("127.1.2.3", (), (), "http"),
-        ("[::1]:5000", (), (), "http"),
-        ("registry.test", (), (), "https"),
-        ("registry.test:5000", ("registry.test:5000",), (), "http"),
-        ("registry.test:5000", ("registry.test",), (), "http"),
-        ("127.0.0.1:5443", (), ("127.0.0.1:5443",), "https"),
-        ("10.0.0.1:5000", (), (), "https"),
+        ("localhost:5000", (), (), ("https", "http")),
+        ("localhost", (), (), ("https", "http")),
+        ("127.0.0.1:5000", (), (), ("https", "http")),
+        ("127.1.2.3", (), (), ("https", "http")),
+        ("[::1]:5000", (), (), ("https", "http")),
+        ("registry.test", (), (), ("https",)),
+        ("registry.test:5000", ("registry.test:5000",), (), ("http",)),
+        ("registry.test:5000", ("registry.test",), (), ("http",)),
+        ("127.0.0.1:5000", ("127.0.0.1:5000",), (), ("http",)),
+        ("127.0.0.1:5443", (), ("127.0.0.1:5443",), ("https",)),
+        ("10.0.0.1:5000", (), (), ("https",)),
     ],
 )
 def test_scheme_selection(
-    host: str, insecure: tuple[str, ...], tls: tuple[str, ...], scheme: str
+    host: str, insecure: tuple[str, ...], tls: tuple[str, ...], schemes: tuple[str, ...]
 ) -> None:
-    assert choose_scheme(host, insecure, tls) == scheme
+    """Docker's rule: loopback tries HTTPS then plain HTTP; declared insecure is plain HTTP."""
+    assert choose_schemes(host, insecure, tls) == schemes
+    assert choose_scheme(host, insecure, tls) == schemes[0]
 
 
 def test_urls_use_the_api_host_and_chosen_scheme() -> None:
@@ -243,6 +247,40 @@ def test_urls_use_the_api_host_and_chosen_scheme() -> None:
         client.head_manifest(parse_reference("r.test:5000/acme/app:1"))
     assert seen == [
         "https://registry-1.docker.io/v2/library/debian/manifests/12",
-        "http://localhost:5000/v2/acme/app/manifests/1",
+        "https://localhost:5000/v2/acme/app/manifests/1",  # it answered HTTPS: kept
         "http://r.test:5000/v2/acme/app/manifests/1",
     ]
+
+
+def test_a_loopback_registry_without_tls_falls_back_to_http_once() -> None:
+    seen: list[str] = []
+
+    def plain_http_only(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.scheme == "https":
+            raise httpx.ConnectError("[SSL: WRONG_VERSION_NUMBER] wrong version number")
+        return httpx.Response(404)
+
+    with client_for(httpx.MockTransport(plain_http_only)) as client:
+        for tag in ("1", "2"):
+            client.head_manifest(parse_reference(f"127.0.0.1:5000/acme/app:{tag}"))
+    assert seen == [
+        "https://127.0.0.1:5000/v2/acme/app/manifests/1",
+        "http://127.0.0.1:5000/v2/acme/app/manifests/1",
+        "http://127.0.0.1:5000/v2/acme/app/manifests/2",
+    ]
+
+
+def test_an_untrusted_loopback_certificate_does_not_fall_back_to_http() -> None:
+    seen: list[str] = []
+
+    def untrusted(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        raise httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed certificate")
+
+    with (
+        client_for(httpx.MockTransport(untrusted)) as client,
+        pytest.raises(RegistryError, match=r"not trusted; give its CA in SSL_CERT_FILE"),
+    ):
+        client.head_manifest(parse_reference("localhost:5000/acme/app:1"))
+    assert seen == ["https://localhost:5000/v2/acme/app/manifests/1"]

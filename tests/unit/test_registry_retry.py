@@ -119,7 +119,9 @@ def test_untrusted_certificate_is_not_retried_and_explained() -> None:
     fake.queued.append(httpx.ConnectError("[SSL: CERTIFICATE_VERIFY_FAILED] self-signed"))
     sleeps: list[float] = []
     with make_client(fake, sleeps) as client:
-        with pytest.raises(RegistryError, match=r"not trusted.*ca_file"):
+        with pytest.raises(
+            RegistryError, match=r"not trusted.*SSL_CERT_FILE.*certs\.d/registry\.test/ca\.crt"
+        ):
             client.head_manifest(REF)
         assert client.request_count == 1
     assert sleeps == []
