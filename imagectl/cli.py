@@ -42,7 +42,7 @@ err = _console(stderr=True)
 class State:
     """Options given before the command."""
 
-    file: Path = Path("imagectl.yaml")
+    file: Path | None = None  # --file; None: found from the current directory up
 
 
 STATE = State()
@@ -51,11 +51,24 @@ STATE = State()
 @app.callback()
 def _root(
     file: Annotated[
-        Path,
-        typer.Option("--file", "-f", help="Root manifest file.", envvar="IMAGECTL_FILE"),
-    ] = Path("imagectl.yaml"),
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Root manifest file (default: imagectl.yaml here or in a parent, up to the "
+            "git root).",
+            envvar="IMAGECTL_FILE",
+        ),
+    ] = None,
 ) -> None:
     STATE.file = file
+
+
+def manifest_path() -> Path:
+    """The root manifest: --file, else the nearest imagectl.yaml up to the git root."""
+    from imagectl.manifest.discover import find_manifest
+
+    return find_manifest(STATE.file, Path.cwd())
 
 
 def load(*, lock: bool = True) -> Manifest:
@@ -64,11 +77,12 @@ def load(*, lock: bool = True) -> Manifest:
     The lock is read before the manifest so that a bad lock fails before
     anything (the manifest cache included) is written.
     """
+    path = manifest_path()
     if lock:
         from imagectl.lockfile import read_lock
 
-        read_lock(Path(os.path.abspath(STATE.file)).parent / "imagectl.lock")
-    return load_manifest(STATE.file)
+        read_lock(Path(os.path.abspath(path)).parent / "imagectl.lock")
+    return load_manifest(path)
 
 
 @app.command()
@@ -77,7 +91,7 @@ def validate() -> None:
     manifest = load(lock=False)
     count = len(manifest.images)
     out.print(
-        f"{STATE.file}: ok: {count} image{'s' if count != 1 else ''}, "
+        f"{manifest_path()}: ok: {count} image{'s' if count != 1 else ''}, "
         f"{len(manifest.bases)} external base{'s' if len(manifest.bases) != 1 else ''}, "
         f"{len(manifest.files)} file{'s' if len(manifest.files) != 1 else ''}"
     )
@@ -320,7 +334,7 @@ def daemon(
 
     raise typer.Exit(
         daemon_command(
-            STATE.file,
+            manifest_path(),
             interval=interval,
             once=once,
             jobs=jobs or (os.cpu_count() or 1),
