@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import string
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,9 +108,31 @@ def scalar(value: Any) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+class Anchored(dict[str, Any]):
+    """A mapping rendered with an anchor (`&name`)."""
+
+    def __init__(self, name: str, value: dict[str, Any]) -> None:
+        super().__init__(value)
+        self.name = name
+
+
+@dataclass(frozen=True)
+class Alias:
+    """An alias (`*name`) of an anchored mapping."""
+
+    name: str
+
+
+def key(value: Any) -> str:
+    return "<<" if value == "<<" else scalar(value)  # a merge key is plain, never quoted
+
+
 def flow(value: Any) -> str:
+    if isinstance(value, Alias):
+        return f"*{value.name}"
     if isinstance(value, dict):
-        return "{" + ", ".join(f"{scalar(k)}: {flow(v)}" for k, v in value.items()) + "}"
+        anchor = f"&{value.name} " if isinstance(value, Anchored) else ""
+        return anchor + "{" + ", ".join(f"{key(k)}: {flow(v)}" for k, v in value.items()) + "}"
     if isinstance(value, list):
         return "[" + ", ".join(flow(v) for v in value) + "]"
     return scalar(value)
@@ -120,15 +143,28 @@ def block(value: Any, indent: int, flow_depth: int, depth: int = 0) -> list[str]
     pad = " " * indent
     lines: list[str] = []
     items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
-    for key, item in items:
-        head = f"{pad}{scalar(key)}:" if key is not None else f"{pad}-"
+    for name, item in items:
+        head = f"{pad}{key(name)}:" if name is not None else f"{pad}-"
         nested = isinstance(item, dict | list) and item and depth + 1 < flow_depth
         if nested:
-            lines.append(head)
+            lines.append(f"{head} &{item.name}" if isinstance(item, Anchored) else head)
             lines.extend(block(item, indent + 2, flow_depth, depth + 1))
         else:
             lines.append(f"{head} {flow(item)}")
     return lines
+
+
+def with_merge_keys(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`data` to render with `defaults` anchored and merged (`<<: *d`) into each family,
+    and the data that must load from it."""
+    defaults = data.get("defaults", {})
+    families = data.get("families", {})
+    rest = {k: v for k, v in data.items() if k not in ("defaults", "families")}
+    shown = {**rest, "defaults": Anchored("d", defaults)}  # the anchor before its aliases
+    shown["families"] = {f: {"<<": Alias("d"), **body} for f, body in families.items()}
+    loaded = {**rest, "defaults": defaults}
+    loaded["families"] = {f: {**defaults, **body} for f, body in families.items()}
+    return shown, loaded
 
 
 def render(data: dict[str, Any], flow_depth: int) -> str:
@@ -167,12 +203,16 @@ def load_text(tmp: Path, text: str, *, crlf: bool = False, bom: bool = False) ->
     flow_depth=st.integers(min_value=0, max_value=6),
     crlf=st.booleans(),
     bom=st.booleans(),
+    merge=st.booleans(),
 )
 def test_every_style_loads_the_same_model(
-    tmp_path: Path, data: dict[str, Any], flow_depth: int, crlf: bool, bom: bool
+    tmp_path: Path, data: dict[str, Any], flow_depth: int, crlf: bool, bom: bool, merge: bool
 ) -> None:
+    shown = data
+    if merge:  # anchors, aliases and merge keys: the families inherit by `<<: *d`
+        shown, data = with_merge_keys(data)
     expected = RootFile.model_validate(data)
-    text = render(data, flow_depth)
+    text = render(shown, flow_depth)
     loaded = load_text(tmp_path, text, crlf=crlf, bom=bom)
     assert loaded == data, text
     assert RootFile.model_validate(loaded) == expected
