@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
+from imagectl.manifest import yamlsource
 from imagectl.manifest.models import RootFile
 from imagectl.manifest.yamlsource import YamlSourceError, load_yaml
 
@@ -263,3 +264,21 @@ def test_a_syntax_error_is_still_located(tmp_path: Path) -> None:
     with pytest.raises(YamlSourceError) as info:
         load_yaml(path, "m.yaml")
     assert str(info.value).startswith("m.yaml:3:1: YAML syntax error:")
+
+
+def test_the_c_parser_reads_what_it_can_and_pure_python_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[bool] = []
+    real = yamlsource._parse
+
+    def spy(text: str, *, pure: bool) -> Any:
+        calls.append(pure)
+        return real(text, pure=pure)
+
+    monkeypatch.setattr(yamlsource, "_parse", spy)
+    load_text(tmp_path, "bases:\n  debian:\n    ref: registry.example:5000/debian:12\n")
+    assert calls == [False]  # block style: libyaml reads it, once
+    calls.clear()
+    load_text(tmp_path, "bases: {debian: {ref: registry.example:5000/debian:12}}\n")
+    assert calls == [False, True]  # libyaml refuses; the pure parser reads it
