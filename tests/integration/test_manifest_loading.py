@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from ruamel.yaml import YAML
 
 from devenv.registry import RegistryServer
 from tests.fixtures.oci import push_image
@@ -28,20 +29,6 @@ FLOW = (
     "bases: {{debian: {{ref: LOCALHOST:{port}/{repo}/upstream:12}}}}\n"
     "families: {{runtime: {{from: debian, images: {{base: {{context: base, version: '1.4'}}}}}}}}\n"
 )
-BLOCK = """\
-version: 1
-registry: localhost:{port}/{repo}
-bases:
-  debian:
-    ref: localhost:{port}/{repo}/upstream:12
-families:
-  runtime:
-    from: debian
-    images:
-      base:
-        context: base
-        version: "1.4"
-"""
 
 
 def imagectl(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -82,8 +69,13 @@ def test_flow_style_crlf_bom_uppercase_host_plans_like_block_style(
     flow = git_repo(tmp_path / "flow")
     text = FLOW.format(port=port, repo=repo).replace("\n", "\r\n")
     (flow / "imagectl.yaml").write_bytes(b"\xef\xbb\xbf" + text.encode())
-    block = git_repo(tmp_path / "block")
-    (block / "imagectl.yaml").write_text(BLOCK.format(port=port, repo=repo))
+    block = git_repo(tmp_path / "block")  # the same in block style, lowercase host, LF
+    data = YAML(typ="safe", pure=True).load(FLOW.format(port=port, repo=repo))
+    writer = YAML(typ="safe", pure=True)
+    writer.default_flow_style = False
+    with (block / "imagectl.yaml").open("w") as handle:
+        writer.dump(json.loads(json.dumps(data).replace("LOCALHOST", "localhost")), handle)
+    assert "{" not in (block / "imagectl.yaml").read_text()
 
     flow_plan, block_plan = plan_from_subdirectory(flow), plan_from_subdirectory(block)
     assert json.dumps(flow_plan, sort_keys=True) == json.dumps(block_plan, sort_keys=True)
