@@ -62,12 +62,7 @@ class YamlSource:
         seen.add(id(node))
         if isinstance(node, MappingNode):
             self.containers.add(path)
-            for key_node, value_node in node.value:
-                child = (*path, str(key_node.value))
-                mark = key_node.start_mark
-                self.key_pos.setdefault(child, (mark.line + 1, mark.column + 1))
-                self._value(child, value_node)
-                self._walk_nodes(value_node, child, depth + 1, seen)
+            self._walk_mapping(node, path, depth, seen)
         elif isinstance(node, SequenceNode):
             self.containers.add(path)
             for index, item in enumerate(node.value):
@@ -76,6 +71,17 @@ class YamlSource:
                 self.key_pos.setdefault(child, (mark.line + 1, mark.column + 1))
                 self._value(child, item)
                 self._walk_nodes(item, child, depth + 1, seen)
+
+    def _walk_mapping(self, node: MappingNode, path: KeyPath, depth: int, seen: set[int]) -> None:
+        # The constructor has flattened merge keys (`<<: *defaults`) into `node.value`:
+        # merged pairs first, the mapping's own after. Walking backwards, own keys win,
+        # and a merged key is located where it is written (at the anchor).
+        for key_node, value_node in reversed(node.value):
+            child = (*path, str(key_node.value))
+            mark = key_node.start_mark
+            self.key_pos.setdefault(child, (mark.line + 1, mark.column + 1))
+            self._value(child, value_node)
+            self._walk_nodes(value_node, child, depth + 1, seen)
 
     def _value(self, path: KeyPath, node: Node) -> None:
         mark = node.start_mark

@@ -282,3 +282,21 @@ def test_the_c_parser_reads_what_it_can_and_pure_python_the_rest(
     calls.clear()
     load_text(tmp_path, "bases: {debian: {ref: registry.example:5000/debian:12}}\n")
     assert calls == [False, True]  # libyaml refuses; the pure parser reads it
+
+
+def test_merge_keys_locate_own_keys_at_their_own_line(tmp_path: Path) -> None:
+    text = (
+        "defaults: &d\n"
+        "  network: host\n"
+        "  bump: patch\n"
+        "families:\n"
+        "  a:\n"
+        "    <<: *d\n"
+        "    network: none\n"
+    )
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    source = load_yaml(path, "m.yaml")
+    assert source.data["families"]["a"] == {"network": "none", "bump": "patch"}
+    assert str(source.location(("families", "a", "network"))) == "m.yaml:7:14"  # its own
+    assert str(source.location(("families", "a", "bump"))) == "m.yaml:3:9"  # the anchor's
