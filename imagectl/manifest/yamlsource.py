@@ -14,6 +14,7 @@ ruamel's YAML 1.2 resolver and constructor, so what loads is the same data.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
 MAX_DEPTH = 64
 BOM = "\ufeff"
+_VERSION_DIRECTIVE = re.compile(r"^%YAML\b", re.MULTILINE)
 
 
 class YamlSourceError(Exception):
@@ -144,6 +146,8 @@ def parse_document(text: str) -> tuple[Node | None, Any]:
     Raises what ruamel raises for a document neither parser reads (the pure
     parser's error: it is the one that speaks YAML 1.2).
     """
+    if _VERSION_DIRECTIVE.search(text):  # libyaml ignores it; `%YAML 1.1` changes what loads
+        return _parse(text, pure=True)
     try:
         return _parse(text, pure=False)
     except (ConstructorError, RecursionError):

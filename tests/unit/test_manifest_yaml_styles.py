@@ -205,15 +205,22 @@ def load_text(tmp: Path, text: str, *, crlf: bool = False, bom: bool = False) ->
     crlf=st.booleans(),
     bom=st.booleans(),
     merge=st.booleans(),
+    directive=st.booleans(),
 )
 def test_every_style_loads_the_same_model(
-    tmp_path: Path, data: dict[str, Any], flow_depth: int, crlf: bool, bom: bool, merge: bool
+    tmp_path: Path,
+    data: dict[str, Any],
+    flow_depth: int,
+    crlf: bool,
+    bom: bool,
+    merge: bool,
+    directive: bool,
 ) -> None:
     shown = data
     if merge:  # anchors, aliases and merge keys: the families inherit by `<<: *d`
         shown, data = with_merge_keys(data)
     expected = RootFile.model_validate(data)
-    text = render(shown, flow_depth)
+    text = ("%YAML 1.2\n---\n" if directive else "") + render(shown, flow_depth)
     loaded = load_text(tmp_path, text, crlf=crlf, bom=bom)
     assert loaded == data, text
     assert RootFile.model_validate(loaded) == expected
@@ -236,9 +243,10 @@ def test_every_style_loads_the_same_model(
             },
         ),
         ("%YAML 1.2\n---\na: [b:c]\n", {"a": ["b:c"]}),
+        ("%YAML 1.1\n---\na: yes\nb: 010\n", {"a": True, "b": 8}),  # libyaml ignores 1.1
     ],
 )
-def test_documents_libyaml_refuses_load_as_round_trip(
+def test_documents_libyaml_refuses_or_misreads_load_as_round_trip(
     tmp_path: Path, text: str, expected: dict[str, Any]
 ) -> None:
     for crlf in (False, True):
