@@ -122,9 +122,11 @@ def describe_error(
         return f"missing required key '{loc[-1]}'", ""
     if kind == "literal_error" or kind.startswith("bool_"):
         choices = choices_at(model, loc) if kind == "literal_error" else ["true", "false"]
+        # a number or boolean written in quotes: `version: "1"`
+        hint = "write it without quotes" if isinstance(value, str) and value in choices else ""
         if len(choices) == 1:
-            return f"must be {choices[0]}, not {shown(value, written)}", ""
-        return f"{shown(value, written)} is not one of: {', '.join(choices)}", ""
+            return f"must be {choices[0]}, not {shown(value, written)}", hint
+        return f"{shown(value, written)} is not one of: {', '.join(choices)}", hint
     if kind == "string_type":
         message = f"expected a string, got {described(value, written)}"
         if isinstance(value, bool | int | float) and not isinstance(value, str):

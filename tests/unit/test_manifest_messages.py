@@ -166,3 +166,8 @@ def test_empty_manifest_says_it_is_empty(tmp_path: Path) -> None:
 def test_an_unknown_error_kind_is_still_in_plain_words() -> None:
     error = {"type": "uuid_type", "loc": ("registry",), "msg": "Input should be a UUID", "input": 3}
     assert describe_error(RootFile, error, "3") == ("3 is not valid here", "")
+
+
+def test_a_quoted_schema_version_is_told_to_drop_the_quotes(tmp_path: Path) -> None:
+    (version,) = errors_for(tmp_path, RootFile, "version", '"1"')
+    assert (version.message, version.hint) == ("must be 1, not '1'", "write it without quotes")
