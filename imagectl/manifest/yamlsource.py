@@ -76,10 +76,15 @@ class YamlSource:
 
     def _walk_mapping(self, node: MappingNode, path: KeyPath, depth: int, seen: set[int]) -> None:
         # The constructor has flattened merge keys (`<<: *defaults`) into `node.value`:
-        # merged pairs first, the mapping's own after. Walking backwards, own keys win,
-        # and a merged key is located where it is written (at the anchor).
-        for key_node, value_node in reversed(node.value):
-            child = (*path, str(key_node.value))
+        # merged pairs first, the mapping's own after. Only the last pair of a key holds
+        # its value: own keys win, and a merged key is located where the anchor writes it.
+        # Document order is kept, so an anchor's content is located under the anchor.
+        last = {str(k.value): i for i, (k, _) in enumerate(node.value)}
+        for index, (key_node, value_node) in enumerate(node.value):
+            name = str(key_node.value)
+            if last[name] != index:
+                continue
+            child = (*path, name)
             mark = key_node.start_mark
             self.key_pos.setdefault(child, (mark.line + 1, mark.column + 1))
             self._value(child, value_node)
