@@ -56,6 +56,7 @@ class YamlSource:
     # the character span of each scalar value in `text`: the value exactly as written
     spans: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     containers: set[KeyPath] = field(default_factory=set)
+    merges: bool = False  # the text may hold merge keys (`<<:`)
 
     def _walk_nodes(self, node: Node, path: KeyPath, depth: int, seen: set[int]) -> None:
         # an alias is the same node object again: position it once, never expand it
@@ -79,10 +80,11 @@ class YamlSource:
         # merged pairs first, the mapping's own after. Only the last pair of a key holds
         # its value: own keys win, and a merged key is located where the anchor writes it.
         # Document order is kept, so an anchor's content is located under the anchor.
-        last = {str(k.value): i for i, (k, _) in enumerate(node.value)}
+        merged = self.merges  # else no key repeats: skip the bookkeeping
+        last = {str(k.value): i for i, (k, _) in enumerate(node.value)} if merged else {}
         for index, (key_node, value_node) in enumerate(node.value):
             name = str(key_node.value)
-            if last[name] != index:
+            if merged and last[name] != index:
                 continue
             child = (*path, name)
             mark = key_node.start_mark
@@ -211,6 +213,7 @@ def load_yaml(path: Path, display: str) -> YamlSource:
             Problem(Location(display, 1, 1), f"YAML error: {exc}".splitlines()[0])
         ) from None
     if node is not None:
+        source.merges = "<<" in text
         source._walk_nodes(node, (), 0, set())
     source.data = _Plain(source).convert(document, (), 0)
     return source
