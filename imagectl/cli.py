@@ -91,7 +91,7 @@ def _print_version(value: bool) -> None:
 class State:
     """Options given before the command."""
 
-    file: Path = Path("imagectl.yaml")
+    file: Path | None = None  # --file; None: found from the current directory up
 
 
 STATE = State()
@@ -100,11 +100,16 @@ STATE = State()
 @app.callback()
 def _root(
     file: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            "--file", "-f", help="Root manifest file.", envvar="IMAGECTL_FILE", metavar="PATH"
+            "--file",
+            "-f",
+            help="Root manifest file (default: imagectl.yaml here or in a parent, up to the "
+            "git root).",
+            envvar="IMAGECTL_FILE",
+            metavar="PATH",
         ),
-    ] = Path("imagectl.yaml"),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -119,19 +124,27 @@ def _root(
     STATE.file = file
 
 
+def manifest_path() -> Path:
+    """The root manifest: --file, else the nearest imagectl.yaml up to the git root."""
+    from imagectl.manifest.discover import find_manifest
+
+    return find_manifest(STATE.file, Path.cwd())
+
+
 def load(*, lock: bool = True) -> Manifest:
     """Load the manifest named by --file; with `lock`, check imagectl.lock first.
 
     The lock is read before the manifest so that a bad lock fails before
     anything (the manifest cache included) is written.
     """
+    path = manifest_path()
     if lock:
         from imagectl.lockfile import read_lock
 
-        read_lock(Path(os.path.abspath(STATE.file)).parent / "imagectl.lock")
+        read_lock(Path(os.path.abspath(path)).parent / "imagectl.lock")
     from imagectl.manifest.loader import load_manifest
 
-    return load_manifest(STATE.file)
+    return load_manifest(path)
 
 
 @app.command()
@@ -140,7 +153,7 @@ def validate() -> None:
     manifest = load(lock=False)
     count = len(manifest.images)
     out_console().print(
-        f"{STATE.file}: ok: {count} image{'s' if count != 1 else ''}, "
+        f"{manifest_path()}: ok: {count} image{'s' if count != 1 else ''}, "
         f"{len(manifest.bases)} external base{'s' if len(manifest.bases) != 1 else ''}, "
         f"{len(manifest.files)} file{'s' if len(manifest.files) != 1 else ''}"
     )
@@ -471,7 +484,7 @@ def daemon(
 
     raise typer.Exit(
         daemon_command(
-            STATE.file,
+            manifest_path(),
             interval=interval,
             once=once,
             jobs=jobs or (os.cpu_count() or 1),

@@ -71,7 +71,8 @@ class ManifestError(ImagectlError):
     """The manifest is invalid; carries every problem found, sorted by location."""
 
     def __init__(self, problems: list[Problem]) -> None:
-        self.problems = sorted(problems, key=lambda p: (p.location, p.key_path, p.message))
+        # one problem found from many images (a shared registry) is reported once
+        self.problems = sorted(set(problems), key=lambda p: (p.location, p.key_path, p.message))
         super().__init__("\n".join(str(p) for p in self.problems))
 
 

@@ -38,6 +38,7 @@ from ruamel.yaml.error import MarkedYAMLError
 
 from imagectl.errors import Location, LockFileError, Problem
 from imagectl.fsutil import atomic_write
+from imagectl.manifest.messages import describe_error
 
 LOCK_FORMAT = 1
 HEADER = "# imagectl.lock — written by imagectl; do not edit by hand."
@@ -427,6 +428,7 @@ def _validation_problems(exc: ValidationError, doc: Any, display: str) -> list[P
     for error in exc.errors():
         loc = tuple(error["loc"])
         kind = error["type"]
+        hint = ""
         if kind == "extra_forbidden":
             message = f"unknown key '{loc[-1]}'"
             line, col = _position(doc, loc, at_key=True)
@@ -434,9 +436,9 @@ def _validation_problems(exc: ValidationError, doc: Any, display: str) -> list[P
             message = f"missing key '{loc[-1]}'"
             line, col = _position(doc, loc[:-1], at_key=True)
         else:
-            message = str(error["msg"])
+            message, hint = describe_error(Lock, error)  # in plain words, not pydantic's
             line, col = _position(doc, loc, at_key=False)
-        problems.append(Problem(Location(display, line, col), message, _key_path(loc)))
+        problems.append(Problem(Location(display, line, col), message, _key_path(loc), hint))
     return sorted(problems, key=lambda p: (p.location, p.key_path))
 
 

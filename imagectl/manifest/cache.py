@@ -28,7 +28,7 @@ from imagectl.errors import Location
 from imagectl.fsutil import atomic_write, state_dir
 from imagectl.manifest.models import BaseConfig, ImageConfig, Manifest, SecretRef
 
-FORMAT = 1
+FORMAT = 2  # 2: references normalised (hosts lowercased) when resolved
 
 
 def cache_file(root: Path) -> Path:

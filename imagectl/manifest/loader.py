@@ -6,11 +6,8 @@ once in one `ManifestError`.
 
 from __future__ import annotations
 
-import difflib
 import glob
 import os
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from imagectl.errors import Location, ManifestError, Problem
+from imagectl.manifest.messages import describe_error, described
 from imagectl.manifest.models import IncludedFile, Manifest, RootFile
 from imagectl.manifest.yamlsource import (
     KeyPath,
@@ -46,75 +44,14 @@ def display_path(path: Path, root_dir: Path) -> str:
         return str(path)
 
 
-def _unwrap(annotation: Any) -> Any:
-    """Strip Optional/Annotated wrappers from a type annotation."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _unwrap(args[0]) if len(args) == 1 else annotation
-    if origin is typing.Annotated:
-        return _unwrap(typing.get_args(annotation)[0])
-    return annotation
-
-
-def allowed_keys(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
-    """The keys the model accepts at `loc` (the mapping that holds an unknown key)."""
-    current: Any = model
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = next(
-                (f for n, f in current.model_fields.items() if (f.alias or n) == part), None
-            )
-            if field is None:
-                return []
-            current = field.annotation
-            continue
-        origin = typing.get_origin(current)
-        if origin in (dict, list):
-            current = typing.get_args(current)[-1]
-            continue
-        return []
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or n for n, f in current.model_fields.items()]
-    return []
-
-
 def _problem_from_error(source: YamlSource, model: type[BaseModel], error: Any) -> Problem:
     loc: KeyPath = tuple(error["loc"])
-    kind = error["type"]
-    message = str(error["msg"]).removeprefix("Value error, ")
-    hint = ""
-    if kind == "extra_forbidden":
-        key = str(loc[-1])
-        keys = allowed_keys(model, loc[:-1])
-        close = difflib.get_close_matches(key, keys, n=1, cutoff=0.6)
-        message = f"unknown key '{key}'"
-        hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(sorted(keys))}"
+    message, hint = describe_error(model, error, source.written(loc))
+    if error["type"] == "extra_forbidden":
         return Problem(source.location(loc, key=True), message, format_key_path(loc), hint)
-    if kind == "missing":
-        message = f"missing required key '{loc[-1]}'"
+    if error["type"] == "missing":
         return Problem(source.location(loc[:-1], key=True), message, format_key_path(loc))
-    if loc and loc[-1] == "version" and kind in ("string_type", "literal_error"):
-        given = error.get("input")
-        if isinstance(given, float | int) and kind == "string_type":
-            written = _written(source, loc) or str(given)
-            message = f"version must be a string, got the number {given}"
-            hint = f'quote it: version: "{written}"'
-            if written != str(given):
-                hint += f"; unquoted, {written} is the number {given}"
     return Problem(source.location(loc), message, format_key_path(loc), hint)
-
-
-def _written(source: YamlSource, loc: KeyPath) -> str | None:
-    """The plain scalar at `loc` exactly as written in the file (e.g. `1.10`), if known."""
-    location = source.location(loc)
-    lines = source.text.splitlines()
-    if not 0 < location.line <= len(lines) or location.col <= 0:
-        return None
-    token = lines[location.line - 1][location.col - 1 :].split("#", 1)[0].strip()
-    return token if token and token.replace(".", "").replace("_", "").isalnum() else None
 
 
 def _validate(
@@ -122,9 +59,13 @@ def _validate(
 ) -> tuple[IncludedFile | None, list[Problem]]:
     data = source.data
     if data is None:
-        data = {}
+        if model is RootFile:
+            hint = "start it with `version: 1` and `registry: HOST/NAMESPACE`"
+            return None, [Problem(source.location(()), "the manifest is empty", hint=hint)]
+        data = {}  # an empty included file adds nothing
     if not isinstance(data, dict):
-        return None, [Problem(source.location(()), "the file must hold a YAML mapping")]
+        kind = described(data, source.written(()))
+        return None, [Problem(source.location(()), f"the file must hold a mapping, not {kind}")]
     try:
         return model.model_validate(data), []
     except ValidationError as exc:

@@ -32,6 +32,7 @@ from imagectl.manifest.models import (
     SecretRef,
     Settings,
 )
+from imagectl.manifest.refs import normalise_reference, normalise_registry
 from imagectl.manifest.yamlsource import KeyPath, YamlSource, format_key_path
 from imagectl.plan.graph import ImageGraph
 from imagectl.plan.schedules import ScheduleError, parse_schedule
@@ -82,11 +83,13 @@ class _Resolver:
                     other = self.bases[name].location
                     self.problem(src, where, f"base '{name}' is also defined at {other}")
                     continue
+                ref = spec.ref
                 try:
-                    parse_reference(spec.ref)
+                    ref = normalise_reference(spec.ref)
+                    parse_reference(ref)
                 except InvalidReferenceError as exc:
                     self.problem(src, (*where, "ref"), str(exc))
-                self.bases[name] = BaseConfig(name, spec.ref, src.location(where, key=True))
+                self.bases[name] = BaseConfig(name, ref, src.location(where, key=True))
             for fname, family in loaded.model.families.items():
                 if fname in self.families:
                     other_src = self.families[fname][1].source
@@ -144,8 +147,9 @@ class _Resolver:
         where = (*level.path, "from")
         if base in self.image_defs or base in self.bases:
             return str(base)
-        if any(ch in base for ch in "/:@."):
+        if any(ch in base for ch in "/:@.") or base != base.strip():
             try:
+                base = normalise_reference(base)
                 parse_reference(base)
             except InvalidReferenceError as exc:
                 self.problem(level.source, where, str(exc))
@@ -221,9 +225,9 @@ class _Resolver:
                     f"'{platform}' is not a platform",
                     "write os/arch[/variant], e.g. linux/amd64",
                 )
-        registry = self.setting(levels, "registry")[0] or root_file.model.registry
-        if NAME_RE.fullmatch(name):  # an invalid name is reported already
-            self.check_registry(registry, name, levels)
+        registry = self.check_registry(
+            self.setting(levels, "registry")[0] or root_file.model.registry, name, levels
+        )
         args = self.merged(levels, "args")
         for key in args:
             if not ARG_RE.fullmatch(key) or key == "BASE_IMAGE":
@@ -266,13 +270,17 @@ class _Resolver:
             timeout=timeout or DEFAULT_TIMEOUT,
         )
 
-    def check_registry(self, registry: str, name: str, levels: Sequence[Level]) -> None:
+    def check_registry(self, registry: str, name: str, levels: Sequence[Level]) -> str:
+        """The registry normalised (host lowercased); a problem when it is invalid."""
         try:
-            parse_reference(f"{registry.rstrip('/')}/{name}")
+            registry = normalise_registry(registry)
+            if NAME_RE.fullmatch(name):  # an invalid name is reported already
+                parse_reference(f"{registry.rstrip('/')}/{name}")
         except InvalidReferenceError as exc:
             reg_level = self.setting(levels, "registry")[1]
             where = (*reg_level.path, "registry") if reg_level else ("registry",)
             self.problem((reg_level or levels[0]).source, where, str(exc))
+        return registry
 
     def check_tags(
         self,

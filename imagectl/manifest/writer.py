@@ -21,6 +21,7 @@ from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
 from imagectl.errors import Location, ManifestError, Problem
 from imagectl.fsutil import atomic_write
+from imagectl.manifest.refs import lower_host
 from imagectl.manifest.yamlsource import format_key_path
 from imagectl.registry.reference import InvalidReferenceError, parse_reference
 
@@ -147,7 +148,7 @@ def rewrite_digests(
     """
     changes: list[DigestChange] = []
     for site in find_ref_sites(text, display):
-        new_digest = updates.get(site.value)
+        new_digest = updates.get(lower_host(site.value))  # the loader lowercases hosts
         if new_digest is None:
             continue
         try:

@@ -1,20 +1,28 @@
 """Read one YAML file into plain data plus the position of every key and value.
 
-ruamel.yaml's (C) safe loader gives plain dicts/lists, which pydantic validates;
+ruamel.yaml's safe loader gives plain dicts/lists, which pydantic validates;
 its composer's node marks give the line/column of every key and value, so that
 any later problem can be reported as `file:line:col: key.path: message`.
+
+Two parsers, one result: the C parser (libyaml, fast) is tried first. libyaml
+scans YAML 1.1 and refuses some valid YAML 1.2 (a `:` inside a plain scalar in
+flow style, as in `{ref: registry.example:5000/debian:12}`); whenever it
+refuses a document, ruamel's pure-Python parser, the one its round-trip loader
+uses, reads it again and has the last word, its error included. Both share
+ruamel's YAML 1.2 resolver and constructor, so what loads is the same data.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ruamel.yaml import YAML
-from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError
-from ruamel.yaml.nodes import MappingNode, Node, SequenceNode
+from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from imagectl.errors import Location, Problem
 
@@ -23,6 +31,8 @@ KeyPath = tuple[str | int, ...]
 MAX_FILE_BYTES = 2 * 1024 * 1024
 MAX_NODES = 200_000
 MAX_DEPTH = 64
+BOM = "\ufeff"
+_VERSION_DIRECTIVE = re.compile(r"^%YAML\b", re.MULTILINE)
 
 
 class YamlSourceError(Exception):
@@ -35,11 +45,7 @@ class YamlSourceError(Exception):
 
 @dataclass
 class YamlSource:
-    """A YAML document as plain data, with positions for its keys and values.
-
-    Data comes from ruamel's fast (C) safe loader; positions from its composer,
-    computed when a location is first asked for.
-    """
+    """A YAML document as plain data, with positions for its keys and values."""
 
     path: Path
     display: str
@@ -47,19 +53,10 @@ class YamlSource:
     text: str = ""
     key_pos: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     value_pos: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
+    # the character span of each scalar value in `text`: the value exactly as written
+    spans: dict[KeyPath, tuple[int, int]] = field(default_factory=dict)
     containers: set[KeyPath] = field(default_factory=set)
-    positioned: bool = False
-
-    def _ensure_positions(self) -> None:
-        if self.positioned:
-            return
-        self.positioned = True
-        try:
-            node = YAML(typ="safe", pure=False).compose(self.text)
-        except Exception:  # the loader accepted it; positions are best effort
-            return
-        if node is not None:
-            self._walk_nodes(node, (), 0, set())
+    merges: bool = False  # the text may hold merge keys (`<<:`)
 
     def _walk_nodes(self, node: Node, path: KeyPath, depth: int, seen: set[int]) -> None:
         # an alias is the same node object again: position it once, never expand it
@@ -68,28 +65,51 @@ class YamlSource:
         seen.add(id(node))
         if isinstance(node, MappingNode):
             self.containers.add(path)
-            for key_node, value_node in node.value:
-                child = (*path, str(key_node.value))
-                mark = key_node.start_mark
-                self.key_pos.setdefault(child, (mark.line + 1, mark.column + 1))
-                vmark = value_node.start_mark
-                self.value_pos.setdefault(child, (vmark.line + 1, vmark.column + 1))
-                self._walk_nodes(value_node, child, depth + 1, seen)
+            self._walk_mapping(node, path, depth, seen)
         elif isinstance(node, SequenceNode):
             self.containers.add(path)
             for index, item in enumerate(node.value):
                 child = (*path, index)
                 mark = item.start_mark
                 self.key_pos.setdefault(child, (mark.line + 1, mark.column + 1))
-                self.value_pos.setdefault(child, (mark.line + 1, mark.column + 1))
+                self._value(child, item)
                 self._walk_nodes(item, child, depth + 1, seen)
+
+    def _walk_mapping(self, node: MappingNode, path: KeyPath, depth: int, seen: set[int]) -> None:
+        # The constructor has flattened merge keys (`<<: *defaults`) into `node.value`:
+        # merged pairs first, the mapping's own after. Only the last pair of a key holds
+        # its value: own keys win, and a merged key is located where the anchor writes it.
+        # Document order is kept, so an anchor's content is located under the anchor.
+        merged = self.merges  # else no key repeats: skip the bookkeeping
+        last = {str(k.value): i for i, (k, _) in enumerate(node.value)} if merged else {}
+        for index, (key_node, value_node) in enumerate(node.value):
+            name = str(key_node.value)
+            if merged and last[name] != index:
+                continue
+            child = (*path, name)
+            mark = key_node.start_mark
+            self.key_pos.setdefault(child, (mark.line + 1, mark.column + 1))
+            self._value(child, value_node)
+            self._walk_nodes(value_node, child, depth + 1, seen)
+
+    def _value(self, path: KeyPath, node: Node) -> None:
+        mark = node.start_mark
+        self.value_pos.setdefault(path, (mark.line + 1, mark.column + 1))
+        if isinstance(node, ScalarNode):
+            self.spans.setdefault(path, (mark.index, node.end_mark.index))
+
+    def written(self, path: KeyPath) -> str | None:
+        """The scalar at `path` exactly as written in the file (`1.10`, `'x'`), if known."""
+        span = self.spans.get(path)
+        if span is None:
+            return None
+        return self.text[span[0] : span[1]].strip() or None
 
     def location(self, path: KeyPath, *, key: bool = False) -> Location:
         """The best-known location for `path`: its key or value, else its nearest parent.
 
         A mapping or list is located at its key: that is where a reader looks.
         """
-        self._ensure_positions()
         table = self.key_pos if key or path in self.containers else self.value_pos
         probe = path
         while True:
@@ -118,6 +138,46 @@ def _mark_location(display: str, mark: Any) -> Location:
     return Location(display, int(mark.line) + 1, int(mark.column) + 1)
 
 
+def _parse(text: str, *, pure: bool) -> tuple[Node | None, Any]:
+    """One parse: the node tree (for positions) and the data built from it."""
+    yaml = YAML(typ="safe", pure=pure)
+    yaml.allow_duplicate_keys = False
+    node = yaml.compose(text)
+    document = yaml.constructor.construct_document(node) if node is not None else None
+    return node, document
+
+
+def parse_document(text: str) -> tuple[Node | None, Any]:
+    """Parse `text` as the round-trip loader would: the C parser if it can, else pure Python.
+
+    Raises what ruamel raises for a document neither parser reads (the pure
+    parser's error: it is the one that speaks YAML 1.2).
+    """
+    if _VERSION_DIRECTIVE.search(text):  # libyaml ignores it; `%YAML 1.1` changes what loads
+        return _parse(text, pure=True)
+    try:
+        return _parse(text, pure=False)
+    except (ConstructorError, RecursionError):
+        raise  # raised after parsing: the pure parser would build the same and fail the same
+    except Exception:  # libyaml refused: YAML 1.2 that 1.1 does not allow, or an error
+        return _parse(text, pure=True)
+
+
+def _decode(raw: bytes, display: str) -> str:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise YamlSourceError(
+            Problem(
+                Location(display, line, col), "file is not valid UTF-8", hint="save it as UTF-8"
+            )
+        ) from None
+    # a byte order mark is invisible in editors: columns are counted without it
+    return text.removeprefix(BOM)
+
+
 def load_yaml(path: Path, display: str) -> YamlSource:
     """Load `path`; raise YamlSourceError with a located problem if it is not valid YAML."""
     try:
@@ -130,23 +190,10 @@ def load_yaml(path: Path, display: str) -> YamlSource:
         raise YamlSourceError(
             Problem(Location(display), f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}")
         )
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise YamlSourceError(
-            Problem(
-                Location(display, line, col), "file is not valid UTF-8", hint="save it as UTF-8"
-            )
-        ) from None
-    yaml = YAML(typ="safe", pure=False)  # the C loader when ruamel.yaml.clib is installed
-    yaml.allow_duplicate_keys = False
+    text = _decode(raw, display)
     source = YamlSource(path=path, display=display, data=None, text=text)
     try:
-        # one parse: the node tree gives both the data and every position
-        node = yaml.compose(text)
-        document = yaml.constructor.construct_document(node) if node is not None else None
+        node, document = parse_document(text)
     except DuplicateKeyError as exc:
         key = str(exc.problem or "duplicate key").strip()
         raise YamlSourceError(
@@ -165,8 +212,8 @@ def load_yaml(path: Path, display: str) -> YamlSource:
         raise YamlSourceError(
             Problem(Location(display, 1, 1), f"YAML error: {exc}".splitlines()[0])
         ) from None
-    source.positioned = True
     if node is not None:
+        source.merges = "<<" in text
         source._walk_nodes(node, (), 0, set())
     source.data = _Plain(source).convert(document, (), 0)
     return source

@@ -263,8 +263,10 @@ def test_wrong_types_are_located(lock_path: Path) -> None:
     tags_line = lines.index('    tags: "1.4.3"') + 1
     message = str(info.value).splitlines()
     assert message == [
-        f"{lock_path}:{version_line}:14: images.base.version: Input should be a valid string",
-        f"{lock_path}:{tags_line}:11: images.base.tags: Input should be a valid list",
+        f"{lock_path}:{version_line}:14: images.base.version: expected a string, "
+        'got the number 1.4 (quote it: "1.4")',
+        f"{lock_path}:{tags_line}:11: images.base.tags: expected a list, "
+        "got the string '1.4.3' (write [a, b] or one '- a' per line)",
     ]
 
 
