@@ -26,7 +26,7 @@ from imagectl.apply.engine import (
     state_dir,
 )
 from imagectl.errors import PlanError, UsageError
-from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
+from imagectl.lockfile import Lock, read_lock, write_lock
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
 from imagectl.output import github
@@ -40,6 +40,7 @@ from imagectl.output.progress import Progress, summary_counts, summary_table
 from imagectl.pipeline import compute_plan, make_client
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
+from imagectl.recovery import record_of
 from imagectl.repolock import RepoLock
 
 EXIT_INTERRUPTED = 130
@@ -94,7 +95,20 @@ def plan_command(
             console.print(f"Saved plan to {out}; apply it with `imagectl apply {out}`.")
     _github_plan_outputs(plan)
     github.write_summary(plan_markdown(plan))
+    _refuse_blocked(plan)
     return 1 if plan.changed else 0
+
+
+def _refuse_blocked(plan: Plan) -> None:
+    """Exit 1 when an image of the plan cannot be built as planned (apply fails it alone)."""
+    blocked = plan.blocked
+    if blocked:
+        count = len(blocked)
+        raise PlanError(
+            f"{count} image{'s' if count != 1 else ''} cannot be built as planned "
+            "(apply fails them alone; the other images go on):\n"
+            + "\n".join(f"  {a.image}: {a.blocked}" for a in blocked)
+        )
 
 
 def _check_saved_inputs(manifest: Manifest, plan: Plan) -> None:
@@ -202,19 +216,7 @@ def _record_recovered(
         image = manifest.images.get(name)
         if image is None or (record is not None and record.digest == state.digest):
             continue
-        lock = lock.with_image(
-            name,
-            ImageRecord(
-                repository=image.repository,
-                version=state.version,
-                digest=state.digest,
-                tags=list(state.tags),
-                base=BaseRecord(ref=state.base_ref, digest=state.base_digest),
-                inputs=state.inputs,
-                built_at=state.built_at,
-                revision=None,
-            ),
-        )
+        lock = lock.with_image(name, record_of(state))
         recovered.append(f"{name} {state.version} (recovered from the registry)")
     if not recovered:
         return

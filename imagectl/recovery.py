@@ -27,6 +27,7 @@ from imagectl.labels import (
     LABEL_REVISION,
     LABEL_VERSION,
 )
+from imagectl.lockfile import BaseRecord, ImageRecord
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import BuiltState, Observed, Plan, StaleReason
 from imagectl.plan.plan import current_floating_tags
@@ -73,6 +74,20 @@ def state_from_labels(
         repository=image.repository,
         revision=labels.get(LABEL_REVISION, ""),
         history={**(history or {}), version: digest},
+    )
+
+
+def record_of(state: BuiltState) -> ImageRecord:
+    """The lock record of a build the registry holds (no git-ops revision: not built here)."""
+    return ImageRecord(
+        repository=state.repository,
+        version=state.version,
+        digest=state.digest,
+        tags=list(state.tags),
+        base=BaseRecord(ref=state.base_ref, digest=state.base_digest),
+        inputs=state.inputs,
+        built_at=state.built_at,
+        revision=None,
     )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from imagectl.builders import get_builder
 from imagectl.builders.base import Builder, BuildRequest, SecretSpec
-from imagectl.errors import BuildError, ImagectlError, RegistryError
+from imagectl.errors import BuildError, ImagectlError, PlanError, RegistryError
 from imagectl.labels import (
     LABEL_BASE_DIGEST,
     LABEL_CREATED,
@@ -31,8 +31,9 @@ from imagectl.labels import (
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
-from imagectl.plan.tags import may_move_floating
-from imagectl.registry import RegistryClient, parse_reference
+from imagectl.plan.tags import conflict_message, may_move_floating
+from imagectl.recovery import is_our_build, record_of, state_from_labels
+from imagectl.registry import Reference, RegistryClient, parse_reference
 
 Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
 
@@ -48,6 +49,16 @@ def fault_point(image: str, step: str, env: Mapping[str, str] | None = None) -> 
     wanted = (os.environ if env is None else env).get(FAULT_KILL_ENV)
     if wanted and wanted == f"{image}:{step}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A floating tag whose current holder is the build of that very version."""
+
+    tag: str
+    template: str
+    version: str
+    digest: str
 
 
 @dataclass
@@ -210,6 +221,8 @@ class ImageRunner:
 
     def _run(self, name: str, outcome: Outcome) -> None:
         action = self.actions[name]
+        if action.blocked:
+            raise PlanError(action.blocked)  # reported by plan; nothing is built or pushed
         image = self.ctx.manifest.images[name]
         base_pinned, base_digest = self.base_image(action)
         self.step(name, "start")
@@ -238,10 +251,20 @@ class ImageRunner:
         outcome.digest = digest
         self.verify(action, digest)
         self.step(name, "verified")
-        moved, held = self.move_floating(action, digest)
+        moved, held, conflicts = self.move_floating(action, digest)
         outcome.tags_moved, outcome.tags_held = moved, held
-        self.record(action, digest, base_digest, moved)
+        if moved:
+            self.verify(action, digest)  # the tags moved to what the immutable tag names
+        self.record(action, digest, base_digest, moved, conflicts)
         self.step(name, "recorded")
+        if conflicts:
+            repository = action.repository
+            raise RegistryError(
+                "; ".join(
+                    conflict_message(c.tag, c.template, repository, c.version, c.digest)
+                    for c in conflicts
+                )
+            )
 
     def pushed_is_ours(self, action: Action, digest: str, req: BuildRequest) -> bool:
         """Whether the builder pushed this run's build (True) or an identical one (False).
@@ -267,23 +290,55 @@ class ImageRunner:
         return labels.get(LABEL_CREATED) == req.labels.get(LABEL_CREATED)
 
     def verify(self, action: Action, digest: str) -> None:
+        """Re-read the immutable tag: it must name `digest`, else this run lost a race.
+
+        Raises:
+            RegistryError: "lost a race"; the lock then records the registry's build.
+        """
         ref = parse_reference(action.repository).with_tag(action.immutable_tag)
         info = self.ctx.client.head_manifest(ref)
-        if info is None or info.digest != digest:
-            raise RegistryError(
-                f"{action.image}: {ref} resolves to {info.digest if info else 'nothing'}, "
-                f"not the pushed {digest}"
-            )
+        if info is not None and info.digest == digest:
+            return
+        theirs = info.digest if info else "nothing"
+        if info is not None:
+            self.record_registry_truth(action, ref, info.digest)
+        raise RegistryError(
+            f"{action.image}: lost a race: {ref} names {theirs} now, not the {digest} this run "
+            "pushed (another apply pushed the same version meanwhile); an immutable tag is "
+            "never repointed, so this build is not recorded: the lock records what the "
+            "registry holds, and the next `imagectl apply` plans from there"
+        )
 
-    def move_floating(self, action: Action, digest: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def record_registry_truth(self, action: Action, ref: Reference, digest: str) -> None:
+        """Record the build the registry holds under `ref` when it is one of ours."""
+        labels = self.ctx.client.image_config(ref).labels
+        if not is_our_build(labels, action.to_version):
+            return
+        image = self.ctx.manifest.images[action.image]
+        state = state_from_labels(image, action.to_version, digest, labels)
+        self.recorder.record(action.image, record_of(state), {})
+
+    def move_floating(
+        self, action: Action, digest: str
+    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Conflict, ...]]:
+        """Move the floating tags forward only; never one that names an immutable tag.
+
+        Returns:
+            (tags moved, tags held by a newer version, tags that are immutable tags of
+            other builds of the repository, per their holders' version labels).
+        """
         repo = parse_reference(action.repository)
         source = repo.with_digest(digest)
         moved: list[str] = []
         held: list[str] = list(action.held_tags)
+        conflicts: list[Conflict] = []
         for tag in action.floating_tags:
             current = self.ctx.client.head_manifest(repo.with_tag(tag))
             if current is not None and current.digest != digest:
                 holder = self.ctx.client.image_config(repo.with_tag(tag)).labels.get(LABEL_VERSION)
+                if holder == tag:
+                    conflicts.append(Conflict(tag, action.template_of(tag), holder, current.digest))
+                    continue
                 if holder and not may_move_floating(action.to_version, holder):
                     held.append(tag)
                     continue
@@ -291,9 +346,24 @@ class ImageRunner:
                 self.ctx.client.retag(source, tag)
             moved.append(tag)
             self.step(action.image, f"tagged:{tag}")
-        return tuple(moved), tuple(held)
+        return tuple(moved), tuple(held), tuple(conflicts)
 
-    def record(self, action: Action, digest: str, base_digest: str, moved: tuple[str, ...]) -> None:
+    def record(
+        self,
+        action: Action,
+        digest: str,
+        base_digest: str,
+        moved: tuple[str, ...],
+        conflicts: tuple[Conflict, ...] = (),
+    ) -> None:
+        """Record the image; a retag keeps the build's own time and revision."""
+        known = {c.version: c.digest for c in conflicts}  # other builds of the repository
+        previous = self.recorder.lock.images.get(action.image)
+        if action.retag_only and previous is not None and previous.digest == digest:
+            tags = [action.immutable_tag, *moved]
+            record = previous.model_copy(update={"tags": tags, "versions": known})
+            self.recorder.record(action.image, record, {})
+            return
         bases: dict[str, BaseRecord] = {}
         if not action.base.internal:
             bases[action.base.name] = BaseRecord(ref=action.base.ref, digest=base_digest)
@@ -306,7 +376,7 @@ class ImageRunner:
             inputs=action.inputs,
             built_at=self.ctx.now().astimezone(UTC).replace(microsecond=0),
             revision=self.ctx.revision,
-            versions={},
+            versions=known,
         )
         self.recorder.record(action.image, record, bases)
 
