@@ -177,7 +177,7 @@ def apply_command(
                 manifest, client, now=now, options=options, refresh=refresh
             )
             if push:
-                _record_recovered(manifest, observed, git=git, author=author, console=console)
+                _record_recovered(manifest, plan, observed, git=git, author=author, console=console)
         if not plan.actions:
             console.print(summary_line(plan))
             console.print("Nothing to do: every image is up to date.")
@@ -198,6 +198,7 @@ def apply_command(
 
 def _record_recovered(
     manifest: Manifest,
+    plan: Plan,
     observed: Observed,
     *,
     git: bool,
@@ -208,13 +209,18 @@ def _record_recovered(
 
     A lost lock (or one behind the registry, e.g. after builds on other runners)
     is restored from the images' labels, and committed like any apply's record.
+    An image whose floating tags must be put back is recorded by its action
+    instead, once they are: until then the lock must not say it is done.
     """
     lock = read_lock(manifest.lock_path) or Lock()
     recovered: list[str] = []
+    retag = {a.image for a in plan.actions if a.retag_only}
     for name, state in sorted(observed.built.items()):
         record = lock.images.get(name)
         image = manifest.images.get(name)
-        if image is None or (record is not None and record.digest == state.digest):
+        if image is None or name in retag:
+            continue
+        if record is not None and record.digest == state.digest:
             continue
         lock = lock.with_image(name, record_of(state))
         recovered.append(f"{name} {state.version} (recovered from the registry)")

@@ -267,6 +267,7 @@ def settle(
         found = client.resolve_many(refs.values()) if refs else {}
         built = dict(observed.built)
         taken = dict(observed.taken)
+        drift = dict(observed.tag_drift)
         for action in todo:
             info = found.get(refs[action.image])
             checked.add((action.image, action.to_version))
@@ -286,9 +287,13 @@ def settle(
                 continue
             recorded = built.get(action.image)
             history = {**(recorded.history if recorded else {}), **recovered.state.history}
-            built[action.image] = replace(recovered.state, history=history)
+            state = replace(recovered.state, history=history)
+            built[action.image] = state
+            drifted = tag_drift(client, image, state)
+            if drifted is not None:
+                drift[action.image] = drifted
         if built == observed.built and taken == observed.taken:
             return plan, observed
-        observed = replace(observed, built=built, taken=taken)
+        observed = replace(observed, built=built, taken=taken, tag_drift=drift)
         plan = make(observed)
     return plan, observed

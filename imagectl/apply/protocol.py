@@ -181,8 +181,10 @@ class ImageRunner:
             env=dict(self.ctx.env),
         )
 
-    def existing(self, action: Action, base_digest: str) -> str | None:
-        """The digest of an identical build already under the immutable tag (crash recovery).
+    def existing(self, action: Action, base_digest: str) -> tuple[str, Mapping[str, str]] | None:
+        """The digest and labels of an identical build already under the immutable tag.
+
+        That is crash recovery (an earlier run died after its push), or a retag.
 
         Raises:
             RegistryError: the tag exists and holds a different build.
@@ -203,7 +205,7 @@ class ImageRunner:
                 f"(inputs or base differ); an immutable tag is never overwritten — "
                 "someone else pushed this version; re-run `imagectl plan --refresh`"
             )
-        return info.digest
+        return info.digest, labels
 
     def run(self, name: str) -> None:
         outcome = self.outcomes[name]
@@ -226,8 +228,10 @@ class ImageRunner:
         image = self.ctx.manifest.images[name]
         base_pinned, base_digest = self.base_image(action)
         self.step(name, "start")
-        digest = self.existing(action, base_digest) if self.ctx.push else None
-        if digest is not None:
+        found = self.existing(action, base_digest) if self.ctx.push else None
+        labels: Mapping[str, str] = found[1] if found else {}
+        if found is not None:
+            digest = found[0]
             outcome.state = "adopted"
             self.step(name, "adopted")
         else:
@@ -245,7 +249,7 @@ class ImageRunner:
                 digest = builder.push(req)
                 ours = self.pushed_is_ours(action, digest, req)
             else:
-                digest = again
+                digest = again[0]
             self.step(name, "pushed")
             outcome.state = "built" if ours else "adopted"
         outcome.digest = digest
@@ -255,7 +259,7 @@ class ImageRunner:
         outcome.tags_moved, outcome.tags_held = moved, held
         if moved:
             self.verify(action, digest)  # the tags moved to what the immutable tag names
-        self.record(action, digest, base_digest, moved, conflicts)
+        self.record(action, digest, base_digest, moved, conflicts, labels)
         self.step(name, "recorded")
         if conflicts:
             repository = action.repository
@@ -355,13 +359,20 @@ class ImageRunner:
         base_digest: str,
         moved: tuple[str, ...],
         conflicts: tuple[Conflict, ...] = (),
+        labels: Mapping[str, str] | None = None,
     ) -> None:
-        """Record the image; a retag keeps the build's own time and revision."""
+        """Record the image; a retag keeps the build's own record (or its labels' facts)."""
         known = {c.version: c.digest for c in conflicts}  # other builds of the repository
-        previous = self.recorder.lock.images.get(action.image)
-        if action.retag_only and previous is not None and previous.digest == digest:
-            tags = [action.immutable_tag, *moved]
-            record = previous.model_copy(update={"tags": tags, "versions": known})
+        tags = [action.immutable_tag, *moved]
+        if action.retag_only:
+            previous = self.recorder.lock.images.get(action.image)
+            if previous is None or previous.digest != digest:
+                image = self.ctx.manifest.images[action.image]
+                previous = record_of(
+                    state_from_labels(image, action.to_version, digest, labels or {})
+                )
+            versions = {**previous.versions, **known}
+            record = previous.model_copy(update={"tags": tags, "versions": versions})
             self.recorder.record(action.image, record, {})
             return
         bases: dict[str, BaseRecord] = {}
@@ -371,7 +382,7 @@ class ImageRunner:
             repository=action.repository,
             version=action.to_version,
             digest=digest,
-            tags=[action.immutable_tag, *moved],
+            tags=tags,
             base=BaseRecord(ref=action.base.ref, digest=base_digest),
             inputs=action.inputs,
             built_at=self.ctx.now().astimezone(UTC).replace(microsecond=0),
