@@ -121,8 +121,10 @@ def recover_image(client: RegistryClient, image: ImageConfig) -> Recovered:
     return Recovered(state, newest, history)
 
 
-def tag_drift(client: RegistryClient, image: ImageConfig, state: BuiltState) -> StaleReason | None:
-    """`tag-missing` / `tag-moved` when a floating tag of the current build is not on it.
+def tag_drift(
+    client: RegistryClient, image: ImageConfig, state: BuiltState
+) -> tuple[StaleReason, ...]:
+    """`tag-missing` / `tag-moved` when floating tags of the current build are not on it.
 
     A tag held by a newer build is not drift (floating tags move forward only).
     """
@@ -143,10 +145,7 @@ def tag_drift(client: RegistryClient, image: ImageConfig, state: BuiltState) -> 
             holder = client.image_config(repo.with_tag(tag.name)).labels.get(LABEL_VERSION, "")
             if not (is_version_tag(holder) and version_key(holder) > version_key(state.version)):
                 reasons.add(StaleReason.TAG_MOVED)
-    for reason in (StaleReason.TAG_MISSING, StaleReason.TAG_MOVED):
-        if reason in reasons:
-            return reason
-    return None
+    return tuple(r for r in (StaleReason.TAG_MISSING, StaleReason.TAG_MOVED) if r in reasons)
 
 
 @dataclass(frozen=True)
@@ -155,7 +154,7 @@ class Refreshed:
 
     built: dict[str, BuiltState]
     missing: frozenset[str]
-    drift: dict[str, StaleReason]
+    drift: dict[str, tuple[StaleReason, ...]]
 
 
 def refresh_images(
@@ -168,13 +167,15 @@ def refresh_images(
     images = list(images)
     result = dict(built)
     missing: set[str] = set()
-    drift: dict[str, StaleReason] = {}
+    drift: dict[str, tuple[StaleReason, ...]] = {}
     images, absent = _split_by_catalog(client, images, built)
     for image in absent:  # the registry has no such repository: nothing was built
         if image.name in built:
             missing.add(image.name)
 
-    def one(image: ImageConfig) -> tuple[str, BuiltState | None, bool, StaleReason | None]:
+    def one(
+        image: ImageConfig,
+    ) -> tuple[str, BuiltState | None, bool, tuple[StaleReason, ...]]:
         """(image, its state, whether its immutable tag is missing, its tag drift)."""
         recovered = recover_image(client, image)
         recorded = built.get(image.name)
@@ -187,7 +188,7 @@ def refresh_images(
             )
             return image.name, state, False, tag_drift(client, image, state)
         if recorded is None:
-            return image.name, None, False, None
+            return image.name, None, False, ()
         recorded = replace(recorded, history={**recovered.history, **recorded.history})
         if recovered.newest_version == recorded.version and recovered.state is not None:
             current: str | None = recovered.state.digest
@@ -197,7 +198,7 @@ def refresh_images(
             )
             current = info.digest if info else None
         if current != recorded.digest:
-            return image.name, recorded, True, None
+            return image.name, recorded, True, ()
         return image.name, recorded, False, tag_drift(client, image, recorded)
 
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
@@ -206,7 +207,7 @@ def refresh_images(
                 result[name] = state
             if gone:
                 missing.add(name)
-            if drifted is not None:
+            if drifted:
                 drift[name] = drifted
     return Refreshed(result, frozenset(missing), drift)
 
@@ -290,7 +291,7 @@ def settle(
             state = replace(recovered.state, history=history)
             built[action.image] = state
             drifted = tag_drift(client, image, state)
-            if drifted is not None:
+            if drifted:
                 drift[action.image] = drifted
         if built == observed.built and taken == observed.taken:
             return plan, observed

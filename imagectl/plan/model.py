@@ -57,7 +57,7 @@ class Observed:
     missing: frozenset[str] = frozenset()  # images whose immutable tag is gone (--refresh)
     # image -> tag-missing / tag-moved: a floating tag of its current build was deleted or
     # moved by hand (--refresh)
-    tag_drift: dict[str, StaleReason] = field(default_factory=dict)
+    tag_drift: dict[str, tuple[StaleReason, ...]] = field(default_factory=dict)
     # image -> why its next version tag cannot be used (held by something not ours)
     taken: dict[str, str] = field(default_factory=dict)
     listed: bool = False  # every image's tags were listed (--refresh): history is complete

@@ -125,9 +125,7 @@ class _Planner:
                 built.repository and built.repository != image.repository
             ):
                 found.append(StaleReason.MISSING)  # gone, or the image moved to a new place
-            drift = self.observed.tag_drift.get(name)
-            if drift is not None:
-                found.append(drift)
+            found += self.observed.tag_drift.get(name, ())
         if name in self.options.force:
             found.append(StaleReason.FORCED)
         return found
