@@ -154,6 +154,16 @@ def upstream(builder_registry: RegistryServer, dockerd: str) -> Callable[[str], 
     return publish
 
 
+def applied_base_and_py(
+    tmp_path: Path, registry: RegistryServer, upstream: UpstreamFactory
+) -> GitOps:
+    """A git-ops repo of `base` (on the upstream) and `py` (on base), applied once."""
+    ref = upstream("vendor build 1")
+    repo = make_gitops(tmp_path, registry.host, ref, images={"base": "upstream", "py": "base"})
+    repo.ok("apply")
+    return repo
+
+
 def test_story_fresh_apply_then_base_update_rebuilds_exactly_the_dependents(
     tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
 ) -> None:
@@ -215,11 +225,7 @@ def test_story_fresh_apply_then_base_update_rebuilds_exactly_the_dependents(
 def test_lost_lock_plans_nothing_and_refresh_detects_a_missing_tag(
     tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
 ) -> None:
-    ref = upstream("vendor build 1")
-    repo = make_gitops(
-        tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"}
-    )
-    repo.ok("apply")
+    repo = applied_base_and_py(tmp_path, builder_registry, upstream)
     lost_lock_images = repo.lock()["images"]
     assert isinstance(lost_lock_images, dict)
     (repo.root / "imagectl.lock").unlink()
@@ -457,11 +463,7 @@ def test_tag_that_is_an_immutable_tag_of_an_earlier_build_is_never_moved(
 def test_refresh_puts_back_floating_tags_deleted_or_moved_by_hand(
     tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
 ) -> None:
-    ref = upstream("vendor build 1")
-    repo = make_gitops(
-        tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"}
-    )
-    repo.ok("apply")
+    repo = applied_base_and_py(tmp_path, builder_registry, upstream)
     images = repo.lock()["images"]
     assert isinstance(images, dict)
     built = images["base"]["digest"]
@@ -493,11 +495,7 @@ def test_refresh_puts_back_floating_tags_deleted_or_moved_by_hand(
 def test_new_registry_makes_images_missing_at_their_new_place(
     tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
 ) -> None:
-    ref = upstream("vendor build 1")
-    repo = make_gitops(
-        tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"}
-    )
-    repo.ok("apply")
+    repo = applied_base_and_py(tmp_path, builder_registry, upstream)
     moved = f"{repo.namespace}-new"
     edit_manifest(
         repo,
@@ -520,11 +518,7 @@ def test_new_registry_makes_images_missing_at_their_new_place(
 def test_clone_behind_the_registry_plans_from_what_the_registry_holds(
     tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
 ) -> None:
-    ref = upstream("vendor build 1")
-    repo = make_gitops(
-        tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"}
-    )
-    repo.ok("apply")
+    repo = applied_base_and_py(tmp_path, builder_registry, upstream)
     behind_root = tmp_path / "behind"
     subprocess.run(["git", "clone", "-q", str(repo.root), str(behind_root)], check=True)
     behind = GitOps(behind_root, repo.host, repo.namespace)
