@@ -294,7 +294,20 @@ def settle(
             if drifted:
                 drift[action.image] = drifted
         if built == observed.built and taken == observed.taken:
-            return plan, observed
+            return _mark_free(plan, checked), observed
         observed = replace(observed, built=built, taken=taken, tag_drift=drift)
         plan = make(observed)
-    return plan, observed
+    return _mark_free(plan, None), observed
+
+
+def _mark_free(plan: Plan, checked: set[tuple[str, str]] | None) -> Plan:
+    """The plan with each action that builds marked as checked free (None: all, listed)."""
+    actions = tuple(
+        replace(a, checked_free=True)
+        if not a.retag_only
+        and not a.blocked
+        and (checked is None or (a.image, a.to_version) in checked)
+        else a
+        for a in plan.actions
+    )
+    return replace(plan, actions=actions)

@@ -103,6 +103,8 @@ class Action:
     depth: int
     blocked: str = ""  # why this image cannot be built as planned (it fails at apply)
     templates: tuple[str, ...] = ()  # the template each tag of `tags` was rendered from
+    # the plan found `to_version`'s tag free just now (never saved: a saved plan re-checks)
+    checked_free: bool = False
 
     @property
     def retag_only(self) -> bool:

@@ -58,7 +58,7 @@ def rival_build(make_repo: Callable[..., Repo], upstream: UpstreamFactory) -> Re
 @pytest.mark.parametrize(
     ("held", "method", "path"),
     [
-        ("after the push", "GET", r"/base/manifests/sha256:"),  # our check of what we pushed
+        ("after the push", "GET", r"/base/manifests/1\.0\.0$"),  # our re-read after the push
         ("while moving a floating tag", "PUT", r"/base/manifests/1\.0$"),
     ],
 )
