@@ -297,16 +297,14 @@ def settle(
             return _mark_free(plan, checked), observed
         observed = replace(observed, built=built, taken=taken, tag_drift=drift)
         plan = make(observed)
-    return _mark_free(plan, None), observed
+    return plan, observed  # listed: apply checks each tag before its build, as always
 
 
-def _mark_free(plan: Plan, checked: set[tuple[str, str]] | None) -> Plan:
-    """The plan with each action that builds marked as checked free (None: all, listed)."""
+def _mark_free(plan: Plan, checked: set[tuple[str, str]]) -> Plan:
+    """The plan with each action whose new version tag a HEAD just found free marked so."""
     actions = tuple(
         replace(a, checked_free=True)
-        if not a.retag_only
-        and not a.blocked
-        and (checked is None or (a.image, a.to_version) in checked)
+        if not a.retag_only and not a.blocked and (a.image, a.to_version) in checked
         else a
         for a in plan.actions
     )
