@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from imagectl.errors import GitOpsError, PlanError, RegistryError, UsageError
 from imagectl.explain import explain_command
-from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
+from imagectl.lockfile import Lock, read_lock, write_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
@@ -35,6 +35,7 @@ from imagectl.output.plan_view import (
 from imagectl.pipeline import compute_plan, make_client
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
+from imagectl.recovery import record_of
 from imagectl.textsafe import for_rich
 
 if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
@@ -101,7 +102,20 @@ def plan_command(
     _github_plan_outputs(plan)
     if github.active():
         github.write_summary(plan_markdown(plan))
+    _refuse_blocked(plan)
     return 1 if plan.changed else 0
+
+
+def _refuse_blocked(plan: Plan) -> None:
+    """Exit 1 when an image of the plan cannot be built as planned (apply fails it alone)."""
+    blocked = plan.blocked
+    if blocked:
+        count = len(blocked)
+        raise PlanError(
+            f"{count} image{'s' if count != 1 else ''} cannot be built as planned "
+            "(apply fails them alone; the other images go on):\n"
+            + "\n".join(f"  {a.image}: {a.blocked}" for a in blocked)
+        )
 
 
 def _check_saved_inputs(manifest: Manifest, plan: Plan) -> None:
@@ -209,7 +223,7 @@ def apply_command(
             notes = _drop_claims(manifest, resolved, push=push)
             if push and observed is not None:
                 commit = session.commit if session else _plain(worktree, author)
-                _record_recovered(manifest, observed, commit=commit, console=console)
+                _record_recovered(manifest, plan, observed, commit=commit, console=console)
             for line in withheld:
                 console.print(f"Left out: {escape(line)}", highlight=False)
             try:
@@ -334,6 +348,7 @@ def _nothing_to_do(
 
 def _record_recovered(
     manifest: Manifest,
+    plan: Plan,
     observed: Observed,
     *,
     commit: Commit | None,
@@ -343,28 +358,21 @@ def _record_recovered(
 
     A lost lock (or one behind the registry, e.g. after builds on other runners)
     is restored from the images' labels, and committed like any apply's record.
+    An image whose floating tags must be put back is recorded by its action
+    instead, once they are: until then the lock must not say it is done.
     """
 
     lock = read_lock(manifest.lock_path) or Lock()
     recovered: list[str] = []
+    retag = {a.image for a in plan.actions if a.retag_only}
     for name, state in sorted(observed.built.items()):
         record = lock.images.get(name)
         image = manifest.images.get(name)
-        if image is None or (record is not None and record.digest == state.digest):
+        if image is None or name in retag:
             continue
-        lock = lock.with_image(
-            name,
-            ImageRecord(
-                repository=image.repository,
-                version=state.version,
-                digest=state.digest,
-                tags=list(state.tags),
-                base=BaseRecord(ref=state.base_ref, digest=state.base_digest),
-                inputs=state.inputs,
-                built_at=state.built_at,
-                revision=None,
-            ),
-        )
+        if record is not None and record.digest == state.digest:
+            continue
+        lock = lock.with_image(name, record_of(state))
         recovered.append(f"{name} {state.version} (recovered from the registry)")
     if not recovered:
         return

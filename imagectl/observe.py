@@ -2,34 +2,23 @@
 
 Without `--refresh` and with a lock, the registry is asked only for the external
 bases' digests (each distinct reference once, concurrently). With `--refresh` or
-without a lock, each image's newest version tag and its labels recover what was
-built, so a lost lock never causes a rebuild storm.
+without a lock, `imagectl.recovery` asks the registry what was built.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from imagectl.errors import RegistryError
 from imagectl.explain import remember
 from imagectl.frontend import resolve_frontends
 from imagectl.gitrev import head_revision_at
 from imagectl.inputs import ContextHasher, image_params, inputs_digest
-from imagectl.labels import LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_INPUTS
 from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import BuiltState, Observed
-from imagectl.plan.versions import version_key
+from imagectl.recovery import Refreshed, refresh_images
 from imagectl.registry import RegistryClient, parse_reference
-
-_BUILT_VERSION = {
-    "patch": re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"),
-    "revision": re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)-r(0|[1-9]\d*)"),
-}
 
 
 def image_inputs(
@@ -91,121 +80,12 @@ def _from_lock(lock: Lock) -> dict[str, BuiltState]:
             inputs=rec.inputs,
             built_at=rec.built_at,
             tags=tuple(rec.tags),
+            repository=rec.repository,
+            revision=rec.revision or "",
+            history=dict(rec.versions),
         )
         for name, rec in lock.images.items()
     }
-
-
-@dataclass(frozen=True)
-class Recovered:
-    """What the registry says about one image."""
-
-    state: BuiltState | None
-    newest_version: str | None
-
-
-def _parse_created(text: str | None) -> datetime:
-    if text:
-        try:
-            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-            return value if value.tzinfo else value.replace(tzinfo=UTC)
-        except ValueError:
-            pass
-    return datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def recover_image(client: RegistryClient, image: ImageConfig) -> Recovered:
-    """The newest version tag of `image` in the registry and the labels on it."""
-    repo = parse_reference(image.repository)
-    pattern = _BUILT_VERSION[image.bump]
-    versions = [t for t in client.list_tags(repo) if pattern.fullmatch(t)]
-    if not versions:
-        return Recovered(None, None)
-    newest = max(versions, key=version_key)
-    config = client.image_config(repo.with_tag(newest))
-    labels = config.labels
-    state = BuiltState(
-        version=newest,
-        digest=config.index_digest or config.manifest_digest,
-        base_ref=labels.get(LABEL_BASE_NAME, ""),
-        base_digest=labels.get(LABEL_BASE_DIGEST, ""),
-        inputs=labels.get(LABEL_INPUTS, ""),
-        built_at=_parse_created(labels.get(LABEL_CREATED)),
-        tags=(newest,),
-    )
-    return Recovered(state, newest)
-
-
-def refresh_images(
-    client: RegistryClient,
-    images: Iterable[ImageConfig],
-    built: dict[str, BuiltState],
-    workers: int,
-) -> tuple[dict[str, BuiltState], frozenset[str]]:
-    """Recover state from the registry; flag recorded images whose immutable tag is gone."""
-    images = list(images)
-    result = dict(built)
-    missing: set[str] = set()
-    images, absent = _split_by_catalog(client, images, built)
-    for image in absent:  # the registry has no such repository: nothing was built
-        if image.name in built:
-            missing.add(image.name)
-
-    def one(image: ImageConfig) -> tuple[str, Recovered, str | None]:
-        recovered = recover_image(client, image)
-        recorded = built.get(image.name)
-        current = None
-        if recorded is not None and recovered.newest_version != recorded.version:
-            info = client.head_manifest(
-                parse_reference(image.repository).with_tag(recorded.version)
-            )
-            current = info.digest if info else None
-        elif recorded is not None and recovered.state is not None:
-            current = recovered.state.digest
-        return image.name, recovered, current
-
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for name, recovered, current in pool.map(one, images):
-            recorded = built.get(name)
-            newer = recovered.state is not None and (
-                recorded is None
-                or version_key(recovered.state.version) > version_key(recorded.version)
-            )
-            if newer and recovered.state is not None:
-                result[name] = recovered.state
-            elif recorded is not None and current != recorded.digest:
-                missing.add(name)
-    return result, frozenset(missing)
-
-
-def _split_by_catalog(
-    client: RegistryClient, images: list[ImageConfig], built: dict[str, BuiltState]
-) -> tuple[list[ImageConfig], list[ImageConfig]]:
-    """(images to look up one by one, images whose repository does not exist).
-
-    One catalog request per registry replaces a tags request per image of a
-    repository that does not exist (a cold start); registries without a catalog
-    are asked per image.
-    """
-    by_registry: dict[str, list[ImageConfig]] = {}
-    refs = {}
-    for image in images:
-        ref = parse_reference(image.repository)
-        refs[image.name] = ref
-        by_registry.setdefault(ref.registry, []).append(image)
-    lookup: list[ImageConfig] = []
-    absent: list[ImageConfig] = []
-    for group in by_registry.values():
-        if len(group) < 2:  # a catalog costs at least one request: not worth it
-            lookup.extend(group)
-            continue
-        catalog = client.list_repositories(refs[group[0].name])
-        if catalog is None:
-            lookup.extend(group)
-            continue
-        for image in group:
-            (lookup if refs[image.name].repository in catalog else absent).append(image)
-    return lookup, absent
 
 
 def observe(
@@ -220,11 +100,12 @@ def observe(
     if lock is None:
         lock = read_lock(manifest.lock_path)
     built = _from_lock(lock) if lock is not None else {}
-    missing: frozenset[str] = frozenset()
+    listed = refresh or lock is None
+    refreshed = Refreshed(built, frozenset(), {})
     with ThreadPoolExecutor(max_workers=1) as pool:
         bases_future = pool.submit(resolve_bases, manifest, client)
-        if refresh or lock is None:
-            built, missing = refresh_images(client, manifest.images.values(), built, workers)
+        if listed:
+            refreshed = refresh_images(client, manifest.images.values(), built, workers)
         frontends = resolve_frontends(manifest.images.values(), manifest.root_dir, client)
         hasher = ContextHasher(manifest.root_dir)
         inputs = image_inputs(manifest, hasher, frontends)
@@ -233,9 +114,11 @@ def observe(
     remember(manifest, hasher, inputs, frontends)  # only once all went well: for --explain
     return Observed(
         base_digests=base_digests,
-        built=built,
+        built=refreshed.built,
         inputs=inputs,
-        missing=missing,
+        missing=refreshed.missing,
+        tag_drift=refreshed.drift,
         revision=revision,
         frontends=frontends,
+        listed=listed,
     )

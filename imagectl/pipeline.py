@@ -12,6 +12,7 @@ from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.plan.plan import make_plan
+from imagectl.recovery import settle
 from imagectl.registry import RegistryClient, RetryPolicy
 
 # Environment variable -> RetryPolicy field (README "Registry access").
@@ -67,7 +68,10 @@ def compute_plan(
     options: PlanOptions,
     refresh: bool = False,
 ) -> tuple[Plan, Observed]:
-    """Observe the world and make the plan (registry requests bounded by the phase deadline)."""
+    """Observe the world and make the plan; its new version tags are checked to be free.
+
+    Every registry request of planning is bounded by the phase deadline.
+    """
     with client.phase("planning"):
         observed = observe(manifest, client, refresh=refresh)
-    return make_plan(manifest, observed, now, options), observed
+        return settle(manifest, client, observed, lambda o: make_plan(manifest, o, now, options))

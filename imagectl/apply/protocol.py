@@ -16,10 +16,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 from imagectl.builders import get_builder
 from imagectl.builders.base import Builder, BuildRequest, SecretSpec
-from imagectl.errors import BuildError, ImagectlError, RegistryError
+from imagectl.errors import BuildError, ImagectlError, PlanError, RegistryError
 from imagectl.frontend import frontend_build_args
 from imagectl.labels import (
     LABEL_BASE_DIGEST,
@@ -32,8 +33,10 @@ from imagectl.labels import (
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
-from imagectl.plan.tags import may_move_floating
-from imagectl.registry import RegistryClient, parse_reference
+from imagectl.plan.tags import conflict_message, may_move_floating
+from imagectl.recovery import is_our_build, record_of, state_from_labels
+from imagectl.registry import Manifest as RegistryManifest
+from imagectl.registry import Reference, RegistryClient, parse_reference
 
 Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
 
@@ -49,6 +52,16 @@ def fault_point(image: str, step: str, env: Mapping[str, str] | None = None) -> 
     wanted = (os.environ if env is None else env).get(FAULT_KILL_ENV)
     if wanted and wanted == f"{image}:{step}":
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """A floating tag whose current holder is the build of that very version."""
+
+    tag: str
+    template: str
+    version: str
+    digest: str
 
 
 @dataclass
@@ -176,8 +189,10 @@ class ImageRunner:
             timeout=image.timeout,
         )
 
-    def existing(self, action: Action, base_digest: str) -> str | None:
-        """The digest of an identical build already under the immutable tag (crash recovery).
+    def existing(self, action: Action, base_digest: str) -> tuple[str, Mapping[str, str]] | None:
+        """The digest and labels of an identical build already under the immutable tag.
+
+        That is crash recovery (an earlier run died after its push), or a retag.
 
         Raises:
             RegistryError: the tag exists and holds a different build.
@@ -198,7 +213,7 @@ class ImageRunner:
                 f"(inputs or base differ); an immutable tag is never overwritten — "
                 "someone else pushed this version; re-run `imagectl plan --refresh`"
             )
-        return info.digest
+        return info.digest, labels
 
     def run(self, name: str) -> None:
         outcome = self.outcomes[name]
@@ -216,11 +231,17 @@ class ImageRunner:
 
     def _run(self, name: str, outcome: Outcome) -> None:
         action = self.actions[name]
+        if action.blocked:
+            raise PlanError(action.blocked)  # reported by plan; nothing is built or pushed
         image = self.ctx.manifest.images[name]
         base_pinned, base_digest = self.base_image(action)
         self.step(name, "start")
-        digest = self.existing(action, base_digest) if self.ctx.push else None
-        if digest is not None:
+        # A version tag the plan just found free needs no second look before the build.
+        check_first = self.ctx.push and not action.checked_free
+        found = self.existing(action, base_digest) if check_first else None
+        labels: Mapping[str, str] = found[1] if found else {}
+        if found is not None:
+            digest = found[0]
             outcome.state = "adopted"
             self.step(name, "adopted")
         else:
@@ -236,31 +257,48 @@ class ImageRunner:
             ours = False
             if again is None:
                 digest = builder.push(req)
+                self.step(name, "pushed")
                 ours = self.pushed_is_ours(action, digest, req)
             else:
-                digest = again
-            self.step(name, "pushed")
+                digest, labels = again
+                self.step(name, "pushed")
             outcome.state = "built" if ours else "adopted"
         outcome.digest = digest
-        self.verify(action, digest)
         self.step(name, "verified")
-        moved, held = self.move_floating(action, digest)
+        moved, held, conflicts, retagged = self.move_floating(action, digest)
         outcome.tags_moved, outcome.tags_held = moved, held
-        self.record(action, digest, base_digest, moved)
+        if retagged:
+            self.verify(action, digest)  # the tags moved to what the immutable tag names
+        self.record(action, digest, base_digest, moved, conflicts, labels)
         self.step(name, "recorded")
+        if conflicts:
+            repository = action.repository
+            raise RegistryError(
+                "; ".join(
+                    conflict_message(c.tag, c.template, repository, c.version, c.digest)
+                    for c in conflicts
+                )
+            )
 
     def pushed_is_ours(self, action: Action, digest: str, req: BuildRequest) -> bool:
-        """Whether the builder pushed this run's build (True) or an identical one (False).
+        """Re-read the immutable tag after the push: ours (True) or an identical build (False).
 
-        A docker daemon keeps one local image per tag: another apply building the same
-        version on the same daemon meanwhile re-tags it, and `docker push` sends that
-        build instead. Same inputs, base and version: an identical build, adopted.
+        One read by tag answers both questions: does the tag name what the builder
+        pushed (else another apply pushed the same version meanwhile: a lost race),
+        and is that the build of this run? A docker daemon keeps one local image per
+        tag: another apply building the same version on the same daemon meanwhile
+        re-tags it, and `docker push` sends that build instead. Same inputs, base and
+        version: an identical build, adopted.
 
         Raises:
-            RegistryError: the pushed image is a different build (other inputs or base).
+            RegistryError: a lost race, or the pushed image is a different build.
         """
-        ref = parse_reference(action.repository).with_digest(digest)
-        labels = self.ctx.client.image_config(ref).labels
+        ref = parse_reference(action.repository).with_tag(action.immutable_tag)
+        config = self.ctx.client.image_config(ref)
+        holder = config.index_digest or config.manifest_digest
+        if holder != digest:
+            self.lost_race(action, ref, digest, holder, config.labels)
+        labels = config.labels
         for key in (LABEL_INPUTS, LABEL_BASE_DIGEST, LABEL_VERSION):
             if labels.get(key) != req.labels.get(key):
                 raise RegistryError(
@@ -273,33 +311,105 @@ class ImageRunner:
         return labels.get(LABEL_CREATED) == req.labels.get(LABEL_CREATED)
 
     def verify(self, action: Action, digest: str) -> None:
+        """Re-read the immutable tag: it must name `digest`, else this run lost a race.
+
+        Raises:
+            RegistryError: "lost a race"; the lock then records the registry's build.
+        """
         ref = parse_reference(action.repository).with_tag(action.immutable_tag)
         info = self.ctx.client.head_manifest(ref)
         if info is None or info.digest != digest:
-            raise RegistryError(
-                f"{action.image}: {ref} resolves to {info.digest if info else 'nothing'}, "
-                f"not the pushed {digest}"
-            )
+            holder = info.digest if info else None
+            labels = self.ctx.client.image_config(ref).labels if info else {}
+            self.lost_race(action, ref, digest, holder, labels)
 
-    def move_floating(self, action: Action, digest: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    def lost_race(
+        self,
+        action: Action,
+        ref: Reference,
+        digest: str,
+        holder: str | None,
+        labels: Mapping[str, str],
+    ) -> NoReturn:
+        """Fail the image: the immutable tag names another build; record that build if ours.
+
+        Raises:
+            RegistryError: always.
+        """
+        if holder is not None and is_our_build(labels, action.to_version):
+            image = self.ctx.manifest.images[action.image]
+            state = state_from_labels(image, action.to_version, holder, labels)
+            self.recorder.record(action.image, record_of(state), {})
+        raise RegistryError(
+            f"{action.image}: lost a race: {ref} names {holder or 'nothing'} now, not the "
+            f"{digest} this run pushed (another apply pushed the same version meanwhile); an "
+            "immutable tag is never repointed, so this build is not recorded: the lock records "
+            "what the registry holds, and the next `imagectl apply` plans from there"
+        )
+
+    def move_floating(
+        self, action: Action, digest: str
+    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Conflict, ...], bool]:
+        """Move the floating tags forward only; never one that names an immutable tag.
+
+        A holder's version comes from the lock's history when its digest is there,
+        else from its labels; the manifest is fetched once for all the tag PUTs.
+
+        Returns:
+            (tags now on `digest`, tags held by a newer version, tags that are immutable
+            tags of other builds per their holders' version labels, whether a tag moved).
+        """
         repo = parse_reference(action.repository)
-        source = repo.with_digest(digest)
+        known = self.recorder.lock.images.get(action.image)
+        version_of = {d: v for v, d in (known.versions if known else {}).items()}
         moved: list[str] = []
         held: list[str] = list(action.held_tags)
+        conflicts: list[Conflict] = []
+        manifest: RegistryManifest | None = None
         for tag in action.floating_tags:
             current = self.ctx.client.head_manifest(repo.with_tag(tag))
-            if current is not None and current.digest != digest:
-                holder = self.ctx.client.image_config(repo.with_tag(tag)).labels.get(LABEL_VERSION)
+            if current is not None and current.digest == digest:
+                moved.append(tag)
+                continue
+            if current is not None:
+                holder = version_of.get(current.digest) or self.ctx.client.image_config(
+                    repo.with_tag(tag)
+                ).labels.get(LABEL_VERSION)
+                if holder == tag:
+                    conflicts.append(Conflict(tag, action.template_of(tag), holder, current.digest))
+                    continue
                 if holder and not may_move_floating(action.to_version, holder):
                     held.append(tag)
                     continue
-            if current is None or current.digest != digest:
-                self.ctx.client.retag(source, tag)
+            manifest = manifest or self.ctx.client.get_manifest(repo.with_digest(digest))
+            self.ctx.client.put_manifest(repo.with_tag(tag), manifest)
             moved.append(tag)
             self.step(action.image, f"tagged:{tag}")
-        return tuple(moved), tuple(held)
+        return tuple(moved), tuple(held), tuple(conflicts), manifest is not None
 
-    def record(self, action: Action, digest: str, base_digest: str, moved: tuple[str, ...]) -> None:
+    def record(
+        self,
+        action: Action,
+        digest: str,
+        base_digest: str,
+        moved: tuple[str, ...],
+        conflicts: tuple[Conflict, ...] = (),
+        labels: Mapping[str, str] | None = None,
+    ) -> None:
+        """Record the image; a retag keeps the build's own record (or its labels' facts)."""
+        known = {c.version: c.digest for c in conflicts}  # other builds of the repository
+        tags = [action.immutable_tag, *moved]
+        if action.retag_only:
+            previous = self.recorder.lock.images.get(action.image)
+            if previous is None or previous.digest != digest:
+                image = self.ctx.manifest.images[action.image]
+                previous = record_of(
+                    state_from_labels(image, action.to_version, digest, labels or {})
+                )
+            versions = {**previous.versions, **known}
+            record = previous.model_copy(update={"tags": tags, "versions": versions})
+            self.recorder.record(action.image, record, {})
+            return
         bases: dict[str, BaseRecord] = {}
         if not action.base.internal:
             bases[action.base.name] = BaseRecord(ref=action.base.ref, digest=base_digest)
@@ -307,12 +417,12 @@ class ImageRunner:
             repository=action.repository,
             version=action.to_version,
             digest=digest,
-            tags=[action.immutable_tag, *moved],
+            tags=tags,
             base=BaseRecord(ref=action.base.ref, digest=base_digest),
             inputs=action.inputs,
             built_at=self.ctx.now().astimezone(UTC).replace(microsecond=0),
             revision=self.ctx.revision,
-            versions={},
+            versions=known,
             frontend=action.frontend,
         )
         self.recorder.record(action.image, record, bases)

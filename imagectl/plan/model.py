@@ -22,7 +22,13 @@ class StaleReason(StrEnum):
     BASE_REBUILT = "base-rebuilt"
     SCHEDULE_DUE = "schedule-due"
     MISSING = "missing"
+    TAG_MISSING = "tag-missing"
+    TAG_MOVED = "tag-moved"
     FORCED = "forced"
+
+
+# Reasons that only put floating tags back on the current build: nothing is rebuilt.
+RETAG_REASONS = frozenset({StaleReason.TAG_MISSING, StaleReason.TAG_MOVED})
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,10 @@ class BuiltState:
     inputs: str
     built_at: datetime
     tags: tuple[str, ...] = ()
+    repository: str = ""  # where it was pushed ("" when unknown)
+    revision: str = ""  # git-ops commit it was built at ("" when unknown)
+    # every version tag this repository ever had -> its digest ("" when unknown)
+    history: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,12 @@ class Observed:
     built: dict[str, BuiltState]  # image -> last build
     inputs: dict[str, str]  # image -> current inputs digest
     missing: frozenset[str] = frozenset()  # images whose immutable tag is gone (--refresh)
+    # image -> tag-missing / tag-moved: a floating tag of its current build was deleted or
+    # moved by hand (--refresh)
+    tag_drift: dict[str, tuple[StaleReason, ...]] = field(default_factory=dict)
+    # image -> why its next version tag cannot be used (held by something not ours)
+    taken: dict[str, str] = field(default_factory=dict)
+    listed: bool = False  # every image's tags were listed (--refresh): history is complete
     revision: str | None = None  # git-ops commit, for {sha}
     frontends: dict[str, str] = field(default_factory=dict)  # image -> pinned `# syntax=`
 
@@ -88,6 +104,20 @@ class Action:
     inputs: str
     depth: int
     frontend: str | None = None  # the `# syntax=` frontend pinned by digest, if any
+    blocked: str = ""  # why this image cannot be built as planned (it fails at apply)
+    templates: tuple[str, ...] = ()  # the template each tag of `tags` was rendered from
+    # the plan found `to_version`'s tag free just now (never saved: a saved plan re-checks)
+    checked_free: bool = False
+
+    @property
+    def retag_only(self) -> bool:
+        """True when the action only puts floating tags back on the current build."""
+        return self.from_version == self.to_version
+
+    def template_of(self, tag: str) -> str:
+        """The template `tag` was rendered from ("" when unknown)."""
+        pairs = dict(zip(self.tags, self.templates, strict=False))
+        return pairs.get(tag, "")
 
     @property
     def immutable_tag(self) -> str:
@@ -98,8 +128,8 @@ class Action:
         return self.tags[1:]
 
     def to_json(self) -> dict[str, Any]:
-        """The public JSON shape of DESIGN.md section 8."""
-        return {
+        """The public JSON shape of DESIGN.md section 8 (`blocked` only when set)."""
+        data: dict[str, Any] = {
             "image": self.image,
             "family": self.family,
             "repository": self.repository,
@@ -110,12 +140,20 @@ class Action:
             "depends_on": list(self.depends_on),
             "base": self.base.to_json(),
         }
+        if self.blocked:
+            data["blocked"] = self.blocked
+        return data
 
     def to_saved(self) -> dict[str, Any]:
         """The public shape plus what apply needs."""
         data = self.to_json()
         data["base"] = {**data["base"], "name": self.base.name, "internal": self.base.internal}
-        data.update(held_tags=list(self.held_tags), inputs=self.inputs, depth=self.depth)
+        data.update(
+            held_tags=list(self.held_tags),
+            inputs=self.inputs,
+            depth=self.depth,
+            templates=list(self.templates),
+        )
         if self.frontend is not None:
             data["frontend"] = self.frontend
         return data
@@ -137,6 +175,8 @@ class Action:
             inputs=data["inputs"],
             depth=int(data["depth"]),
             frontend=data.get("frontend"),
+            blocked=str(data.get("blocked", "")),
+            templates=tuple(data.get("templates", ())),
         )
 
 
@@ -159,6 +199,11 @@ class Plan:
     def _by_image(self) -> dict[str, Action]:
         """The actions by image name, built once (plans of 10,000 images stay linear)."""
         return {a.image: a for a in self.actions}
+
+    @property
+    def blocked(self) -> tuple[Action, ...]:
+        """Actions that cannot be applied as planned (e.g. an immutable tag in the way)."""
+        return tuple(a for a in self.actions if a.blocked)
 
     def action(self, image: str) -> Action | None:
         return self._by_image.get(image)

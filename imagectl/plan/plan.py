@@ -13,6 +13,7 @@ from imagectl.errors import PlanError
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.graph import ImageGraph
 from imagectl.plan.model import (
+    RETAG_REASONS,
     Action,
     BaseUse,
     BuiltState,
@@ -22,7 +23,14 @@ from imagectl.plan.model import (
     StaleReason,
 )
 from imagectl.plan.schedules import parse_schedule
-from imagectl.plan.tags import TagContext, TagError, may_move_floating, render_tags
+from imagectl.plan.tags import (
+    RenderedTag,
+    TagContext,
+    TagError,
+    immutable_conflict,
+    may_move_floating,
+    render_tags,
+)
 from imagectl.plan.versions import Bump, next_version, version_changed
 
 
@@ -36,6 +44,28 @@ def tag_of(ref: str) -> str:
 def strip_digest(ref: str) -> str:
     """A reference by tag only (what `.base.name` records)."""
     return ref.split("@", 1)[0]
+
+
+def current_floating_tags(image: ImageConfig, built: BuiltState) -> list[RenderedTag]:
+    """The floating tags the current build of `image` should carry, as far as they are known.
+
+    Rendered with what that build knew (its date, commit and base tag); a template
+    that cannot be rendered from what is known about it (e.g. `{sha}` of a build
+    recovered from a registry without the label) is left out.
+    """
+    ctx = TagContext(
+        version=built.version,
+        date=built.built_at.strftime("%Y%m%d"),
+        sha=built.revision[:7],
+        base_tag=tag_of(built.base_ref),
+    )
+    found: list[RenderedTag] = []
+    for template in image.tags:
+        try:
+            found += [t for t in render_tags([template, "{version}"], ctx) if not t.immutable]
+        except TagError:
+            continue
+    return list({t.name: t for t in found}.values())
 
 
 class _Planner:
@@ -54,7 +84,7 @@ class _Planner:
         if self.manifest.is_internal(image.base):
             parent = self.manifest.images[image.base]
             planned = self.actions.get(parent.name)
-            if planned is not None:
+            if planned is not None and self._builds(parent.name):
                 return BaseUse(parent.name, f"{parent.repository}:{planned.to_version}", None, True)
             built = self.observed.built.get(parent.name)
             if built is None:  # parent unbuilt and not planned: only under --only filtering
@@ -65,6 +95,11 @@ class _Planner:
         if digest is None:
             raise PlanError(f"no digest observed for base '{image.base}' ({base.ref})")
         return BaseUse(image.base, strip_digest(base.ref), digest, False)
+
+    def _builds(self, name: str) -> bool:
+        """Whether `name` is built (not only re-tagged) in this plan."""
+        planned = self.actions.get(name)
+        return planned is not None and not planned.retag_only
 
     def reasons(
         self, image: ImageConfig, built: BuiltState | None, base: BaseUse
@@ -86,15 +121,21 @@ class _Planner:
                 found.append(StaleReason.BASE_REBUILT)
             if parse_schedule(image.rebuild).is_due(built.built_at, self.now):
                 found.append(StaleReason.SCHEDULE_DUE)
-            if name in self.observed.missing:
-                found.append(StaleReason.MISSING)
+            if name in self.observed.missing or (
+                built.repository and built.repository != image.repository
+            ):
+                found.append(StaleReason.MISSING)  # gone, or the image moved to a new place
+            found += self.observed.tag_drift.get(name, ())
         if name in self.options.force:
             found.append(StaleReason.FORCED)
         return found
 
-    def tags(
+    def rendered(
         self, image: ImageConfig, version: str, base: BaseUse, built: BuiltState | None
-    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    ) -> list[RenderedTag]:
+        """The tags of the build of `version`: a new build's, or the current one's (retag)."""
+        if built is not None and version == built.version:
+            return [RenderedTag(version, True, "{version}"), *current_floating_tags(image, built)]
         revision = self.observed.revision or ""
         ctx = TagContext(
             version=version,
@@ -102,14 +143,38 @@ class _Planner:
             sha=revision[:7],
             base_tag=tag_of(base.ref),
         )
-        rendered = render_tags(image.tags, ctx)
-        immutable = [t.name for t in rendered if t.immutable]
-        movable: list[str] = []
+        return render_tags(image.tags, ctx)
+
+    def tags(
+        self,
+        image: ImageConfig,
+        version: str,
+        rendered: list[RenderedTag],
+        built: BuiltState | None,
+    ) -> tuple[tuple[RenderedTag, ...], tuple[str, ...], str]:
+        """(immutable then movable tags, held tags, why the build is blocked or "")."""
+        immutable = [t for t in rendered if t.immutable]
+        movable: list[RenderedTag] = []
         held: list[str] = []
-        for tag in (t.name for t in rendered if not t.immutable):
-            holder = built.version if built is not None and tag in built.tags else None
-            (movable if may_move_floating(version, holder) else held).append(tag)
-        return (*immutable, *movable), tuple(held)
+        conflicts: list[str] = []
+        history = built.history if built is not None else {}
+        for tag in (t for t in rendered if not t.immutable):
+            conflict = immutable_conflict(tag.name, tag.template, image.repository, history)
+            if conflict is not None:
+                conflicts.append(conflict)
+                continue
+            holder = built.version if built is not None and tag.name in built.tags else None
+            if may_move_floating(version, holder):
+                movable.append(tag)
+            else:
+                held.append(tag.name)
+        if built is not None and version != built.version and version in history:
+            conflicts.append(
+                f"the version tag {image.repository}:{version} already exists; "
+                "an immutable tag is never overwritten (run `imagectl plan --refresh`)"
+            )
+        blocked = "; ".join(f"{image.location}: {c}" for c in conflicts)
+        return (*immutable, *movable), tuple(held), blocked
 
     def visit(self, name: str) -> None:
         image = self.manifest.images[name]
@@ -119,10 +184,15 @@ class _Planner:
         if not reasons:
             return
         try:
-            version = next_version(
-                image.version, Bump(image.bump), built.version if built else None
+            if built is not None and set(reasons) <= RETAG_REASONS:
+                version = built.version  # only put the floating tags back: nothing to build
+            else:
+                version = next_version(
+                    image.version, Bump(image.bump), built.version if built else None
+                )
+            tags, held, blocked = self.tags(
+                image, version, self.rendered(image, version, base, built), built
             )
-            tags, held = self.tags(image, version, base, built)
         except (PlanError, TagError) as exc:
             self.errors.append(f"{image.location}: image '{name}': {exc}")
             return
@@ -133,13 +203,15 @@ class _Planner:
             reasons=tuple(sorted(set(reasons), key=list(StaleReason).index)),
             from_version=built.version if built else None,
             to_version=version,
-            tags=tags,
+            tags=tuple(t.name for t in tags),
             held_tags=held,
-            depends_on=(base.name,) if base.internal and base.name in self.actions else (),
+            depends_on=(base.name,) if base.internal and self._builds(base.name) else (),
             base=base,
             inputs=self.observed.inputs.get(name, ""),
             depth=self.graph.depth(name),
             frontend=self.observed.frontends.get(name),
+            blocked=self.observed.taken.get(name, blocked),
+            templates=tuple(t.template for t in tags),
         )
 
 

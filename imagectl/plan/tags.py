@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 from imagectl.errors import PlanError
@@ -69,6 +69,7 @@ class RenderedTag:
 
     name: str
     immutable: bool
+    template: str = field(default="", compare=False)
 
 
 def _parse(template: str) -> tuple[list[str], list[str]]:
@@ -202,8 +203,39 @@ def render_tags(templates: Sequence[str], ctx: TagContext) -> list[RenderedTag]:
             raise TagError(f"tag template {template!r} rendered {name!r}, not a valid OCI tag")
         if name not in seen:
             seen.add(name)
-            tags.append(RenderedTag(name=name, immutable=name == immutable))
+            tags.append(RenderedTag(name=name, immutable=name == immutable, template=template))
     return tags
+
+
+def immutable_conflict(
+    tag: str, template: str, repository: str, history: Mapping[str, str]
+) -> str | None:
+    """Why a floating tag must not move: it is, or was, the immutable tag of a build.
+
+    Args:
+        tag: a floating tag rendered for the new build.
+        template: the template it was rendered from.
+        repository: the image's repository.
+        history: every version tag the repository ever had -> its digest ("" unknown).
+
+    Returns:
+        An error message naming the tag, its holder and the template, or None.
+    """
+    if tag not in history:
+        return None
+    return conflict_message(tag, template, repository, tag, history[tag])
+
+
+def conflict_message(
+    tag: str, template: str, repository: str, holder_version: str, holder_digest: str
+) -> str:
+    """The error for a floating tag that names an immutable tag (DESIGN.md section 3)."""
+    held_by = f"build {holder_version}" + (f" ({holder_digest})" if holder_digest else "")
+    return (
+        f"tag {tag!r}, rendered from the template {template!r}, is the immutable tag of "
+        f"{held_by} of {repository}; an immutable tag is never moved: remove {template!r} "
+        'from the image\'s tags or render it differently (e.g. "v{upstream}")'
+    )
 
 
 def may_move_floating(new_version: str, holder_version: str | None) -> bool:

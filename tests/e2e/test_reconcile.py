@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from ruamel.yaml import YAML
 
@@ -153,6 +154,16 @@ def upstream(builder_registry: RegistryServer, dockerd: str) -> Callable[[str], 
     return publish
 
 
+def applied_base_and_py(
+    tmp_path: Path, registry: RegistryServer, upstream: UpstreamFactory
+) -> GitOps:
+    """A git-ops repo of `base` (on the upstream) and `py` (on base), applied once."""
+    ref = upstream("vendor build 1")
+    repo = make_gitops(tmp_path, registry.host, ref, images={"base": "upstream", "py": "base"})
+    repo.ok("apply")
+    return repo
+
+
 def test_story_fresh_apply_then_base_update_rebuilds_exactly_the_dependents(
     tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
 ) -> None:
@@ -214,11 +225,7 @@ def test_story_fresh_apply_then_base_update_rebuilds_exactly_the_dependents(
 def test_lost_lock_plans_nothing_and_refresh_detects_a_missing_tag(
     tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
 ) -> None:
-    ref = upstream("vendor build 1")
-    repo = make_gitops(
-        tmp_path, builder_registry.host, ref, images={"base": "upstream", "py": "base"}
-    )
-    repo.ok("apply")
+    repo = applied_base_and_py(tmp_path, builder_registry, upstream)
     lost_lock_images = repo.lock()["images"]
     assert isinstance(lost_lock_images, dict)
     (repo.root / "imagectl.lock").unlink()
@@ -403,3 +410,162 @@ def test_status_json_and_github_actions_outputs(
     assert bad.returncode == 1
     assert "::error file=imagectl.yaml,line=" in bad.stdout
     assert "did you mean 'context'?" in bad.stdout
+
+
+def edit_manifest(repo: GitOps, old: str, new: str) -> None:
+    """Replace text in the manifest and commit it (what a reviewed change does)."""
+    path = repo.root / "imagectl.yaml"
+    text = path.read_text()
+    assert old in text, old
+    path.write_text(text.replace(old, new))
+    commit_all(repo, "edit the manifest")
+
+
+def commit_all(repo: GitOps, message: str) -> None:
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", "add", "-A"], cwd=repo.root, check=True)
+    subprocess.run(["git", "commit", "-qm", message], cwd=repo.root, check=True, env=env)
+
+
+def put_variant(repo: GitOps, image: str, source_tag: str, tag: str, indent: int = 1) -> str:
+    """Point `tag` at a byte-different copy of `source_tag`'s manifest (a hand-made image).
+
+    Each `indent` gives another digest for the same blobs."""
+    raw = registry_get(repo.host, f"{repo.namespace}/{image}/manifests/{source_tag}")
+    data = json.loads(raw)
+    variant = json.dumps(data, indent=indent).encode()
+    response = httpx.put(
+        f"http://{repo.host}/v2/{repo.namespace}/{image}/manifests/{tag}",
+        content=variant,
+        headers={"Content-Type": data["mediaType"]},
+        timeout=30,
+    )
+    response.raise_for_status()
+    return str(response.headers["Docker-Content-Digest"])
+
+
+def test_tag_that_is_an_immutable_tag_of_an_earlier_build_is_never_moved(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    """patch -> revision: `{upstream}` renders 1.0.0, the immutable tag of the patch build."""
+    ref = upstream("vendor build 1")
+    repo = make_gitops(
+        tmp_path, builder_registry.host, ref, images={"base": "upstream", "other": "upstream"}
+    )
+    repo.ok("apply")
+    first = repo.digest("base", "1.0.0")
+    edit_manifest(
+        repo,
+        'context: base\n        version: "1.0"',
+        'context: base\n        version: "1.0.0"\n        bump: revision',
+    )
+    second = upstream("vendor build 2")  # a reason to rebuild both
+
+    plan = repo.run("plan", "--json")
+    assert plan.returncode == 1, plan.stdout + plan.stderr
+    actions = {a["image"]: a for a in json.loads(plan.stdout)["actions"]}
+    assert actions["base"]["to_version"] == "1.0.0-r0"
+    blocked = actions["base"]["blocked"]
+    assert "tag '1.0.0'" in blocked and "'{upstream}'" in blocked
+    assert f"build 1.0.0 ({first})" in blocked and "imagectl.yaml:" in blocked
+    assert "blocked" not in actions["other"]
+    table = repo.run("plan")
+    assert table.returncode == 1 and "1 image cannot be built as planned" in table.stderr
+    assert repo.run("plan", "--detailed-exitcode").returncode == 1  # an error, not "changes"
+
+    applied = repo.run("apply")
+    assert applied.returncode == 1, applied.stdout + applied.stderr
+    assert "base failed" in applied.stdout and "is the immutable tag of" in applied.stdout
+    assert repo.digest("base", "1.0.0") == first, "an immutable tag was moved"
+    assert (
+        "1.0.0-r0"
+        not in json.loads(registry_get(repo.host, f"{repo.namespace}/base/tags/list"))["tags"]
+    )
+    images = repo.lock()["images"]
+    assert isinstance(images, dict)
+    assert images["other"]["version"] == "1.0.1", "the other image did not go on"
+    assert images["base"]["version"] == "1.0.0"
+    assert images["other"]["base"]["ref"] == second
+
+
+def test_refresh_puts_back_floating_tags_deleted_or_moved_by_hand(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    repo = applied_base_and_py(tmp_path, builder_registry, upstream)
+    images = repo.lock()["images"]
+    assert isinstance(images, dict)
+    built = images["base"]["digest"]
+    py_digest = images["py"]["digest"]
+    put_variant(repo, "base", "1.0.0", "1.0")  # moved by hand
+    gone = put_variant(repo, "base", "1.0.0", "1", indent=2)  # then deleted by hand
+    deleted = httpx.delete(
+        f"http://{repo.host}/v2/{repo.namespace}/base/manifests/{gone}", timeout=30
+    )
+    assert deleted.status_code == 202, deleted.text
+    assert repo.plan()["actions"] == [], "without --refresh plan reads no image tags"
+
+    refreshed = json.loads(repo.ok("plan", "--json", "--refresh"))
+    assert [
+        (a["image"], a["reasons"], a["from_version"], a["to_version"]) for a in refreshed["actions"]
+    ] == [("base", ["tag-missing", "tag-moved"], "1.0.0", "1.0.0")], (
+        "py must not be rebuilt: its base did not change"
+    )
+    out = repo.ok("apply", "--refresh")
+    assert "adopted" in out
+    assert repo.digest("base", "1.0") == built and repo.digest("base", "1") == built
+    assert repo.digest("base", "1.0.0") == built and repo.digest("py", "1.0.0") == py_digest
+    assert json.loads(repo.ok("plan", "--json", "--refresh"))["actions"] == []
+    # the lock already said so: it is unchanged, and nothing is committed
+    assert repo.lock()["images"] == images
+    assert repo.git_log()[0].startswith("imagectl: rebuild 2 images")
+
+
+def test_new_registry_makes_images_missing_at_their_new_place(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    repo = applied_base_and_py(tmp_path, builder_registry, upstream)
+    moved = f"{repo.namespace}-new"
+    edit_manifest(
+        repo,
+        f"registry: {repo.host}/{repo.namespace}",
+        f"registry: {repo.host}/{moved}",
+    )
+    plan = repo.plan()  # no --refresh
+    assert [(a["image"], a["reasons"], a["repository"]) for a in plan["actions"]] == [
+        ("base", ["missing"], f"{repo.host}/{moved}/base"),
+        ("py", ["base-rebuilt", "missing"], f"{repo.host}/{moved}/py"),
+    ]
+    repo.ok("apply")
+    repo.namespace = moved
+    images = repo.lock()["images"]
+    assert isinstance(images, dict)
+    assert repo.digest("py", "1.0.1") == images["py"]["digest"]
+    assert repo.plan()["actions"] == []
+
+
+def test_clone_behind_the_registry_plans_from_what_the_registry_holds(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    repo = applied_base_and_py(tmp_path, builder_registry, upstream)
+    behind_root = tmp_path / "behind"
+    subprocess.run(["git", "clone", "-q", str(repo.root), str(behind_root)], check=True)
+    behind = GitOps(behind_root, repo.host, repo.namespace)
+    upstream("vendor build 2")
+    repo.ok("apply")  # 1.0.1 of both, committed where the clone does not see it
+    images = repo.lock()["images"]
+    assert isinstance(images, dict)
+
+    assert behind.plan()["actions"] == [], "the clone would rebuild what exists"
+    out = behind.ok("apply")
+    assert "Nothing to do" in out
+    recorded = behind.lock()["images"]
+    assert isinstance(recorded, dict)
+    assert {n: r["digest"] for n, r in recorded.items()} == {
+        n: r["digest"] for n, r in images.items()
+    }
+    upstream("vendor build 3")
+    plan = behind.plan()
+    assert [(a["image"], a["to_version"]) for a in plan["actions"]] == [
+        ("base", "1.0.2"),
+        ("py", "1.0.2"),
+    ]

@@ -181,11 +181,6 @@ def test_kill_before_git_commit_then_rerun_commits_the_lock(
         rec.observed = "re-run with nothing to build committed the lock the killed run wrote"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="recovery from the registry (no lock at HEAD) records a pushed image without "
-    "moving its floating tags (imagectl/commands.py _record_recovered; see the report)",
-)
 def test_kill_after_push_then_rerun_in_a_fresh_clone(
     make_repo: Callable[..., Repo], upstream: UpstreamFactory, tmp_path: Path
 ) -> None:

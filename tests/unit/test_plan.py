@@ -235,3 +235,55 @@ def test_sha_tag_without_git_is_a_plan_error() -> None:
         make_plan(fleet, observed, NOW)
     with_git = replace(observed, revision="0123456789abcdef")
     assert make_plan(fleet, with_git, NOW).actions[0].tags == ("1.4.0", "0123456")
+
+
+def test_switch_to_revision_never_moves_the_immutable_tag_of_an_earlier_build() -> None:
+    """`{upstream}` of 3.12.7-r0 is 3.12.7: the immutable tag of the patch-line build."""
+    observed = world_after_first_apply()
+    python = replace(
+        observed.built["python"],
+        version="3.12.7",
+        digest="sha256:p",
+        history={"3.12.6": "sha256:o", "3.12.7": "sha256:p"},
+    )
+    observed = replace(
+        observed,
+        built={**observed.built, "python": python},
+        base_digests={"debian": "sha256:deb2"},  # a reason to rebuild everything
+    )
+    plan = make_plan(FLEET, observed, NOW)
+    by_name = {a.image: a for a in plan.actions}
+    blocked = by_name["python"].blocked
+    assert by_name["python"].to_version == "3.12.7-r0"
+    assert blocked == (
+        "imagectl.yaml:1:1: tag '3.12.7', rendered from the template '{upstream}', is the "
+        f"immutable tag of build 3.12.7 (sha256:p) of {REG}/python; an immutable tag is never "
+        "moved: remove '{upstream}' from the image's tags or render it differently "
+        '(e.g. "v{upstream}")'
+    )
+    assert "3.12.7" not in by_name["python"].tags
+    assert [a.image for a in plan.blocked] == ["python"]
+    assert not by_name["base"].blocked and not by_name["web"].blocked
+    assert by_name["api"].depends_on == ("python",)  # skipped when python fails
+
+
+def test_new_registry_is_missing_without_refresh() -> None:
+    observed = world_after_first_apply()
+    built = {n: replace(s, repository=f"{REG}/{n}") for n, s in observed.built.items()}
+    moved = manifest(*(replace(i, registry="other:5000/acme") for i in FLEET.images.values()))
+    plan = make_plan(moved, replace(observed, built=built), NOW)
+    reasons = {a.image: a.reasons for a in plan.actions}
+    assert reasons["base"] == (StaleReason.MISSING,)
+    assert plan.actions[0].repository == "other:5000/acme/base"
+    assert plan.actions[0].to_version == "1.4.1"
+    assert make_plan(FLEET, replace(observed, built=built), NOW).actions == ()
+
+
+def test_next_version_already_in_the_history_is_blocked() -> None:
+    observed = world_after_first_apply()
+    base = replace(observed.built["base"], history={"1.4.0": "sha256:a", "1.4.1": "sha256:b"})
+    observed = replace(observed, built={**observed.built, "base": base}, inputs={})
+    plan = make_plan(FLEET, observed, NOW)
+    assert "the version tag localhost:5000/acme/base:1.4.1 already exists" in (
+        plan.actions[0].blocked
+    )
