@@ -30,6 +30,7 @@ from imagectl.manifest.models import (
     RootFile,
     SecretRef,
     Settings,
+    SignRef,
 )
 from imagectl.manifest.yamlsource import KeyPath, YamlSource, format_key_path
 from imagectl.plan.graph import ImageGraph
@@ -85,7 +86,14 @@ class _Resolver:
                     parse_reference(spec.ref)
                 except InvalidReferenceError as exc:
                     self.problem(src, (*where, "ref"), str(exc))
-                self.bases[name] = BaseConfig(name, spec.ref, src.location(where, key=True))
+                verify_key = (
+                    Path(os.path.normpath(src.path.parent / spec.verify.key))
+                    if spec.verify
+                    else None
+                )
+                self.bases[name] = BaseConfig(
+                    name, spec.ref, src.location(where, key=True), verify_key
+                )
             for fname, family in loaded.model.families.items():
                 if fname in self.families:
                     other_src = self.families[fname][1].source
@@ -240,6 +248,16 @@ class _Resolver:
         if len(self.problems) != count or base is None or context is None or dockerfile is None:
             return None
         lint = self.setting(levels, "lint")[0]
+        sign = self.sign_ref(levels)
+        sbom = bool(self.setting(levels, "sbom")[0])
+        if sbom and sign is None:
+            sbom_level = self.setting(levels, "sbom")[1] or levels[-1]
+            self.problem(
+                sbom_level.source,
+                (*sbom_level.path, "sbom"),
+                "`sbom: true` needs `sign:`: the SBOM is attached as a signed attestation",
+            )
+            return None
         return ImageConfig(
             name=name,
             family=fname,
@@ -262,7 +280,17 @@ class _Resolver:
             lint_ignore=tuple(lint.ignore) if lint else (),
             location=src.location(ipath, key=True),
             timeout=timeout or DEFAULT_TIMEOUT,
+            sign=sign,
+            sbom=sbom,
         )
+
+    def sign_ref(self, levels: Sequence[Level]) -> SignRef | None:
+        """The `sign:` setting, its key path relative to the file that sets it."""
+        sign, level = self.setting(levels, "sign")
+        if sign is None or level is None:
+            return None
+        key = Path(os.path.normpath(level.source.path.parent / sign.key)) if sign.key else None
+        return SignRef(key, sign.key_env, sign.passphrase_env)
 
     def check_registry(self, registry: str, name: str, levels: Sequence[Level]) -> None:
         try:
