@@ -33,12 +33,13 @@ from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
 from imagectl.plan.tags import may_move_floating
 from imagectl.registry import RegistryClient, parse_reference
+from imagectl.supply.step import KeyRing, check_base, provenance_facts, sign_and_attest
 
 Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
 
 # Test hook (tests/reliability): `IMAGECTL_FAULT_KILL_AT=<image>:<step>` makes the process
 # SIGKILL itself when `image` reaches `step` ("start", "built", "pushed", "verified",
-# "tagged:<tag>", "recorded", "adopted"; `*:commit` just before the git commit), to prove
+# "signed", "tagged:<tag>", "recorded", "adopted"; `*:commit` just before the git commit), to prove
 # that a crash at any point of the protocol loses nothing. Never set it in production.
 FAULT_KILL_ENV = "IMAGECTL_FAULT_KILL_AT"
 
@@ -110,6 +111,7 @@ class ImageRunner:
         self._builders: dict[str, Builder] = {}
         self._builders_mutex = threading.Lock()
         self.builder_modes: dict[str, str] = {}
+        self.keys = KeyRing(ctx.env)  # signing keys, decrypted once per run
 
     def builder(self, name: str) -> Builder:
         with self._builders_mutex:
@@ -214,6 +216,7 @@ class ImageRunner:
         image = self.ctx.manifest.images[name]
         base_pinned, base_digest = self.base_image(action)
         self.step(name, "start")
+        check_base(self.ctx.client, self.ctx.manifest, action, base_digest)  # `verify:` key
         digest = self.existing(action, base_digest) if self.ctx.push else None
         if digest is not None:
             outcome.state = "adopted"
@@ -239,6 +242,7 @@ class ImageRunner:
         outcome.digest = digest
         self.verify(action, digest)
         self.step(name, "verified")
+        self.sign(action, image, digest, base_digest)
         moved, held = self.move_floating(action, digest)
         outcome.tags_moved, outcome.tags_held = moved, held
         self.record(action, digest, base_digest, moved)
@@ -275,6 +279,22 @@ class ImageRunner:
                 f"{action.image}: {ref} resolves to {info.digest if info else 'nothing'}, "
                 f"not the pushed {digest}"
             )
+
+    def sign(self, action: Action, image: ImageConfig, digest: str, base_digest: str) -> None:
+        """Sign and attest the verified digest (`sign:`); failure fails the image."""
+        if image.sign is None:
+            return
+        facts = provenance_facts(
+            self.ctx.manifest,
+            image,
+            action,
+            digest,
+            base_digest,
+            self.ctx.revision,
+            self.ctx.source,
+        )
+        sign_and_attest(self.ctx.client, self.keys, facts, image)
+        self.step(action.image, "signed")
 
     def move_floating(self, action: Action, digest: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         repo = parse_reference(action.repository)

@@ -62,15 +62,22 @@ def _image_to_json(image: ImageConfig) -> dict[str, Any]:
     data = asdict(image)
     data["context"], data["dockerfile"] = str(image.context), str(image.dockerfile)
     if image.sign is not None:
-        data["sign"]["key"] = str(image.sign.key) if image.sign.key else None
+        for field in ("key", "public_key"):
+            path = getattr(image.sign, field)
+            data["sign"][field] = str(path) if path else None
     return data
 
 
 def _sign_from_json(data: dict[str, Any] | None) -> SignRef | None:
     if data is None:
         return None
-    key = data["key"]
-    return SignRef(Path(key) if key else None, data["key_env"], data["passphrase_env"])
+    key, public = data["key"], data["public_key"]
+    return SignRef(
+        Path(key) if key else None,
+        data["key_env"],
+        data["passphrase_env"],
+        Path(public) if public else None,
+    )
 
 
 def _base_to_json(base: BaseConfig) -> dict[str, Any]:

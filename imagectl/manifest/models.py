@@ -53,6 +53,9 @@ class SignModel(_Model):
     passphrase_env: StrictStr | None = Field(
         None, description="Environment variable holding the key's passphrase."
     )
+    public_key: StrictStr | None = Field(
+        None, description="PEM public key `imagectl verify` checks with (no private key needed)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> SignModel:
@@ -151,6 +154,7 @@ class SignRef:
     key: Path | None
     key_env: str | None
     passphrase_env: str | None
+    public_key: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -289,8 +289,10 @@ class _Resolver:
         sign, level = self.setting(levels, "sign")
         if sign is None or level is None:
             return None
-        key = Path(os.path.normpath(level.source.path.parent / sign.key)) if sign.key else None
-        return SignRef(key, sign.key_env, sign.passphrase_env)
+        here = level.source.path.parent
+        key = Path(os.path.normpath(here / sign.key)) if sign.key else None
+        public = Path(os.path.normpath(here / sign.public_key)) if sign.public_key else None
+        return SignRef(key, sign.key_env, sign.passphrase_env, public)
 
     def check_registry(self, registry: str, name: str, levels: Sequence[Level]) -> None:
         try:

@@ -153,7 +153,6 @@ class ProvenanceFacts:
     revision: str | None
     source: str | None  # the git-ops repository (remote URL or path)
     inputs: str
-    built_at: str  # RFC 3339, UTC
     reasons: tuple[str, ...]
     imagectl_version: str
     builder: str
@@ -183,10 +182,7 @@ def provenance_predicate(facts: ProvenanceFacts) -> dict[str, Any]:
         },
         "runDetails": {
             "builder": {"id": BUILDER_ID, "version": {"imagectl": facts.imagectl_version}},
-            "metadata": {
-                "invocationId": f"{facts.image}@{facts.version}",
-                "finishedOn": facts.built_at,
-            },
+            "metadata": {"invocationId": f"{facts.image}@{facts.version}"},
         },
     }
 
