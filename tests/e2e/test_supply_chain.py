@@ -1,0 +1,222 @@
+"""The supply chain end to end: a real dockerd, registry, git repository and cosign 2.5.
+
+imagectl verifies what cosign signed (the vendor's base), cosign verifies what imagectl
+signed and attested (every published tag, SLSA provenance, CycloneDX SBOM), and
+`imagectl verify` catches each tampering it claims to catch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devenv.registry import RegistryServer
+from devenv.upstream import push_upstream_base
+from tests.e2e.test_reconcile import DOCKERFILE, GIT_ENV, GitOps
+from tests.fixtures.builders import MANIFEST_ACCEPT
+from tests.fixtures.verifiers import Cosign
+
+pytestmark = pytest.mark.e2e
+
+PASSPHRASE = "canary-passphrase-7f3a9c"  # must never appear in any output or artefact
+VENDOR_PASSWORD = "vendor-pass"
+
+
+def keygen(cosign: Cosign, directory: Path) -> tuple[Path, Path]:
+    """A vendor key pair written by cosign itself."""
+    directory.mkdir(parents=True, exist_ok=True)
+    done = cosign.run("generate-key-pair", env={"COSIGN_PASSWORD": VENDOR_PASSWORD}, cwd=directory)
+    assert done.returncode == 0, done.stderr
+    return directory / "cosign.key", directory / "cosign.pub"
+
+
+def make_repo(tmp_path: Path, host: str, upstream_ref: str, vendor_pub: Path) -> GitOps:
+    namespace = f"sc-{uuid.uuid4().hex[:8]}"
+    root = tmp_path / "gitops"
+    (root / "keys").mkdir(parents=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "imagectl", "keygen", str(root / "keys" / "imagectl")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IMAGECTL_KEY_PASSPHRASE": PASSPHRASE},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert PASSPHRASE not in done.stdout + done.stderr
+    (root / "keys" / "vendor.pub").write_bytes(vendor_pub.read_bytes())
+    lines = [
+        "version: 1",
+        f"registry: {host}/{namespace}",
+        "defaults:",
+        "  builder: docker",
+        "  network: host",
+        "  sign:",
+        "    key: keys/imagectl.key",
+        "    passphrase_env: IMAGECTL_KEY_PASSPHRASE",
+        "    public_key: keys/imagectl.pub",
+        "bases:",
+        "  upstream:",
+        f"    ref: {upstream_ref}",
+        "    verify:",
+        "      key: keys/vendor.pub",
+        "families:",
+        "  all:",
+        "    images:",
+    ]
+    for name, base, sbom in (("base", "upstream", True), ("app", "base", False)):
+        (root / name).mkdir()
+        (root / name / "Dockerfile").write_text(DOCKERFILE.format(name=name))
+        (root / name / f"{name}.txt").write_text(f"{name} v1\n")
+        lines += [
+            f"      {name}:",
+            f"        from: {base}",
+            f"        context: {name}",
+            '        version: "1.0"',
+            *(["        sbom: true"] if sbom else []),
+        ]
+    (root / "imagectl.yaml").write_text("\n".join(lines) + "\n")
+    (root / ".gitignore").write_text("keys/imagectl.key\n")
+    for argv in (
+        ["git", "init", "-q", "-b", "main"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
+    ):
+        subprocess.run(argv, cwd=root, check=True, env={**os.environ, **GIT_ENV})
+    return GitOps(root, host, namespace)
+
+
+def repoint_tag(host: str, repository: str, tag: str) -> str:
+    """Point `tag` at another, unsigned manifest (what an attacker with push rights does)."""
+    with httpx.Client(base_url=f"http://{host}", timeout=30) as http:
+        got = http.get(f"/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT})
+        got.raise_for_status()
+        manifest = got.json()
+        manifest["annotations"] = {**manifest.get("annotations", {}), "evil": "yes"}
+        put = http.put(
+            f"/v2/{repository}/manifests/{tag}",
+            content=json.dumps(manifest).encode(),
+            headers={"Content-Type": got.headers["content-type"]},
+        )
+        assert put.status_code == 201, put.text
+        return str(put.headers["docker-content-digest"])
+
+
+def delete_tag_manifest(host: str, repository: str, tag: str) -> None:
+    with httpx.Client(base_url=f"http://{host}", timeout=30) as http:
+        head = http.head(f"/v2/{repository}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT})
+        head.raise_for_status()
+        digest = head.headers["docker-content-digest"]
+        assert http.delete(f"/v2/{repository}/manifests/{digest}").status_code == 202
+
+
+def verdicts(repo: GitOps, *images: str) -> dict[str, dict[str, object]]:
+    done = repo.run("verify", "--json", *images, env={"IMAGECTL_KEY_PASSPHRASE": ""})
+    return {v["image"]: v | {"rc": done.returncode} for v in json.loads(done.stdout)}
+
+
+def test_supply_chain_end_to_end(
+    tmp_path: Path, builder_registry: RegistryServer, dockerd: str, cosign: Cosign
+) -> None:
+    host = builder_registry.host
+    vendor_key, vendor_pub = keygen(cosign, tmp_path / "vendor")
+    upstream_repo = f"vendor/busybox-{uuid.uuid4().hex[:8]}"
+    upstream_digest = push_upstream_base(host, upstream_repo, "stable", "vendor build 1")
+    upstream_ref = f"{host}/{upstream_repo}:stable"
+    signed = cosign.sign(vendor_key, f"{host}/{upstream_repo}@{upstream_digest}", VENDOR_PASSWORD)
+    assert signed.returncode == 0, signed.stderr
+    repo = make_repo(tmp_path, host, upstream_ref, vendor_pub)
+    env = {"IMAGECTL_KEY_PASSPHRASE": PASSPHRASE}
+
+    # imagectl verifies what cosign signed, builds, signs and attests
+    applied = repo.run("apply", env=env)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    lock = repo.lock()
+    images = lock["images"]
+    assert isinstance(images, dict)
+    pub = repo.root / "keys" / "imagectl.pub"
+
+    # cosign verifies what imagectl signed: every published tag, provenance and SBOM
+    for name in ("base", "app"):
+        for tag in images[name]["tags"]:
+            ref = f"{host}/{repo.namespace}/{name}:{tag}"
+            ok = cosign.verify(pub, ref)
+            assert ok.returncode == 0, (ref, ok.stderr)
+            assert images[name]["digest"] in ok.stdout
+        ref = f"{host}/{repo.namespace}/{name}:1.0.0"
+        attested = cosign.verify_attestation(pub, ref, "slsaprovenance1")
+        assert attested.returncode == 0, attested.stderr
+        statement = json.loads(
+            __import__("base64").b64decode(json.loads(attested.stdout.splitlines()[0])["payload"])
+        )
+        assert statement["subject"][0]["digest"]["sha256"] == images[name]["digest"][7:]
+        deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        assert deps[0]["digest"]["sha256"] == images[name]["base"]["digest"][7:]
+        assert deps[1]["digest"]["gitCommit"] == images[name]["revision"]
+    sbom = cosign.verify_attestation(pub, f"{host}/{repo.namespace}/base:1.0.0", "cyclonedx")
+    assert sbom.returncode == 0, sbom.stderr
+    # ... and refuses another key, an unsigned image
+    assert cosign.verify(vendor_pub, f"{host}/{repo.namespace}/app:1.0.0").returncode != 0
+    assert cosign.verify(pub, upstream_ref).returncode != 0
+
+    # nothing secret leaked: output, lock, labels, logs
+    key_body = (repo.root / "keys" / "imagectl.key").read_text().splitlines()[1]
+    leaks = [applied.stdout, applied.stderr, (repo.root / "imagectl.lock").read_text()]
+    leaks += [json.dumps(repo.labels(n, "1.0.0")) for n in ("base", "app")]
+    leaks += [p.read_text(errors="replace") for p in (repo.root / ".imagectl").rglob("*.log")]
+    for text in leaks:
+        assert PASSPHRASE not in text and key_body not in text
+
+    # the lock records the base once, and re-applying changes nothing
+    assert repo.plan()["actions"] == []
+    first = verdicts(repo)
+    assert all(v["ok"] for v in first.values()), first
+    assert first["base"]["checked"] == ["tag", "signature", "provenance", "sbom"]
+
+    # tampering: a repointed tag (cosign refuses it too), a deleted signature,
+    # a provenance whose base digest does not match
+    evil = repoint_tag(host, f"{repo.namespace}/app", "1.0.0")
+    assert evil != images["app"]["digest"]
+    assert cosign.verify(pub, f"{host}/{repo.namespace}/app:1.0.0").returncode != 0
+    repointed = verdicts(repo, "app")["app"]
+    assert repointed["rc"] == 1 and "repointed" in str(repointed["problems"])
+
+    base_digest = str(images["base"]["digest"])
+    delete_tag_manifest(host, f"{repo.namespace}/base", base_digest.replace(":", "-") + ".sig")
+    unsigned = verdicts(repo, "base")["base"]
+    assert unsigned["rc"] == 1
+    assert "no signature by the key on the recorded digest" in unsigned["problems"]
+
+
+def test_unsigned_base_fails_every_image_built_on_it(
+    tmp_path: Path, builder_registry: RegistryServer, dockerd: str, cosign: Cosign
+) -> None:
+    host = builder_registry.host
+    _, vendor_pub = keygen(cosign, tmp_path / "vendor")
+    other_key, _ = keygen(cosign, tmp_path / "other")
+    upstream_repo = f"vendor/unsigned-{uuid.uuid4().hex[:8]}"
+    digest = push_upstream_base(host, upstream_repo, "stable", "vendor build x")
+    repo = make_repo(tmp_path, host, f"{host}/{upstream_repo}:stable", vendor_pub)
+    env = {"IMAGECTL_KEY_PASSPHRASE": PASSPHRASE}
+
+    unsigned = repo.run("apply", env=env)
+    assert unsigned.returncode == 1
+    assert "is not signed" in unsigned.stdout + unsigned.stderr
+    assert (
+        not (repo.root / "imagectl.lock").exists()
+        or "upstream" not in (repo.root / "imagectl.lock").read_text()
+    )
+
+    # signed by another key: still refused
+    assert (
+        cosign.sign(other_key, f"{host}/{upstream_repo}@{digest}", VENDOR_PASSWORD).returncode == 0
+    )
+    wrong = repo.run("apply", env=env)
+    assert wrong.returncode == 1
+    assert "none by" in wrong.stdout + wrong.stderr
