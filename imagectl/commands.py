@@ -42,6 +42,7 @@ from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
 from imagectl.proc import die_of
 from imagectl.repolock import RepoLock
+from imagectl.supply.preflight import check_keys, check_tools
 
 EXIT_INTERRUPTED = 130
 
@@ -79,6 +80,7 @@ def plan_command(
 ) -> int:
     """Plan and render; returns 1 when there are changes (for --detailed-exitcode), else 0."""
     options = PlanOptions(force=frozenset(force), only=frozenset(only))
+    check_tools(manifest)  # `sbom: true` without trivy fails here
     with make_client() as client:
         plan, _ = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
     if out is not None:
@@ -154,6 +156,7 @@ def apply_command(
 ) -> int:
     """Plan (or load a saved plan) and apply it under the repository lock."""
     read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
+    check_tools(manifest)
     with RepoLock(state_dir(manifest) / "apply.lck", timeout=lock_timeout), make_client() as client:
         if plan_file is not None:
             plan = load_plan(plan_file, manifest)
@@ -175,6 +178,8 @@ def apply_command(
                 console.print(f"Committed the lock an interrupted apply left: {pending[:12]}")
             _github_plan_outputs(plan)
             return 0
+        if push:  # a key that cannot be read fails before anything is built
+            check_keys(manifest, (a.image for a in plan.actions))
         console.print(plan_table(plan))
         console.print(summary_line(plan))
         options_ = ApplyOptions(jobs=jobs, push=push, git=git, git_push=git_push, author=author)

@@ -207,7 +207,9 @@ def test_unsigned_base_fails_every_image_built_on_it(
 
     unsigned = repo.run("apply", env=env)
     assert unsigned.returncode == 1
-    assert "is not signed" in unsigned.stdout + unsigned.stderr
+    said = " ".join((unsigned.stdout + unsigned.stderr).split())  # the table wraps lines
+    assert f"base upstream ({host}/{upstream_repo}@{digest}) is not signed" in said
+    assert "refusing to build on it" in said and "app │ - -> 1.0.0 │ │ │ skipped" in said
     assert (
         not (repo.root / "imagectl.lock").exists()
         or "upstream" not in (repo.root / "imagectl.lock").read_text()
@@ -219,4 +221,5 @@ def test_unsigned_base_fails_every_image_built_on_it(
     )
     wrong = repo.run("apply", env=env)
     assert wrong.returncode == 1
-    assert "none by" in wrong.stdout + wrong.stderr
+    said = " ".join((wrong.stdout + wrong.stderr).split())
+    assert "has 1 signature(s) but none by" in said and "vendor.pub" in said
