@@ -13,12 +13,17 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from devenv.registry import RegistryServer
 from devenv.upstream import push_upstream_base
+from imagectl.registry import RegistryClient
+from imagectl.supply.formats import SLSA_PROVENANCE_V1, ProvenanceFacts, provenance_statement
+from imagectl.supply.keys import load_signing_key
+from imagectl.supply.publish import attest_image
 from tests.e2e.test_reconcile import DOCKERFILE, GIT_ENV, GitOps
 from tests.fixtures.builders import MANIFEST_ACCEPT
 from tests.fixtures.verifiers import Cosign
@@ -116,6 +121,24 @@ def delete_tag_manifest(host: str, repository: str, tag: str) -> None:
         assert http.delete(f"/v2/{repository}/manifests/{digest}").status_code == 202
 
 
+def provenance_facts_of(repo: GitOps, name: str, record: dict[str, Any]) -> ProvenanceFacts:
+    return ProvenanceFacts(
+        manifest_path="imagectl.yaml",
+        image=name,
+        repository=record["repository"],
+        version=record["version"],
+        digest=record["digest"],
+        base_ref=record["base"]["ref"],
+        base_digest=record["base"]["digest"],
+        revision=record["revision"],
+        source=None,
+        inputs=record["inputs"],
+        reasons=("new",),
+        imagectl_version="0.1.0",
+        builder="docker",
+    )
+
+
 def verdicts(repo: GitOps, *images: str) -> dict[str, dict[str, object]]:
     done = repo.run("verify", "--json", *images, env={"IMAGECTL_KEY_PASSPHRASE": ""})
     return {v["image"]: v | {"rc": done.returncode} for v in json.loads(done.stdout)}
@@ -188,6 +211,26 @@ def test_supply_chain_end_to_end(
     assert repointed["rc"] == 1 and "repointed" in str(repointed["problems"])
 
     base_digest = str(images["base"]["digest"])
+    key = load_signing_key(
+        (repo.root / "keys" / "imagectl.key").read_bytes(), PASSPHRASE.encode(), "key"
+    )
+    wrong = ProvenanceFacts(
+        **{
+            **provenance_facts_of(repo, "base", images["base"]).__dict__,
+            "base_digest": "sha256:" + "0" * 64,
+        }
+    )
+    with RegistryClient() as client:
+        attest_image(
+            client, key, wrong.repository, base_digest, provenance_statement(wrong),
+            SLSA_PROVENANCE_V1,
+        )  # fmt: skip
+    mismatch = verdicts(repo, "base")["base"]
+    assert mismatch["rc"] == 1
+    assert f"provenance base digest sha256:{'0' * 64} is not the recorded" in str(
+        mismatch["problems"]
+    )
+
     delete_tag_manifest(host, f"{repo.namespace}/base", base_digest.replace(":", "-") + ".sig")
     unsigned = verdicts(repo, "base")["base"]
     assert unsigned["rc"] == 1
@@ -223,3 +266,29 @@ def test_unsigned_base_fails_every_image_built_on_it(
     assert wrong.returncode == 1
     said = " ".join((wrong.stdout + wrong.stderr).split())
     assert "has 1 signature(s) but none by" in said and "vendor.pub" in said
+
+    # signed by the vendor: builds; a signing failure (trivy fails) fails the image and
+    # its floating tags do not move; the next apply adopts, signs and moves them
+    vendor_key = tmp_path / "vendor" / "cosign.key"
+    assert (
+        cosign.sign(vendor_key, f"{host}/{upstream_repo}@{digest}", VENDOR_PASSWORD).returncode == 0
+    )
+    failing = tmp_path / "trivy-fails"
+    failing.write_text("#!/bin/sh\necho 'scan exploded' >&2\nexit 3\n")
+    failing.chmod(0o755)
+    broken = repo.run("apply", env={**env, "IMAGECTL_TRIVY": str(failing)})
+    said = " ".join((broken.stdout + broken.stderr).split())
+    assert broken.returncode == 1, said
+    assert "signing" in said and "trivy failed" in said and "floating tags were not moved" in said
+    base_repo = f"{repo.namespace}/base"
+    assert repo.digest("base", "1.0.0").startswith("sha256:")  # pushed and verified ...
+    with httpx.Client(base_url=f"http://{host}", timeout=30) as http:
+        for tag in ("1.0", "1"):  # ... but not published under the floating tags
+            head = http.head(
+                f"/v2/{base_repo}/manifests/{tag}", headers={"Accept": MANIFEST_ACCEPT}
+            )
+            assert head.status_code == 404, tag
+    fixed = repo.run("apply", env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    assert repo.digest("base", "1") == repo.digest("base", "1.0.0")
+    assert all(v["ok"] for v in verdicts(repo).values())
