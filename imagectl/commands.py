@@ -43,6 +43,7 @@ from imagectl.planfile import load_plan, save_plan
 from imagectl.proc import die_of
 from imagectl.repolock import RepoLock
 from imagectl.supply.preflight import check_keys, check_tools
+from imagectl.supply.step import unverified_bases, with_refused
 
 EXIT_INTERRUPTED = 130
 
@@ -83,16 +84,19 @@ def plan_command(
     check_tools(manifest)  # `sbom: true` without trivy fails here
     with make_client() as client:
         plan, _ = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+        refused = unverified_bases(client, manifest, plan.actions)  # `bases.<n>.verify:`
     if out is not None:
         save_plan(out, plan, manifest)
     if format == "json":
-        sys.stdout.write(json.dumps(plan.to_json(), indent=2) + "\n")
+        sys.stdout.write(json.dumps(with_refused(plan.to_json(), refused), indent=2) + "\n")
     elif format == "github-matrix":
         sys.stdout.write(github_matrix_json(plan) + "\n")
     else:
         if plan.actions:
             console.print(plan_table(plan))
         console.print(summary_line(plan))
+        for image, why in refused.items():
+            console.print(f"[red]base refused[/red]: {escape(image)}: {escape(why)}")
         if out is not None:
             console.print(f"Saved plan to {out}; apply it with `imagectl apply {out}`.")
     _github_plan_outputs(plan)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from imagectl import __version__
 from imagectl.errors import ImagectlError, RegistryError
@@ -129,3 +130,42 @@ def sign_and_attest(
             f"{facts.image}: signing {facts.repository}@{facts.digest} failed: {exc}; "
             "its floating tags were not moved"
         ) from exc
+
+
+def unverified_bases(
+    client: RegistryClient, manifest: Manifest, actions: Sequence[Action]
+) -> dict[str, str]:
+    """Plan-time check: image -> why its base fails `verify:` (dependents included).
+
+    `actions` come parents first; each distinct base digest is checked once.
+    """
+    flagged: dict[str, str] = {}
+    checked: dict[tuple[str, str], str | None] = {}
+    for action in actions:
+        base = manifest.bases.get(action.base.name)
+        if action.base.internal:
+            if action.base.name in flagged:
+                flagged[action.image] = f"built on {action.base.name}, whose base is refused"
+            continue
+        if base is None or base.verify_key is None or action.base.digest is None:
+            continue
+        key = (base.name, action.base.digest)
+        if key not in checked:
+            try:
+                checked[key] = base_signature_problem(client, base, action.base.digest)
+            except ImagectlError as exc:
+                checked[key] = str(exc)
+        problem = checked[key]
+        if problem:
+            flagged[action.image] = problem
+    return flagged
+
+
+def with_refused(plan_json: dict[str, Any], refused: Mapping[str, str]) -> dict[str, Any]:
+    """The plan's JSON with `"state": "base-refused"` and `"refused"` on flagged actions."""
+    for action in plan_json.get("actions", []):
+        why = refused.get(action.get("image", ""))
+        if why:
+            action["state"] = "base-refused"
+            action["refused"] = why
+    return plan_json

@@ -248,6 +248,13 @@ def test_unsigned_base_fails_every_image_built_on_it(
     repo = make_repo(tmp_path, host, f"{host}/{upstream_repo}:stable", vendor_pub)
     env = {"IMAGECTL_KEY_PASSPHRASE": PASSPHRASE}
 
+    planned = json.loads(repo.ok("plan", "--json"))  # the plan flags it before any build
+    states = {a["image"]: (a.get("state"), a.get("refused", "")) for a in planned["actions"]}
+    assert states["base"][0] == "base-refused" and "is not signed" in states["base"][1]
+    assert states["app"] == ("base-refused", "built on base, whose base is refused")
+    text = " ".join(repo.run("plan").stdout.split())
+    assert "base refused: base: base upstream" in text
+
     unsigned = repo.run("apply", env=env)
     assert unsigned.returncode == 1
     said = " ".join((unsigned.stdout + unsigned.stderr).split())  # the table wraps lines
