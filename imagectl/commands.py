@@ -43,6 +43,7 @@ from imagectl.planfile import load_plan, save_plan
 from imagectl.proc import die_of
 from imagectl.repolock import RepoLock
 from imagectl.supply.preflight import check_keys, check_tools
+from imagectl.supply.status import supply_cell, with_supply_state
 from imagectl.supply.step import unverified_bases, with_refused
 
 EXIT_INTERRUPTED = 130
@@ -325,12 +326,12 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
 
     with make_client() as client:
         plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
-    rows = status_rows(manifest, plan, now)
+        rows = with_supply_state(client, manifest, status_rows(manifest, plan, now))
     if json_out:
         sys.stdout.write(json.dumps({"format": 1, "images": rows}, indent=2) + "\n")
         return
     table = Table(header_style="bold")
-    for column in ("image", "version", "digest", "base", "age", "stale"):
+    for column in ("image", "version", "digest", "base", "age", "stale", "signed"):
         table.add_column(column, overflow="fold")
     for row in rows:
         stale = ", ".join(row["reasons"]) if row["stale"] else "no"
@@ -342,6 +343,7 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
             base,
             row["age"] or "-",
             stale,
+            supply_cell(row),
         )
     console.print(table)
     stale_count = sum(1 for r in rows if r["stale"])

@@ -24,6 +24,7 @@ from imagectl.pipeline import make_client
 from imagectl.plan.graph import ImageGraph
 from imagectl.prune.policy import Decision, VersionInfo, is_version_tag, parse_age, prune_images
 from imagectl.registry import Reference, RegistryClient, parse_reference
+from imagectl.supply.attach import delete_attachments
 
 _WORKERS = 8
 DELETE_DISABLED_HINT = "storage.delete.enabled"
@@ -145,6 +146,7 @@ def _delete(
         digests = dict.fromkeys(d.info.digest for d in decisions[name] if d.delete)
         for digest in digests:
             try:
+                delete_attachments(client, repo, digest)  # its .sig/.att first: no orphans
                 client.delete_manifest(repo.with_digest(digest))
             except RegistryError as exc:
                 if DELETE_DISABLED_HINT in str(exc):

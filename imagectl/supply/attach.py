@@ -17,6 +17,7 @@ from imagectl.supply.formats import (
     Layer,
     attachment_config,
     attachment_manifest,
+    attachment_tags,
 )
 
 
@@ -65,3 +66,28 @@ def merge(
     kept = [layer for layer in layers if not is_ours(layer)]
     write_layers(client, repo, tag, [*kept, new])
     return True
+
+
+def delete_attachments(client: RegistryClient, repo: Reference, digest: str) -> list[str]:
+    """Delete the `.sig` and `.att` of `digest` (before the image: no orphan on a crash).
+
+    Returns:
+        The attachment tags deleted.
+    """
+    deleted: list[str] = []
+    for tag in attachment_tags(digest):
+        info = client.head_manifest(repo.with_tag(tag))
+        if info is not None:
+            client.delete_manifest(repo.with_digest(info.digest))
+            deleted.append(tag)
+    return deleted
+
+
+def attachment_state(client: RegistryClient, repo: Reference, digest: str) -> dict[str, bool]:
+    """Whether `digest` has a signature and an attestation attachment (HEADs only)."""
+    sig, att = attachment_tags(digest)
+    heads = client.resolve_many([repo.with_tag(sig), repo.with_tag(att)])
+    return {
+        "signed": heads.get(repo.with_tag(sig)) is not None,
+        "attested": heads.get(repo.with_tag(att)) is not None,
+    }

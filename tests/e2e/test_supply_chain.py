@@ -201,6 +201,11 @@ def test_supply_chain_end_to_end(
     first = verdicts(repo)
     assert all(v["ok"] for v in first.values()), first
     assert first["base"]["checked"] == ["tag", "signature", "provenance", "sbom"]
+    status = json.loads(repo.ok("status", "--json"))["images"]
+    assert {r["image"]: (r["signed"], r["attested"]) for r in status} == {
+        "base": (True, True),
+        "app": (True, True),
+    }
 
     # tampering: a repointed tag (cosign refuses it too), a deleted signature,
     # a provenance whose base digest does not match
