@@ -284,20 +284,14 @@ def prune(
     )
 
 
-class VerifyFormat(StrEnum):
-    text = "text"
-    json = "json"
-    github = "github"
-
-
 @app.command()
 def verify(
     images: Annotated[
         list[str] | None, typer.Argument(help="Images (default: all recorded).")
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    format: Annotated[VerifyFormat, typer.Option("--format", help="Output format.")] = (
-        VerifyFormat.text
+    format: Annotated[LintFormat, typer.Option("--format", help="Output format.")] = (
+        LintFormat.text  # the same three: text, json, github annotations
     ),
     key: Annotated[
         Path | None, typer.Option("--key", help="PEM public key to verify with.")

@@ -28,4 +28,5 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c 'import imagectl, pytest' # fail loudly if the install did not work
+bash scripts/fetch-verifiers.sh >/dev/null # cosign 2.5 (Debian trixie .deb) for the supply-chain tests
 echo "setup: ready (.venv/bin/imagectl)"

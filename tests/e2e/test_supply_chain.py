@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from ruamel.yaml import YAML
 
 from devenv.registry import RegistryServer
 from devenv.upstream import push_upstream_base
@@ -24,7 +25,7 @@ from imagectl.registry import RegistryClient
 from imagectl.supply.formats import SLSA_PROVENANCE_V1, ProvenanceFacts, provenance_statement
 from imagectl.supply.keys import load_signing_key
 from imagectl.supply.publish import attest_image
-from tests.e2e.test_reconcile import DOCKERFILE, GIT_ENV, GitOps
+from tests.e2e.test_reconcile import GIT_ENV, GitOps, make_gitops
 from tests.fixtures.builders import MANIFEST_ACCEPT
 from tests.fixtures.verifiers import Cosign
 
@@ -43,11 +44,13 @@ def keygen(cosign: Cosign, directory: Path) -> tuple[Path, Path]:
 
 
 def make_repo(tmp_path: Path, host: str, upstream_ref: str, vendor_pub: Path) -> GitOps:
-    namespace = f"sc-{uuid.uuid4().hex[:8]}"
-    root = tmp_path / "gitops"
-    (root / "keys").mkdir(parents=True)
+    """The reconcile story's git-ops repository (base on the vendor's upstream, app on base),
+    signed with a key from `imagectl keygen`, the upstream verified with the vendor's key."""
+    repo = make_gitops(tmp_path, host, upstream_ref, images={"base": "upstream", "app": "base"})
+    keys = repo.root / "keys"
+    keys.mkdir()
     done = subprocess.run(
-        [sys.executable, "-m", "imagectl", "keygen", str(root / "keys" / "imagectl")],
+        [sys.executable, "-m", "imagectl", "keygen", str(keys / "imagectl")],
         capture_output=True,
         text=True,
         env={**os.environ, "IMAGECTL_KEY_PASSPHRASE": PASSPHRASE},
@@ -55,46 +58,24 @@ def make_repo(tmp_path: Path, host: str, upstream_ref: str, vendor_pub: Path) ->
     )
     assert done.returncode == 0, done.stderr
     assert PASSPHRASE not in done.stdout + done.stderr
-    (root / "keys" / "vendor.pub").write_bytes(vendor_pub.read_bytes())
-    lines = [
-        "version: 1",
-        f"registry: {host}/{namespace}",
-        "defaults:",
-        "  builder: docker",
-        "  network: host",
-        "  sign:",
-        "    key: keys/imagectl.key",
-        "    passphrase_env: IMAGECTL_KEY_PASSPHRASE",
-        "    public_key: keys/imagectl.pub",
-        "bases:",
-        "  upstream:",
-        f"    ref: {upstream_ref}",
-        "    verify:",
-        "      key: keys/vendor.pub",
-        "families:",
-        "  all:",
-        "    images:",
-    ]
-    for name, base, sbom in (("base", "upstream", True), ("app", "base", False)):
-        (root / name).mkdir()
-        (root / name / "Dockerfile").write_text(DOCKERFILE.format(name=name))
-        (root / name / f"{name}.txt").write_text(f"{name} v1\n")
-        lines += [
-            f"      {name}:",
-            f"        from: {base}",
-            f"        context: {name}",
-            '        version: "1.0"',
-            *(["        sbom: true"] if sbom else []),
-        ]
-    (root / "imagectl.yaml").write_text("\n".join(lines) + "\n")
-    (root / ".gitignore").write_text("keys/imagectl.key\n")
-    for argv in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "init"],
-    ):
-        subprocess.run(argv, cwd=root, check=True, env={**os.environ, **GIT_ENV})
-    return GitOps(root, host, namespace)
+    (keys / "vendor.pub").write_bytes(vendor_pub.read_bytes())
+    yaml = YAML()
+    path = repo.root / "imagectl.yaml"
+    data = yaml.load(path)
+    data["defaults"]["sign"] = {
+        "key": "keys/imagectl.key",
+        "passphrase_env": "IMAGECTL_KEY_PASSPHRASE",
+        "public_key": "keys/imagectl.pub",
+    }
+    data["bases"]["upstream"]["verify"] = {"key": "keys/vendor.pub"}
+    data["families"]["all"]["images"]["base"]["sbom"] = True
+    yaml.dump(data, path)
+    (repo.root / ".gitignore").write_text("keys/imagectl.key\n")
+    subprocess.run(["git", "add", "-A"], cwd=repo.root, check=True)
+    subprocess.run(
+        ["git", "commit", "-qm", "sign"], cwd=repo.root, check=True, env={**os.environ, **GIT_ENV}
+    )
+    return repo
 
 
 def repoint_tag(host: str, repository: str, tag: str) -> str:
