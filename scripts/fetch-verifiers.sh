@@ -3,13 +3,16 @@
 # Debian 13 (trixie) .debs and unpack them into a cache directory, WITHOUT touching the
 # system's apt sources, lists or dpkg status: apt runs under a private state directory whose
 # sources list names the same Debian mirror as the system's, suite trixie.
-# Debian 12's skopeo is built with sigstore disabled, hence trixie.  Idempotent.
+# Debian 12's skopeo is built with sigstore disabled, hence trixie. trixie's skopeo needs
+# glibc 2.38: its runtime libraries (libc6, gpgme, sqlite) are unpacked beside it and a
+# wrapper runs it through trixie's dynamic loader, so it runs on Debian 12 too. Idempotent.
 # Usage: scripts/fetch-verifiers.sh [CACHE_DIR]   (default: ~/.cache/imagectl/verifiers)
-# Prints the directory holding the binaries (CACHE_DIR/root/usr/bin) on its last line.
+# Prints the directory holding `cosign` and `skopeo` (CACHE_DIR/bin) on its last line.
 set -euo pipefail
 CACHE="${1:-${IMAGECTL_VERIFIERS_CACHE:-$HOME/.cache/imagectl/verifiers}}"
-BIN="$CACHE/root/usr/bin"
-PACKAGES=(cosign skopeo)
+BIN="$CACHE/bin"
+ROOT="$CACHE/root"
+PACKAGES=(cosign skopeo libc6 libgpgme11t64 libsqlite3-0 libassuan9 libgpg-error0)
 if [ -x "$BIN/cosign" ] && [ -x "$BIN/skopeo" ]; then
   echo "$BIN"
   exit 0
@@ -37,7 +40,17 @@ APT_OPTS=(
 apt-get "${APT_OPTS[@]}" -qq update >&2
 (cd "$CACHE/debs" && apt-get "${APT_OPTS[@]}" -qq download "${PACKAGES[@]}" >&2)
 for deb in "$CACHE"/debs/*.deb; do
-  dpkg-deb -x "$deb" "$CACHE/root"
+  dpkg-deb -x "$deb" "$ROOT"
 done
+mkdir -p "$BIN"
+ln -sf "$ROOT/usr/bin/cosign" "$BIN/cosign" # static: runs as it is
+loader="$(find "$ROOT/usr/lib" -maxdepth 2 -name 'ld-linux*.so.*' | head -n1)"
+cat >"$BIN/skopeo" <<WRAP
+#!/bin/sh
+# skopeo 1.18 from Debian trixie, with trixie's own C library (written by fetch-verifiers.sh)
+exec "$loader" --library-path "$(dirname "$loader")" "$ROOT/usr/bin/skopeo" "\$@"
+WRAP
+chmod +x "$BIN/skopeo"
 "$BIN/cosign" version >/dev/null 2>&1 || { echo "fetch-verifiers: cosign does not run" >&2; exit 1; }
+"$BIN/skopeo" --version >/dev/null 2>&1 || echo "fetch-verifiers: skopeo does not run here" >&2
 echo "$BIN"

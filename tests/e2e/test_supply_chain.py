@@ -27,7 +27,7 @@ from imagectl.supply.keys import load_signing_key
 from imagectl.supply.publish import attest_image
 from tests.e2e.test_reconcile import GIT_ENV, GitOps, make_gitops
 from tests.fixtures.builders import MANIFEST_ACCEPT
-from tests.fixtures.verifiers import Cosign
+from tests.fixtures.verifiers import Cosign, Skopeo
 
 pytestmark = pytest.mark.e2e
 
@@ -126,7 +126,11 @@ def verdicts(repo: GitOps, *images: str) -> dict[str, dict[str, object]]:
 
 
 def test_supply_chain_end_to_end(
-    tmp_path: Path, builder_registry: RegistryServer, dockerd: str, cosign: Cosign
+    tmp_path: Path,
+    builder_registry: RegistryServer,
+    dockerd: str,
+    cosign: Cosign,
+    skopeo: Skopeo,
 ) -> None:
     host = builder_registry.host
     vendor_key, vendor_pub = keygen(cosign, tmp_path / "vendor")
@@ -163,6 +167,12 @@ def test_supply_chain_end_to_end(
         deps = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
         assert deps[0]["digest"]["sha256"] == images[name]["base"]["digest"][7:]
         assert deps[1]["digest"]["gitCommit"] == images[name]["revision"]
+    # so does containers/image (skopeo 1.18, policy.json sigstoreSigned with our key)
+    for name, tag in (("base", "1"), ("app", "1.0.0"), ("app", "1.0")):
+        copied = skopeo.copy_verified(f"{host}/{repo.namespace}/{name}:{tag}", pub, tmp_path)
+        assert copied.returncode == 0, copied.stderr
+    refused = skopeo.copy_verified(upstream_ref, pub, tmp_path)  # signed by another key
+    assert refused.returncode != 0 and "signature" in refused.stderr
     sbom = cosign.verify_attestation(pub, f"{host}/{repo.namespace}/base:1.0.0", "cyclonedx")
     assert sbom.returncode == 0, sbom.stderr
     # ... and refuses another key, an unsigned image
@@ -193,6 +203,9 @@ def test_supply_chain_end_to_end(
     evil = repoint_tag(host, f"{repo.namespace}/app", "1.0.0")
     assert evil != images["app"]["digest"]
     assert cosign.verify(pub, f"{host}/{repo.namespace}/app:1.0.0").returncode != 0
+    unsigned_copy = skopeo.copy_verified(f"{host}/{repo.namespace}/app:1.0.0", pub, tmp_path)
+    assert unsigned_copy.returncode != 0
+    assert "A signature was required, but no signature exists" in unsigned_copy.stderr
     repointed = verdicts(repo, "app")["app"]
     assert repointed["rc"] == 1 and "repointed" in str(repointed["problems"])
 
