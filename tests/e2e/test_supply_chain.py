@@ -247,6 +247,16 @@ def test_unsigned_base_fails_every_image_built_on_it(
     repo = make_repo(tmp_path, host, f"{host}/{upstream_repo}:stable", vendor_pub)
     env = {"IMAGECTL_KEY_PASSPHRASE": PASSPHRASE}
 
+    # a wrong passphrase fails the apply before anything is built or pushed
+    wrong_pass = repo.run("apply", env={"IMAGECTL_KEY_PASSPHRASE": "not-it"})
+    said = " ".join((wrong_pass.stdout + wrong_pass.stderr).split())
+    assert wrong_pass.returncode == 1 and "keys/imagectl.key: wrong passphrase" in said, said
+    assert "not-it" not in said and "Traceback" not in said
+    assert not (repo.root / "imagectl.lock").exists()
+    with httpx.Client(base_url=f"http://{host}", timeout=30) as http:
+        listed = http.get(f"/v2/{repo.namespace}/base/tags/list")
+        assert listed.status_code == 404  # nothing pushed
+
     planned = json.loads(repo.ok("plan", "--json"))  # the plan flags it before any build
     states = {a["image"]: (a.get("state"), a.get("refused", "")) for a in planned["actions"]}
     assert states["base"][0] == "base-refused" and "is not signed" in states["base"][1]
