@@ -7,19 +7,33 @@ from typing import Any
 
 from imagectl.manifest.models import Manifest
 from imagectl.registry import RegistryClient, parse_reference
-from imagectl.supply.attach import attachment_state
+from imagectl.supply.formats import attachment_tags
 
 
 def with_supply_state(
     client: RegistryClient, manifest: Manifest, rows: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """Add `signed`/`attested` to status rows (None: the image has no `sign:`)."""
-    out = []
+    """Add `signed`/`attested` to status rows (None: the image has no `sign:`).
+
+    One concurrent round of HEADs (`resolve_many`) for every attachment of every image.
+    """
+    wanted = {}
     for row in rows:
         image = manifest.images.get(row["image"])
-        state: dict[str, bool | None] = {"signed": None, "attested": None}
         if image is not None and image.sign is not None and row.get("digest"):
-            state = {**attachment_state(client, parse_reference(image.repository), row["digest"])}
+            repo = parse_reference(image.repository)
+            sig, att = attachment_tags(row["digest"])
+            wanted[row["image"]] = (repo.with_tag(sig), repo.with_tag(att))
+    heads = client.resolve_many(ref for pair in wanted.values() for ref in pair)
+    out = []
+    for row in rows:
+        pair = wanted.get(row["image"])
+        state: dict[str, bool | None] = {"signed": None, "attested": None}
+        if pair is not None:
+            state = {
+                "signed": heads.get(pair[0]) is not None,
+                "attested": heads.get(pair[1]) is not None,
+            }
         out.append({**row, **state})
     return out
 

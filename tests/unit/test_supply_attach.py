@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +21,13 @@ from imagectl.supply.attach import read_layers, write_layers
 from imagectl.supply.formats import ProvenanceFacts, attestation_tag, signature_tag
 from imagectl.supply.keys import SigningKey, generate
 from imagectl.supply.publish import attest_image, publish
-from imagectl.supply.step import BaseVerificationError, check_base
+from imagectl.supply.status import supply_cell, with_supply_state
+from imagectl.supply.step import (
+    BaseVerificationError,
+    check_base,
+    unverified_bases,
+    with_refused,
+)
 from imagectl.supply.verify import verify_all
 from tests.fixtures.fake_registry import FakeRegistry
 
@@ -217,3 +224,53 @@ def test_write_layers_round_trip(world: tuple[FakeRegistry, RegistryClient, str]
     layer = formats.Layer("text/plain", b"hi", {"k": "v"})
     write_layers(client, parse_reference(REPO), "att-test", [layer])
     assert read_layers(client, parse_reference(REPO), "att-test") == [layer]
+
+
+def test_status_shows_signed_and_attested(
+    tmp_path: Path, world: tuple[FakeRegistry, RegistryClient, str], key: SigningKey
+) -> None:
+    _, client, digest = world
+    manifest = manifest_for(tmp_path, key)
+    rows = [{"image": "app", "digest": digest}]
+    [before] = with_supply_state(client, manifest, rows)
+    assert (before["signed"], before["attested"]) == (False, False)
+    assert supply_cell(before) == "UNSIGNED, no attestation"
+    publish(client, key, facts(digest))
+    [after] = with_supply_state(client, manifest, rows)
+    assert supply_cell(after) == "signed, attested"
+    unsigned_manifest = Manifest(
+        manifest.root, (), {"app": replace(manifest.images["app"], sign=None)}, {}
+    )
+    [plain] = with_supply_state(client, unsigned_manifest, rows)
+    assert plain["signed"] is None and supply_cell(plain) == "-"
+
+
+def test_plan_flags_a_refused_base_and_everything_built_on_it(
+    tmp_path: Path, world: tuple[FakeRegistry, RegistryClient, str], key: SigningKey
+) -> None:
+    _, client, digest = world
+    pub = tmp_path / "vendor.pub"
+    pub.write_bytes(key.public.pem())
+    base = BaseConfig("vendor", f"{REPO}:1.0.0", Location("imagectl.yaml", 4, 3), pub)
+    manifest = Manifest(tmp_path / "imagectl.yaml", (), {}, {"vendor": base})
+
+    def action(name: str, base_use: BaseUse) -> Action:
+        return Action(
+            image=name, family="f", repository=f"{HOST}/acme/{name}",
+            reasons=(StaleReason.NEW,), from_version=None, to_version="1.0.0",
+            tags=("1.0.0",), held_tags=(), depends_on=(), base=base_use, inputs="x", depth=0,
+        )  # fmt: skip
+
+    actions = [
+        action("child", BaseUse("vendor", base.ref, digest, False)),
+        action("grandchild", BaseUse("child", "x", None, True)),
+        action("other", BaseUse("debian", "docker.io/library/debian:12", digest, False)),
+    ]
+    refused = unverified_bases(client, manifest, actions)
+    assert set(refused) == {"child", "grandchild"}
+    assert "is not signed" in refused["child"]
+    plan_json = {"actions": [{"image": a.image} for a in actions]}
+    states = [a.get("state") for a in with_refused(plan_json, refused)["actions"]]
+    assert states == ["base-refused", "base-refused", None]
+    publish(client, key, facts(digest))
+    assert unverified_bases(client, manifest, actions) == {}
