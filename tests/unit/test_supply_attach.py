@@ -83,6 +83,25 @@ def manifest_for(tmp_path: Path, key: SigningKey, sbom: bool = False) -> Manifes
     return Manifest(tmp_path / "imagectl.yaml", (), {"app": image}, {})
 
 
+VENDOR_REF = f"{REPO}:1.0.0"  # the "vendor's" base: the world's image, signed or not
+
+
+def vendor_manifest(tmp_path: Path, key: SigningKey) -> Manifest:
+    """A manifest whose base `vendor` must be signed by `key`."""
+    pub = tmp_path / "vendor.pub"
+    pub.write_bytes(key.public.pem())
+    base = BaseConfig("vendor", VENDOR_REF, Location("imagectl.yaml", 4, 3), pub)
+    return Manifest(tmp_path / "imagectl.yaml", (), {}, {"vendor": base})
+
+
+def child_action(name: str, base: BaseUse) -> Action:
+    return Action(
+        image=name, family="f", repository=f"{HOST}/acme/{name}",
+        reasons=(StaleReason.NEW,), from_version=None, to_version="1.0.0",
+        tags=("1.0.0",), held_tags=(), depends_on=(), base=base, inputs="x", depth=0,
+    )  # fmt: skip
+
+
 def lock_for(digest: str) -> Lock:
     record = ImageRecord(
         repository=REPO,
@@ -200,16 +219,8 @@ def test_check_base_requires_a_signature_by_the_key(
     tmp_path: Path, world: tuple[FakeRegistry, RegistryClient, str], key: SigningKey
 ) -> None:
     _, client, digest = world
-    pub = tmp_path / "vendor.pub"
-    pub.write_bytes(key.public.pem())
-    base = BaseConfig("vendor", f"{REPO}:1.0.0", Location("imagectl.yaml", 4, 3), pub)
-    manifest = Manifest(tmp_path / "imagectl.yaml", (), {}, {"vendor": base})
-    action = Action(
-        image="child", family="f", repository=f"{HOST}/acme/child",
-        reasons=(StaleReason.NEW,), from_version=None, to_version="1.0.0", tags=("1.0.0",),
-        held_tags=(), depends_on=(), base=BaseUse("vendor", base.ref, digest, False),
-        inputs="x", depth=0,
-    )  # fmt: skip
+    manifest = vendor_manifest(tmp_path, key)
+    action = child_action("child", BaseUse("vendor", VENDOR_REF, digest, False))
     with pytest.raises(BaseVerificationError, match=r"child: base vendor .* is not signed"):
         check_base(client, manifest, action, digest)
     publish(client, generate(), facts(digest))
@@ -249,22 +260,11 @@ def test_plan_flags_a_refused_base_and_everything_built_on_it(
     tmp_path: Path, world: tuple[FakeRegistry, RegistryClient, str], key: SigningKey
 ) -> None:
     _, client, digest = world
-    pub = tmp_path / "vendor.pub"
-    pub.write_bytes(key.public.pem())
-    base = BaseConfig("vendor", f"{REPO}:1.0.0", Location("imagectl.yaml", 4, 3), pub)
-    manifest = Manifest(tmp_path / "imagectl.yaml", (), {}, {"vendor": base})
-
-    def action(name: str, base_use: BaseUse) -> Action:
-        return Action(
-            image=name, family="f", repository=f"{HOST}/acme/{name}",
-            reasons=(StaleReason.NEW,), from_version=None, to_version="1.0.0",
-            tags=("1.0.0",), held_tags=(), depends_on=(), base=base_use, inputs="x", depth=0,
-        )  # fmt: skip
-
+    manifest = vendor_manifest(tmp_path, key)
     actions = [
-        action("child", BaseUse("vendor", base.ref, digest, False)),
-        action("grandchild", BaseUse("child", "x", None, True)),
-        action("other", BaseUse("debian", "docker.io/library/debian:12", digest, False)),
+        child_action("child", BaseUse("vendor", VENDOR_REF, digest, False)),
+        child_action("grandchild", BaseUse("child", "x", None, True)),
+        child_action("other", BaseUse("debian", "docker.io/library/debian:12", digest, False)),
     ]
     refused = unverified_bases(client, manifest, actions)
     assert set(refused) == {"child", "grandchild"}
