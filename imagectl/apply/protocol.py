@@ -33,6 +33,7 @@ from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
 from imagectl.plan.tags import may_move_floating
 from imagectl.registry import RegistryClient, parse_reference
+from imagectl.supply.signing import without_signing_secrets
 from imagectl.supply.step import KeyRing, check_base, provenance_facts, sign_and_attest
 
 Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
@@ -169,7 +170,7 @@ class ImageRunner:
             secrets=tuple(
                 SecretSpec(s.id, s.env, Path(s.file) if s.file else None) for s in image.secrets
             ),
-            env=dict(self.ctx.env),
+            env=without_signing_secrets(self.ctx.env, image.sign),  # the key stays here
             timeout=image.timeout,
         )
 

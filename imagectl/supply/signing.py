@@ -91,4 +91,11 @@ def attestation_statement(layer: Layer, key: VerifyKey, predicate_type: str) -> 
     return parsed.payload
 
 
-__all__ = ["KeyError_", "SigningError"]
+def without_signing_secrets(env: Mapping[str, str], sign: SignRef | None) -> dict[str, str]:
+    """`env` less the variables holding the signing key and passphrase (builds never need
+    them: defence in depth against a build step or builder log echoing its environment)."""
+    if sign is None:
+        return dict(env)
+    secret = {sign.key_env, sign.passphrase_env}
+    return {k: v for k, v in env.items() if k not in secret}
+

@@ -22,7 +22,7 @@ from imagectl.supply.keys import (
     load_signing_key,
     load_verify_key,
 )
-from imagectl.supply.signing import load_key
+from imagectl.supply.signing import load_key, without_signing_secrets
 
 
 def test_encrypted_key_round_trips_and_has_cosigns_shape() -> None:
@@ -103,3 +103,10 @@ def test_keygen_writes_a_private_0600_key_and_refuses_to_overwrite(tmp_path: Pat
     with pytest.raises(UsageError, match="environment variable NOPE"):
         keygen_command(tmp_path / "other", passphrase_env="NOPE", env={})
     assert not (tmp_path / "other.key").exists()
+
+
+def test_builds_never_get_the_signing_variables() -> None:
+    env = {"PATH": "/bin", "SIGN_KEY": "pem", "SIGN_PASS": "pw", "TOK": "build secret"}
+    sign = SignRef(None, "SIGN_KEY", "SIGN_PASS")
+    assert without_signing_secrets(env, sign) == {"PATH": "/bin", "TOK": "build secret"}
+    assert without_signing_secrets(env, None) == env
