@@ -331,7 +331,9 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
         sys.stdout.write(json.dumps({"format": 1, "images": rows}, indent=2) + "\n")
         return
     table = Table(header_style="bold")
-    for column in ("image", "version", "digest", "base", "age", "stale", "signed"):
+    signing = any(r["signed"] is not None for r in rows)  # a `signed` column only with `sign:`
+    columns = ["image", "version", "digest", "base", "age", "stale"] + ["signed"] * signing
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         stale = ", ".join(row["reasons"]) if row["stale"] else "no"
@@ -343,7 +345,7 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
             base,
             row["age"] or "-",
             stale,
-            supply_cell(row),
+            *([supply_cell(row)] if signing else []),
         )
     console.print(table)
     stale_count = sum(1 for r in rows if r["stale"])

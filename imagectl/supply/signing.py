@@ -98,4 +98,3 @@ def without_signing_secrets(env: Mapping[str, str], sign: SignRef | None) -> dic
         return dict(env)
     secret = {sign.key_env, sign.passphrase_env}
     return {k: v for k, v in env.items() if k not in secret}
-
