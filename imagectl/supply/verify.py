@@ -36,7 +36,7 @@ from imagectl.supply.formats import (
     signature_tag,
     subject_digests,
 )
-from imagectl.supply.keys import VerifyKey, read_verify_key
+from imagectl.supply.keys import KeyError_, VerifyKey, read_verify_key
 from imagectl.supply.signing import attestation_statement, load_key, signature_verifies
 
 
@@ -71,7 +71,12 @@ def public_key(image: ImageConfig, override: Path | None) -> VerifyKey | None:
         return None
     if image.sign.public_key is not None:
         return read_verify_key(image.sign.public_key)
-    return load_key(image.sign).public
+    try:
+        return load_key(image.sign).public
+    except KeyError_ as exc:
+        raise KeyError_(
+            f"{exc}; to verify without the private key, set `sign.public_key:` or pass --key"
+        ) from exc
 
 
 def check_provenance(statements: Sequence[bytes], record: ImageRecord, verdict: Verdict) -> None:

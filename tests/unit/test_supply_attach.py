@@ -274,3 +274,26 @@ def test_plan_flags_a_refused_base_and_everything_built_on_it(
     assert states == ["base-refused", "base-refused", None]
     publish(client, key, facts(digest))
     assert unverified_bases(client, manifest, actions) == {}
+
+
+def test_verify_without_any_key_says_how_to_give_one(
+    tmp_path: Path,
+    world: tuple[FakeRegistry, RegistryClient, str],
+    key: SigningKey,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, client, digest = world
+    manifest = manifest_for(tmp_path, key)
+    image = manifest.images["app"]
+    no_public = replace(image, sign=SignRef(None, "K", None, None))
+    monkeypatch.delenv("K", raising=False)
+    manifest = Manifest(manifest.root, (), {"app": no_public}, {})
+    [verdict] = verify_all(manifest, lock_for(digest), client, [], None)
+    assert verdict.problems == [
+        "sign.key_env: environment variable K is not set (it must hold the PEM private key); "
+        "to verify without the private key, set `sign.public_key:` or pass --key"
+    ]
+    publish(client, key, facts(digest))
+    pub = tmp_path / "cosign.pub"
+    [ok] = verify_all(manifest, lock_for(digest), client, [], pub)  # --key
+    assert ok.ok, ok.problems
