@@ -235,6 +235,16 @@ def test_supply_chain_end_to_end(
     assert unsigned["rc"] == 1
     assert "no signature by the key on the recorded digest" in unsigned["problems"]
 
+    # imagectl verifies what cosign signed: cosign re-signs with imagectl's own key file
+    resigned = cosign.sign(
+        repo.root / "keys" / "imagectl.key", f"{host}/{repo.namespace}/base@{base_digest}",
+        PASSPHRASE,
+    )  # fmt: skip
+    assert resigned.returncode == 0, resigned.stderr
+    again = verdicts(repo, "base")["base"]
+    assert "signature" in again["checked"]
+    assert len(again["problems"]) == 1 and "provenance base digest" in str(again["problems"])
+
 
 def test_unsigned_base_fails_every_image_built_on_it(
     tmp_path: Path, builder_registry: RegistryServer, dockerd: str, cosign: Cosign
