@@ -446,6 +446,43 @@ def prune(
     )
 
 
+@app.command()
+def verify(
+    images: Annotated[
+        list[str] | None, typer.Argument(help="Images (default: all recorded).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    format: Annotated[LintFormat, typer.Option("--format", help="Output format.")] = (
+        LintFormat.text  # the same three: text, json, github annotations
+    ),
+    key: Annotated[
+        Path | None, typer.Option("--key", help="PEM public key to verify with.")
+    ] = None,
+) -> None:
+    """Check the registry against the lock: tags, signatures, provenance, SBOMs."""
+    from imagectl.supply.verify import run_verify
+
+    fmt = "json" if json_out else str(format)
+    raise typer.Exit(run_verify(load(), images or [], key=key, format=fmt, console=out_console()))
+
+
+@app.command()
+def keygen(
+    prefix: Annotated[Path, typer.Argument(help="Writes PREFIX.key and PREFIX.pub.")] = Path(
+        "cosign"
+    ),
+    passphrase_env: Annotated[
+        str, typer.Option("--passphrase-env", help="Variable holding the passphrase.")
+    ] = "IMAGECTL_KEY_PASSPHRASE",
+    force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
+) -> None:
+    """Write a cosign-compatible signing key pair (encrypted private key, PEM public key)."""
+    from imagectl.supply.keygen import keygen_command
+
+    private, public = keygen_command(prefix, passphrase_env=passphrase_env, force=force)
+    out_console().print(f"Private key written to {private}\nPublic key written to {public}")
+
+
 bases_app = typer.Typer(help="Pinned external bases: check and update their digests.")
 app.add_typer(bases_app, name="bases")
 

@@ -36,11 +36,13 @@ from imagectl.pipeline import compute_plan, make_client
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
 from imagectl.recovery import record_of
+from imagectl.supply.status import supply_cell
 from imagectl.textsafe import for_rich
 
 if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
     from imagectl.apply.claims import GitSession, Me, Resolved
     from imagectl.apply.engine import ApplyOptions, ApplyResult, Commit
+    from imagectl.registry import RegistryClient
 
 EXIT_INTERRUPTED = 130
 
@@ -82,21 +84,27 @@ def plan_command(
 ) -> int:
     """Plan and render; returns 1 when there are changes (for --detailed-exitcode), else 0."""
     options = PlanOptions(force=frozenset(force), only=frozenset(only))
+    _check_tools(manifest)  # `sbom: true` without trivy fails here
     with make_client() as client:
         plan, observed = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+        refused = _refused_bases(client, manifest, plan)  # `bases.<n>.verify:`
     if explain is not None:
         explain_command(manifest, explain, observed, plan.action(explain), now, console)
         return 1 if plan.changed else 0
     if out is not None:
         save_plan(out, plan, manifest)
     if format == "json":
-        sys.stdout.write(json.dumps(plan.to_json(), indent=2) + "\n")
+        from imagectl.supply.step import with_refused
+
+        sys.stdout.write(json.dumps(with_refused(plan.to_json(), refused), indent=2) + "\n")
     elif format == "github-matrix":
         sys.stdout.write(github_matrix_json(plan) + "\n")
     else:
         if plan.actions:
             console.print(plan_table(plan))
         console.print(summary_line(plan))
+        for image, why in refused.items():
+            console.print(f"[red]base refused[/red]: {escape(image)}: {escape(why)}")
         if out is not None:
             console.print(f"Saved plan to {out}; apply it with `imagectl apply {out}`.")
     _github_plan_outputs(plan)
@@ -116,6 +124,23 @@ def _refuse_blocked(plan: Plan) -> None:
             "(apply fails them alone; the other images go on):\n"
             + "\n".join(f"  {a.image}: {a.blocked}" for a in blocked)
         )
+
+
+def _check_tools(manifest: Manifest) -> None:
+    """`sbom: true` needs trivy: fail before anything is planned or built."""
+    if any(image.sbom for image in manifest.images.values()):
+        from imagectl.supply.preflight import check_tools
+
+        check_tools(manifest)
+
+
+def _refused_bases(client: RegistryClient, manifest: Manifest, plan: Plan) -> dict[str, str]:
+    """Image -> why its base's signature is refused (only bases with `verify:` are read)."""
+    if not any(base.verify_key for base in manifest.bases.values()):
+        return {}
+    from imagectl.supply.step import unverified_bases
+
+    return unverified_bases(client, manifest, plan.actions)
 
 
 def _check_saved_inputs(manifest: Manifest, plan: Plan) -> None:
@@ -194,6 +219,7 @@ def apply_command(
     from imagectl.repolock import RepoLock
 
     read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
+    _check_tools(manifest)
     with RepoLock(state_dir(manifest) / "apply.lck", timeout=lock_timeout), make_client() as client:
         probe = gitops.find_worktree(manifest.root_dir)
         worktree = probe if git else None
@@ -252,6 +278,10 @@ def apply_command(
                 "[yellow]Building from uncommitted inputs (--allow-dirty): the revision is "
                 f"{run_revision(probe, dirty)}[/yellow]"
             )
+        if push:  # a key that cannot be read fails before anything is built
+            from imagectl.supply.preflight import check_keys
+
+            check_keys(manifest, (a.image for a in plan.actions))
         if on_plan is not None:
             on_plan(plan)
         console.print(plan_table(plan))
@@ -495,12 +525,20 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
 
     plan: Plan | None = None
     registry_error: str | None = None
+    rows: list[dict[str, Any]] = []
     try:
         with make_client() as client:
             plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
+            rows = status_rows(manifest, plan, now)
+            if any(image.sign is not None for image in manifest.images.values()):
+                from imagectl.supply.status import with_supply_state
+
+                rows = with_supply_state(client, manifest, rows)
     except RegistryError as exc:
         registry_error = str(exc)
-    rows = status_rows(manifest, plan, now)
+    if registry_error is not None:
+        rows = status_rows(manifest, None, now)
+    rows = [{"signed": None, "attested": None, **row} for row in rows]
     if json_out:
         document: dict[str, Any] = {"format": 1, "images": rows}
         if registry_error is not None:
@@ -508,14 +546,19 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
         sys.stdout.write(json.dumps(document, indent=2) + "\n")
         return
     table = Table(header_style="bold")
-    for column in ("image", "version", "digest", "base", "age", "stale"):
+    signing = any(r["signed"] is not None for r in rows)  # a `signed` column only with `sign:`
+    columns = ["image", "version", "digest", "base", "age", "stale"] + ["signed"] * signing
+    for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         base = (row["base"] or "-").split("@")[0]
         cells = (row["image"], row["version"] or "-", (row["digest"] or "-")[:19], base)
         # lock values may come from a registry (recovery): inert text, never markup
         table.add_row(
-            *(for_rich(cell) for cell in cells), row["age"] or "-", for_rich(_status_cell(row))
+            *(for_rich(cell) for cell in cells),
+            row["age"] or "-",
+            for_rich(_status_cell(row)),
+            *([supply_cell(row)] if signing else []),
         )
     console.print(table)
     as_of = f"as of {now:%Y-%m-%dT%H:%M:%SZ}"

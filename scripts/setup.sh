@@ -54,4 +54,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import
   echo "$want" >"$stamp"
 fi
 .venv/bin/python -c 'import imagectl, pytest' # fail loudly if the install did not work
+# cosign 2.5 and skopeo 1.18 (Debian trixie .debs, private apt state) for the supply-chain tests
+if [ -f scripts/fetch-verifiers.sh ]; then bash scripts/fetch-verifiers.sh >/dev/null; fi
 echo "setup: ready (.venv/bin/imagectl)"

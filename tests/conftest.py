@@ -1,3 +1,3 @@
 """Session fixtures: real registries, dockerd, buildah and upstream bases (see tests/fixtures)."""
 
-pytest_plugins = ["tests.fixtures.builders", "tests.fixtures.registry"]
+pytest_plugins = ["tests.fixtures.builders", "tests.fixtures.registry", "tests.fixtures.verifiers"]

@@ -37,12 +37,14 @@ from imagectl.plan.tags import conflict_message, may_move_floating
 from imagectl.recovery import is_our_build, record_of, state_from_labels
 from imagectl.registry import Manifest as RegistryManifest
 from imagectl.registry import Reference, RegistryClient, parse_reference
+from imagectl.supply.signing import without_signing_secrets
+from imagectl.supply.step import KeyRing, check_base, provenance_facts, sign_and_attest
 
 Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
 
 # Test hook (tests/reliability): `IMAGECTL_FAULT_KILL_AT=<image>:<step>` makes the process
 # SIGKILL itself when `image` reaches `step` ("start", "built", "pushed", "verified",
-# "tagged:<tag>", "recorded", "adopted"; `*:commit` just before the git commit), to prove
+# "signed", "tagged:<tag>", "recorded", "adopted"; `*:commit` just before the git commit), to prove
 # that a crash at any point of the protocol loses nothing. Never set it in production.
 FAULT_KILL_ENV = "IMAGECTL_FAULT_KILL_AT"
 
@@ -124,6 +126,7 @@ class ImageRunner:
         self._builders: dict[str, Builder] = {}
         self._builders_mutex = threading.Lock()
         self.builder_modes: dict[str, str] = {}
+        self.keys = KeyRing(ctx.env)  # signing keys, decrypted once per run
 
     def builder(self, name: str) -> Builder:
         with self._builders_mutex:
@@ -185,7 +188,7 @@ class ImageRunner:
             secrets=tuple(
                 SecretSpec(s.id, s.env, Path(s.file) if s.file else None) for s in image.secrets
             ),
-            env=dict(self.ctx.env),
+            env=without_signing_secrets(self.ctx.env, image.sign),  # the key stays here
             timeout=image.timeout,
         )
 
@@ -236,6 +239,7 @@ class ImageRunner:
         image = self.ctx.manifest.images[name]
         base_pinned, base_digest = self.base_image(action)
         self.step(name, "start")
+        check_base(self.ctx.client, self.ctx.manifest, action, base_digest)  # `verify:` key
         # A version tag the plan just found free needs no second look before the build.
         check_first = self.ctx.push and not action.checked_free
         found = self.existing(action, base_digest) if check_first else None
@@ -265,6 +269,7 @@ class ImageRunner:
             outcome.state = "built" if ours else "adopted"
         outcome.digest = digest
         self.step(name, "verified")
+        self.sign(action, image, digest, base_digest)
         moved, held, conflicts, retagged = self.move_floating(action, digest)
         outcome.tags_moved, outcome.tags_held = moved, held
         if retagged:
@@ -322,6 +327,22 @@ class ImageRunner:
             holder = info.digest if info else None
             labels = self.ctx.client.image_config(ref).labels if info else {}
             self.lost_race(action, ref, digest, holder, labels)
+
+    def sign(self, action: Action, image: ImageConfig, digest: str, base_digest: str) -> None:
+        """Sign and attest the verified digest (`sign:`); failure fails the image."""
+        if image.sign is None:
+            return
+        facts = provenance_facts(
+            self.ctx.manifest,
+            image,
+            action,
+            digest,
+            base_digest,
+            self.ctx.revision,
+            self.ctx.source,
+        )
+        sign_and_attest(self.ctx.client, self.keys, facts, image)
+        self.step(action.image, "signed")
 
     def lost_race(
         self,

@@ -26,9 +26,9 @@ from typing import Any
 from imagectl import __version__
 from imagectl.errors import Location
 from imagectl.fsutil import atomic_write, state_dir
-from imagectl.manifest.models import BaseConfig, ImageConfig, Manifest, SecretRef
+from imagectl.manifest.models import BaseConfig, ImageConfig, Manifest, SecretRef, SignRef
 
-FORMAT = 2  # 2: references normalised (hosts lowercased) when resolved
+FORMAT = 3  # 2: references normalised (hosts lowercased) when resolved; 3: sign/sbom/verify
 
 
 def cache_file(root: Path) -> Path:
@@ -61,7 +61,36 @@ def _inside(path: str, real_root: Path) -> bool:
 def _image_to_json(image: ImageConfig) -> dict[str, Any]:
     data = asdict(image)
     data["context"], data["dockerfile"] = str(image.context), str(image.dockerfile)
+    if image.sign is not None:
+        for field in ("key", "public_key"):
+            path = getattr(image.sign, field)
+            data["sign"][field] = str(path) if path else None
     return data
+
+
+def _sign_from_json(data: dict[str, Any] | None) -> SignRef | None:
+    if data is None:
+        return None
+    key, public = data["key"], data["public_key"]
+    return SignRef(
+        Path(key) if key else None,
+        data["key_env"],
+        data["passphrase_env"],
+        Path(public) if public else None,
+    )
+
+
+def _base_to_json(base: BaseConfig) -> dict[str, Any]:
+    data = asdict(base)
+    data["verify_key"] = str(base.verify_key) if base.verify_key else None
+    return data
+
+
+def _base_from_json(data: dict[str, Any]) -> BaseConfig:
+    key = data.get("verify_key")
+    return BaseConfig(
+        data["name"], data["ref"], Location(**data["location"]), Path(key) if key else None
+    )
 
 
 def _image_from_json(data: dict[str, Any], paths: dict[str, Path]) -> ImageConfig:
@@ -80,6 +109,7 @@ def _image_from_json(data: dict[str, Any], paths: dict[str, Path]) -> ImageConfi
             "secrets": tuple(SecretRef(**s) for s in data["secrets"]),
             "lint_ignore": tuple(data["lint_ignore"]),
             "location": Location(loc["file"], loc["line"], loc["col"]),
+            "sign": _sign_from_json(data.get("sign")),
         }
     )
 
@@ -99,7 +129,7 @@ def save(
         "globs": [[base, pattern, _glob(base, pattern)] for base, pattern in globs],
         "paths": paths,
         "images": {n: _image_to_json(i) for n, i in manifest.images.items()},
-        "bases": {n: asdict(b) for n, b in manifest.bases.items()},
+        "bases": {n: _base_to_json(b) for n, b in manifest.bases.items()},
     }
     try:
         state_dir(manifest.root_dir)
@@ -143,10 +173,7 @@ def load(root: Path) -> Manifest | None:
             root=root,
             files=tuple(Path(p) for p in data["order"]),
             images={n: _image_from_json(i, paths) for n, i in data["images"].items()},
-            bases={
-                n: BaseConfig(b["name"], b["ref"], Location(**b["location"]))
-                for n, b in data["bases"].items()
-            },
+            bases={n: _base_from_json(b) for n, b in data["bases"].items()},
         )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

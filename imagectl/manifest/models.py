@@ -41,6 +41,35 @@ class SecretModel(_Model):
         return self
 
 
+class SignModel(_Model):
+    """Sign what is published: a private key from a file or an environment variable."""
+
+    key: StrictStr | None = Field(
+        None, description="Private key file (cosign's encrypted key or PEM PKCS#8 ECDSA P-256)."
+    )
+    key_env: StrictStr | None = Field(
+        None, description="Environment variable holding the private key's PEM text."
+    )
+    passphrase_env: StrictStr | None = Field(
+        None, description="Environment variable holding the key's passphrase."
+    )
+    public_key: StrictStr | None = Field(
+        None, description="PEM public key `imagectl verify` checks with (no private key needed)."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SignModel:
+        if (self.key is None) == (self.key_env is None):
+            raise ValueError("`sign` needs exactly one of `key` or `key_env`")
+        return self
+
+
+class VerifyModel(_Model):
+    """Require the base's sigstore signature by this public key before building on it."""
+
+    key: StrictStr = Field(description="PEM public key file (e.g. the vendor's cosign.pub).")
+
+
 class LintModel(_Model):
     """Lint settings of an image or family."""
 
@@ -64,6 +93,8 @@ class Settings(_Model):
     labels: dict[str, StrictStr] | None = Field(None, description="Extra labels (merged).")
     allow_latest: bool | None = Field(None, description="Allow the mutable `latest` tag.")
     lint: LintModel | None = None
+    sign: SignModel | None = Field(None, description="Sign and attest published images.")
+    sbom: bool | None = Field(None, description="Attach a signed CycloneDX SBOM (trivy).")
 
 
 class ImageModel(Settings):
@@ -88,6 +119,7 @@ class BaseSpec(_Model):
     """An external base followed by digest."""
 
     ref: StrictStr = Field(description="Reference by tag, optionally pinned @sha256:...")
+    verify: VerifyModel | None = Field(None, description="Check the base's signature.")
 
 
 class IncludedFile(_Model):
@@ -116,6 +148,16 @@ class SecretRef:
 
 
 @dataclass(frozen=True)
+class SignRef:
+    """Where the signing key and its passphrase come from (values read only when signing)."""
+
+    key: Path | None
+    key_env: str | None
+    passphrase_env: str | None
+    public_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class ImageConfig:
     """The effective configuration of one image."""
 
@@ -140,6 +182,8 @@ class ImageConfig:
     lint_ignore: tuple[str, ...]
     location: Location
     timeout: int = DEFAULT_TIMEOUT  # seconds; the builder's processes are killed after it
+    sign: SignRef | None = None  # sign and attest what is published
+    sbom: bool = False  # attach a signed CycloneDX SBOM
 
     @property
     def repository(self) -> str:
@@ -153,6 +197,7 @@ class BaseConfig:
     name: str
     ref: str
     location: Location
+    verify_key: Path | None = None  # PEM public key the base must be signed by
 
 
 @dataclass(frozen=True)

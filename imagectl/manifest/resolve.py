@@ -31,6 +31,7 @@ from imagectl.manifest.models import (
     RootFile,
     SecretRef,
     Settings,
+    SignRef,
 )
 from imagectl.manifest.refs import normalise_reference, normalise_registry
 from imagectl.manifest.yamlsource import KeyPath, YamlSource, format_key_path
@@ -89,7 +90,12 @@ class _Resolver:
                     parse_reference(ref)
                 except InvalidReferenceError as exc:
                     self.problem(src, (*where, "ref"), str(exc))
-                self.bases[name] = BaseConfig(name, ref, src.location(where, key=True))
+                verify_key = (
+                    Path(os.path.normpath(src.path.parent / spec.verify.key))
+                    if spec.verify
+                    else None
+                )
+                self.bases[name] = BaseConfig(name, ref, src.location(where, key=True), verify_key)
             for fname, family in loaded.model.families.items():
                 if fname in self.families:
                     other_src = self.families[fname][1].source
@@ -246,6 +252,16 @@ class _Resolver:
         if len(self.problems) != count or base is None or context is None or dockerfile is None:
             return None
         lint = self.setting(levels, "lint")[0]
+        sign = self.sign_ref(levels)
+        sbom = bool(self.setting(levels, "sbom")[0])
+        if sbom and sign is None:
+            sbom_level = self.setting(levels, "sbom")[1] or levels[-1]
+            self.problem(
+                sbom_level.source,
+                (*sbom_level.path, "sbom"),
+                "`sbom: true` needs `sign:`: the SBOM is attached as a signed attestation",
+            )
+            return None
         return ImageConfig(
             name=name,
             family=fname,
@@ -268,7 +284,19 @@ class _Resolver:
             lint_ignore=tuple(lint.ignore) if lint else (),
             location=src.location(ipath, key=True),
             timeout=timeout or DEFAULT_TIMEOUT,
+            sign=sign,
+            sbom=sbom,
         )
+
+    def sign_ref(self, levels: Sequence[Level]) -> SignRef | None:
+        """The `sign:` setting, its key path relative to the file that sets it."""
+        sign, level = self.setting(levels, "sign")
+        if sign is None or level is None:
+            return None
+        here = level.source.path.parent
+        key = Path(os.path.normpath(here / sign.key)) if sign.key else None
+        public = Path(os.path.normpath(here / sign.public_key)) if sign.public_key else None
+        return SignRef(key, sign.key_env, sign.passphrase_env, public)
 
     def check_registry(self, registry: str, name: str, levels: Sequence[Level]) -> str:
         """The registry normalised (host lowercased); a problem when it is invalid."""

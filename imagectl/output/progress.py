@@ -21,6 +21,7 @@ STEP_WORDS = {
     "built": "pushing",
     "pushed": "verifying",
     "verified": "tagging",
+    "signed": "signed and attested, tagging",
     "adopted": "adopted existing, verifying",
     "recorded": "done",
     "skipped": "skipped",

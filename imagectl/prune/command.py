@@ -32,6 +32,7 @@ from imagectl.prune.policy import (
     prune_images,
 )
 from imagectl.registry import Reference, RegistryClient, parse_reference
+from imagectl.supply.attach import delete_attachments
 
 _WORKERS = 8
 DELETE_DISABLED_HINT = "storage.delete.enabled"
@@ -168,6 +169,7 @@ def _delete(
         digests = dict.fromkeys(d.info.digest for d in decisions[name] if d.delete)
         for digest in digests:
             try:
+                delete_attachments(client, repo, digest)  # its .sig/.att first: no orphans
                 client.delete_manifest(repo.with_digest(digest))
             except RegistryError as exc:
                 if DELETE_DISABLED_HINT in str(exc):

@@ -31,6 +31,7 @@ from imagectl.registry.manifests import (
     ManifestInfo,
     checked_digest,
     checked_media_type,
+    compute_digest,
     config_digest_of,
     image_config_from,
     select_platform,
@@ -239,6 +240,38 @@ class RegistryClient:
         if confirmed:
             verify_digest(manifest.raw, confirmed, subject)
         return manifest.digest
+
+    def put_blob(self, ref: Reference, data: bytes) -> str:
+        """Upload `data` as a blob of `ref`'s repository (skipped when it is there already).
+
+        Returns:
+            The blob digest, which the registry must confirm.
+        """
+        digest = compute_digest(data)
+        subject = f"PUT blob {digest} of {ref.name}"
+        head = self._call("HEAD", ref, f"blobs/{digest}", "pull,push", subject, expect={200, 404})
+        if head.status_code == 200:
+            return digest
+        started = self._call("POST", ref, "blobs/uploads/", "pull,push", subject, expect={202})
+        location = started.headers.get("location", "")
+        if not location:
+            raise RegistryError(f"{subject}: the registry gave no upload location")
+        url = httpx.URL(self._url(ref, "blobs/uploads/")).join(location)
+        url = url.copy_merge_params({"digest": digest})
+        done = self._call(
+            "PUT",
+            ref,
+            str(url),
+            "pull,push",
+            subject,
+            expect={201},
+            headers={"Content-Type": "application/octet-stream"},
+            content=data,
+        )
+        confirmed = done.headers.get("docker-content-digest")
+        if confirmed and confirmed != digest:
+            raise RegistryError(f"{subject}: the registry stored {confirmed}, not {digest}")
+        return digest
 
     def retag(self, src: Reference, tag: str) -> str:
         """Point `tag` (same repository) at the manifest `src` names; no blob is re-uploaded."""

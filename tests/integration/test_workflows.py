@@ -125,7 +125,7 @@ def test_examples_use_only_inputs_the_action_declares() -> None:
             used += 1
             unknown = set(step.get("with", {})) - declared
             assert not unknown, f"{path.name}: step {step.get('name')!r} passes {unknown}"
-            assert step["with"].get("command") in ("plan", "apply")
+            assert step["with"].get("command") in ("plan", "apply", "verify")
     assert used >= 5
 
 

@@ -13,7 +13,9 @@ base) plants three canaries:
 - a multi-line PEM-like file secret (``{id: key, file: …}``) whose last base64 line
   is 5 characters long, printed the same two ways: BuildKit prints it line by line,
   so each of its lines of 4+ characters must be redacted on its own;
-- a password in the git-ops repository's ``origin`` URL.
+- a password in the git-ops repository's ``origin`` URL;
+- a signing key (cosign's encrypted format, in ``SIGN_KEY``) and its passphrase (in
+  ``SIGN_PASS``): `app` is signed and attested, and `verify` reads it back.
 
 Then every place a secret could land is read back: stdout and stderr of validate,
 lint, plan (table, JSON, ``--out``), apply, status, ``plan --refresh``, prune and a
@@ -48,9 +50,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from devenv.registry import RegistryServer
 from devenv.upstream import push_upstream_base
+from imagectl.supply.keys import encrypt_private_key, generate
 from tests.fixtures.builders import MANIFEST_ACCEPT, UpstreamBase
 from tests.fixtures.registry import AuthRegistry
 from tests.reliability.conftest import Registry, UpstreamFactory, base_ref, write_repo
@@ -141,6 +145,9 @@ class Story:
     token_digest_in_image: str | None
     lock: str
     pem_digest_in_image: str | None = None
+    sign_passphrase: str = ""
+    sign_key_forms: dict[str, str] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
 
 
 def pem_canary() -> str:
@@ -212,6 +219,18 @@ def story(
     pem_file.write_text(pem)
     remote_password = f"remote-canary-{uuid.uuid4().hex}"
     wrong_password = f"wrong-canary-{uuid.uuid4().hex}"
+    sign_passphrase = f"sign-canary-{uuid.uuid4().hex}"
+    signing_key = generate()
+    sign_pem = encrypt_private_key(signing_key, sign_passphrase.encode()).decode()
+    der = signing_key.private.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    scalar = signing_key.private.private_numbers().private_value
+    sign_key_forms = {
+        **{f"encrypted key line {i}": line for i, line in enumerate(sign_pem.splitlines()[1:-1])},
+        "PKCS#8 DER base64": base64.b64encode(der).decode()[40:100],
+        "private scalar hex": f"{scalar:064x}",
+    }
     host = auth_registry.server.host
     password = auth_registry.password
     basic = base64.b64encode(f"{auth_registry.username}:{password}".encode()).decode()
@@ -239,6 +258,7 @@ families:
         context: app
         version: "1.0"
         secrets: [{{id: tok, env: TOK}}, {{id: key, file: "{pem_file}"}}]
+        sign: {{key_env: SIGN_KEY, passphrase_env: SIGN_PASS}}
       broken:
         context: broken
         version: "1.0"
@@ -256,7 +276,7 @@ families:
 
     good = docker_config(work / "docker-config", host, auth_registry.username, password)
     wrong = docker_config(work / "docker-wrong", host, auth_registry.username, wrong_password)
-    env = cli_env(DOCKER_CONFIG=str(good), TOK=token)
+    env = cli_env(DOCKER_CONFIG=str(good), TOK=token, SIGN_KEY=sign_pem, SIGN_PASS=sign_passphrase)
     runs: dict[str, subprocess.CompletedProcess[str]] = {}
     for label, args in (
         ("validate", ["validate"]),
@@ -267,6 +287,7 @@ families:
         ("apply", ["apply", "--jobs", "2"]),
         ("status", ["status"]),
         ("status --json", ["status", "--json"]),
+        ("verify", ["verify", "app"]),
         ("plan --refresh", ["plan", "--refresh", "--json"]),
         ("prune", ["prune", "--keep", "1"]),
     ):
@@ -297,7 +318,8 @@ families:
         repository = f"{namespace}/app"
         tags = http.get(f"/v2/{repository}/tags/list")
         tags.raise_for_status()
-        for tag in tags.json().get("tags") or []:
+        tag_names = list(tags.json().get("tags") or [])
+        for tag in tag_names:  # the .sig and .att attachments too
             for blob in _layers(http, repository, tag, places):
                 if blob[:1] == b"{" and b'"config"' in blob:
                     labels = json.loads(blob).get("config", {}).get("Labels") or labels
@@ -328,6 +350,9 @@ families:
         token_digest_in_image=token_digest,
         lock=lock,
         pem_digest_in_image=pem_digest,
+        sign_passphrase=sign_passphrase,
+        sign_key_forms=sign_key_forms,
+        tags=tag_names,
     )
 
 
@@ -341,7 +366,9 @@ def _outputs(story: Story) -> str:
 def test_the_story_ran_as_planned(story: Story) -> None:
     """The commands did what the leak checks assume (else a clean scan proves little)."""
     runs = story.runs
-    for label in ("validate", "plan", "plan --json", "plan --out", "status", "status --json"):
+    for label in (
+        "validate", "plan", "plan --json", "plan --out", "status", "status --json", "verify",
+    ):  # fmt: skip
         assert runs[label].returncode == 0, _outputs(story)
     assert runs["apply"].returncode == 1, _outputs(story)  # broken fails, app is built
     assert "broken failed" in runs["apply"].stdout, _outputs(story)
@@ -351,6 +378,23 @@ def test_the_story_ran_as_planned(story: Story) -> None:
     refused = runs["plan --refresh (wrong password)"]
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, _outputs(story)
     assert all("Traceback" not in r.stdout + r.stderr for r in runs.values()), _outputs(story)
+
+
+def test_signing_key_and_passphrase_never_leak(story: Story) -> None:
+    injected = "signing key (SIGN_KEY, cosign's encrypted format) and passphrase (SIGN_PASS)"
+    with result("security", "signing key and passphrase", injected) as rec:
+        signed = [t for t in story.tags if t.endswith((".sig", ".att"))]
+        assert len(signed) == 2, story.tags  # app was signed and attested, and scanned
+        assert "ok (tag, signature, provenance)" in story.runs["verify"].stdout
+        forms = {"passphrase": story.sign_passphrase, **story.sign_key_forms}
+        rec.count = len(story.places.found)
+        for form, value in forms.items():
+            leaks = story.places.containing(value)
+            assert not leaks, f"the signing {form} leaked into {leaks}"
+        rec.observed = (
+            f"{', '.join(signed)} written and verified; {len(forms)} forms of the key and "
+            f"passphrase absent from all {rec.count} places"
+        )
 
 
 def test_registry_password_never_leaks(story: Story) -> None:

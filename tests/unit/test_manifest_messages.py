@@ -26,6 +26,8 @@ from imagectl.manifest.models import (
     RootFile,
     SecretModel,
     Settings,
+    SignModel,
+    VerifyModel,
 )
 
 PLACEHOLDER = "@@VALUE@@"
@@ -39,6 +41,8 @@ HOMES: dict[type[BaseModel], tuple[tuple[str | int, ...], dict[str, Any]]] = {
     BaseSpec: (("bases", "b"), {"ref": "registry.example:5000/debian:12"}),
     SecretModel: (("families", "f", "images", "i", "secrets", 0), {"id": "npm", "env": "X"}),
     LintModel: (("defaults", "lint"), {}),
+    SignModel: (("defaults", "sign"), {"key_env": "SIGN_KEY"}),
+    VerifyModel: (("bases", "b", "verify"), {"key": "vendor.pub"}),
 }
 PYDANTIC_WORDS = ("Input should", "valid dictionary", "instance of", "Value error", "input_value")
 
