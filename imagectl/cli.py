@@ -1,4 +1,4 @@
-"""The command line: parse, call one function, render, exit code (DESIGN.md section 8).
+"""The command line: parse, call one function, render, exit code (docs/design.md section 8).
 
 Start-up is kept cheap: this module imports only typer and the error classes;
 each command imports what it uses when it runs (docs/commands.md, "Start-up").

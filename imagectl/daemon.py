@@ -1,4 +1,4 @@
-"""`imagectl daemon`: the reconcile loop in-process, for hosts without cron (DESIGN.md section 6).
+"""`imagectl daemon`: the in-process reconcile loop for hosts without cron (docs/design.md §6).
 
 Every `--interval` the daemon re-loads the manifest, plans, and applies when
 anything is stale. The cadence comes from the `schedule` library; the clock and

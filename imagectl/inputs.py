@@ -1,4 +1,4 @@
-"""The inputs digest of an image build (DESIGN.md section 4, ``inputs-changed``).
+"""The inputs digest of an image build (docs/design.md section 4, ``inputs-changed``).
 
 An image's inputs are its build context as its builder selects it (the ignore file
 that builder reads, see `ignore_candidates`), its Dockerfile, and its build

@@ -1,4 +1,4 @@
-"""The labels imagectl puts on every image it builds (DESIGN.md section 5)."""
+"""The labels imagectl puts on every image it builds (docs/design.md section 5)."""
 
 from __future__ import annotations
 

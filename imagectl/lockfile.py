@@ -1,4 +1,4 @@
-"""``imagectl.lock``: the record of what was built (DESIGN.md sections 1, 4 and 7).
+"""``imagectl.lock``: the record of what was built (docs/design.md section 10).
 
 The lock is YAML with a fixed layout: a header comment, ``format: 1``, then
 ``bases`` and ``images`` sorted by name, fields in model order, every string

@@ -62,7 +62,7 @@ def state_from_labels(
     labels: Mapping[str, str],
     history: Mapping[str, str] | None = None,
 ) -> BuiltState:
-    """The build state that an image's labels describe (DESIGN.md section 5)."""
+    """The build state that an image's labels describe (docs/design.md section 5)."""
     return BuiltState(
         version=version,
         digest=digest,

@@ -1,4 +1,4 @@
-"""The per-image apply protocol (DESIGN.md section 7).
+"""The per-image apply protocol (docs/design.md section 7).
 
 1. build with the labels and `BASE_IMAGE` pinned by digest;
 2. push the immutable tag — adopt an identical existing one, refuse a different one;

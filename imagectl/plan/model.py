@@ -13,7 +13,7 @@ from typing import Any
 
 
 class StaleReason(StrEnum):
-    """Why an image is in the plan (DESIGN.md section 4), in reporting order."""
+    """Why an image is in the plan (docs/design.md section 4), in reporting order."""
 
     NEW = "new"
     VERSION_CHANGED = "version-changed"
@@ -128,7 +128,7 @@ class Action:
         return self.tags[1:]
 
     def to_json(self) -> dict[str, Any]:
-        """The public JSON shape of DESIGN.md section 8 (`blocked` only when set)."""
+        """The public JSON shape of docs/design.md section 8 (`blocked` only when set)."""
         data: dict[str, Any] = {
             "image": self.image,
             "family": self.family,
@@ -209,7 +209,7 @@ class Plan:
         return self._by_image.get(image)
 
     def to_json(self) -> dict[str, Any]:
-        """`plan --json` (DESIGN.md section 8)."""
+        """`plan --json` (docs/design.md section 8)."""
         return {
             "format": 1,
             "actions": [a.to_json() for a in self.actions],

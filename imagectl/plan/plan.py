@@ -1,6 +1,6 @@
 """make_plan: a pure function of the manifest, the observed facts and now.
 
-Images are visited parents first; each gets every reason of DESIGN.md section 4
+Images are visited parents first; each gets every reason of docs/design.md section 4
 that applies. An image whose base is rebuilt is `base-rebuilt`; nothing is
 rebuilt without a reason.
 """

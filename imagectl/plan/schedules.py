@@ -1,4 +1,4 @@
-"""Rebuild schedules: the ``rebuild:`` grammar and when an image is due (DESIGN.md section 6).
+"""Rebuild schedules: the ``rebuild:`` grammar and when an image is due (docs/design.md section 6).
 
 Accepted forms, all in UTC: ``never``, ``daily`` (00:00), ``weekly`` (Monday
 00:00), ``monthly`` (the 1st, 00:00), ``every N<m|h|d|w>``, ``daily at HH:MM``,

@@ -1,4 +1,4 @@
-"""Tag templates: checking, rendering, and the forward-only rule (DESIGN.md section 3).
+"""Tag templates: checking, rendering, and the forward-only rule (docs/design.md section 3).
 
 A template is literal text with fields in braces, e.g. ``{major}.{minor}`` or
 ``{version}-bookworm``. The tag rendered from the template ``{version}`` is the
@@ -229,7 +229,7 @@ def immutable_conflict(
 def conflict_message(
     tag: str, template: str, repository: str, holder_version: str, holder_digest: str
 ) -> str:
-    """The error for a floating tag that names an immutable tag (DESIGN.md section 3)."""
+    """The error for a floating tag that names an immutable tag (docs/design.md section 3)."""
     held_by = f"build {holder_version}" + (f" ({holder_digest})" if holder_digest else "")
     return (
         f"tag {tag!r}, rendered from the template {template!r}, is the immutable tag of "

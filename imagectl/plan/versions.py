@@ -1,4 +1,4 @@
-"""Version lines: what the next build of an image is called (DESIGN.md section 3).
+"""Version lines: what the next build of an image is called (docs/design.md section 3).
 
 Two bump modes:
 
