@@ -53,5 +53,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import
   fi
   echo "$want" >"$stamp"
 fi
+bash scripts/fetch-arm64-busybox.sh >/dev/null # arm64 stand-in base of the multi-platform tests
 .venv/bin/python -c 'import imagectl, pytest' # fail loudly if the install did not work
 echo "setup: ready (.venv/bin/imagectl)"
