@@ -27,9 +27,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_serializer,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from ruamel.yaml import YAML
@@ -54,10 +56,23 @@ class _Record(BaseModel):
 
 
 class BaseRecord(_Record):
-    """A base reference by tag and the digest it resolved to."""
+    """A base reference by tag and the digest it resolved to.
+
+    ``platforms`` (optional, written only when an image declares platforms) maps each
+    platform the image was built for to the digest of the base's image for that
+    platform: an image is stale when any of them moves. Locks without it read as before.
+    """
 
     ref: str
     digest: str
+    platforms: dict[str, str] = Field(default_factory=dict)
+
+    @model_serializer(mode="wrap")
+    def _omit_no_platforms(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if not data.get("platforms"):
+            data.pop("platforms", None)
+        return data
 
 
 class ImageRecord(_Record):

@@ -22,6 +22,7 @@ from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import BuiltState, Observed
 from imagectl.plan.versions import version_key
+from imagectl.platforms import platform_digests, read_config
 from imagectl.registry import RegistryClient, parse_reference
 
 _BUILT_VERSION = {
@@ -77,6 +78,22 @@ def resolve_bases(manifest: Manifest, client: RegistryClient) -> dict[str, str]:
     return digests
 
 
+def resolve_base_platforms(
+    manifest: Manifest, client: RegistryClient, digests: dict[str, str]
+) -> dict[str, dict[str, str]]:
+    """Platform -> image digest of each external base some image declares platforms on."""
+    keys = {
+        image.base
+        for image in manifest.images.values()
+        if image.platforms and not manifest.is_internal(image.base) and image.base in digests
+    }
+    found: dict[str, dict[str, str]] = {}
+    for key in sorted(keys):
+        pinned = parse_reference(manifest.bases[key].ref).with_digest(digests[key])
+        found[key] = platform_digests(client, pinned)
+    return found
+
+
 def _from_lock(lock: Lock) -> dict[str, BuiltState]:
     return {
         name: BuiltState(
@@ -87,6 +104,7 @@ def _from_lock(lock: Lock) -> dict[str, BuiltState]:
             inputs=rec.inputs,
             built_at=rec.built_at,
             tags=tuple(rec.tags),
+            base_platforms=dict(rec.base.platforms),
         )
         for name, rec in lock.images.items()
     }
@@ -118,7 +136,7 @@ def recover_image(client: RegistryClient, image: ImageConfig) -> Recovered:
     if not versions:
         return Recovered(None, None)
     newest = max(versions, key=version_key)
-    config = client.image_config(repo.with_tag(newest))
+    config = read_config(client, repo.with_tag(newest), image.platforms)
     labels = config.labels
     state = BuiltState(
         version=newest,
@@ -223,9 +241,11 @@ def observe(
             built, missing = refresh_images(client, manifest.images.values(), built, workers)
         inputs = image_inputs(manifest)
         base_digests = bases_future.result()
+    base_platforms = resolve_base_platforms(manifest, client, base_digests)
     revision = head_revision_at(manifest.root_dir)
     return Observed(
         base_digests=base_digests,
+        base_platforms=base_platforms,
         built=built,
         inputs=inputs,
         missing=missing,

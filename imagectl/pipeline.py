@@ -7,7 +7,8 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 
-from imagectl.errors import UsageError
+from imagectl.builders.capability import capability_problems
+from imagectl.errors import PlanError, UsageError
 from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
 from imagectl.plan.model import Observed, Plan, PlanOptions
@@ -69,4 +70,8 @@ def compute_plan(
 ) -> tuple[Plan, Observed]:
     """Observe the world and make the plan."""
     observed = observe(manifest, client, refresh=refresh)
-    return make_plan(manifest, observed, now, options), observed
+    plan = make_plan(manifest, observed, now, options)
+    problems = capability_problems(manifest.images[a.image] for a in plan.actions)
+    if problems:
+        raise PlanError("\n".join(problems))
+    return plan, observed

@@ -32,7 +32,8 @@ from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
 from imagectl.plan.tags import may_move_floating
-from imagectl.registry import RegistryClient, parse_reference
+from imagectl.platforms import read_labels
+from imagectl.registry import Reference, RegistryClient, parse_reference
 
 Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
 
@@ -171,6 +172,11 @@ class ImageRunner:
             timeout=image.timeout,
         )
 
+    def labels(self, action: Action, ref: Reference) -> Mapping[str, str]:
+        """The labels of the image `ref` names (for an index: the platform it means)."""
+        image = self.ctx.manifest.images.get(action.image)
+        return read_labels(self.ctx.client, ref, image.platforms if image else ())
+
     def existing(self, action: Action, base_digest: str) -> str | None:
         """The digest of an identical build already under the immutable tag (crash recovery).
 
@@ -181,7 +187,7 @@ class ImageRunner:
         info = self.ctx.client.head_manifest(ref)
         if info is None:
             return None
-        labels = self.ctx.client.image_config(ref).labels
+        labels = self.labels(action, ref)
         same = (
             labels.get(LABEL_INPUTS) == action.inputs
             and labels.get(LABEL_BASE_DIGEST) == base_digest
@@ -255,7 +261,7 @@ class ImageRunner:
             RegistryError: the pushed image is a different build (other inputs or base).
         """
         ref = parse_reference(action.repository).with_digest(digest)
-        labels = self.ctx.client.image_config(ref).labels
+        labels = self.labels(action, ref)
         for key in (LABEL_INPUTS, LABEL_BASE_DIGEST, LABEL_VERSION):
             if labels.get(key) != req.labels.get(key):
                 raise RegistryError(
@@ -284,7 +290,7 @@ class ImageRunner:
         for tag in action.floating_tags:
             current = self.ctx.client.head_manifest(repo.with_tag(tag))
             if current is not None and current.digest != digest:
-                holder = self.ctx.client.image_config(repo.with_tag(tag)).labels.get(LABEL_VERSION)
+                holder = self.labels(action, repo.with_tag(tag)).get(LABEL_VERSION)
                 if holder and not may_move_floating(action.to_version, holder):
                     held.append(tag)
                     continue
@@ -296,14 +302,17 @@ class ImageRunner:
 
     def record(self, action: Action, digest: str, base_digest: str, moved: tuple[str, ...]) -> None:
         bases: dict[str, BaseRecord] = {}
+        base = BaseRecord(
+            ref=action.base.ref, digest=base_digest, platforms=dict(action.base.platforms)
+        )
         if not action.base.internal:
-            bases[action.base.name] = BaseRecord(ref=action.base.ref, digest=base_digest)
+            bases[action.base.name] = base
         record = ImageRecord(
             repository=action.repository,
             version=action.to_version,
             digest=digest,
             tags=[action.immutable_tag, *moved],
-            base=BaseRecord(ref=action.base.ref, digest=base_digest),
+            base=base,
             inputs=action.inputs,
             built_at=self.ctx.now().astimezone(UTC).replace(microsecond=0),
             revision=self.ctx.revision,

@@ -5,6 +5,7 @@ Pure data with JSON round trips; no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -35,6 +36,7 @@ class BuiltState:
     inputs: str
     built_at: datetime
     tags: tuple[str, ...] = ()
+    base_platforms: Mapping[str, str] = field(default_factory=dict)  # platform -> base digest
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,9 @@ class Observed:
     inputs: dict[str, str]  # image -> current inputs digest
     missing: frozenset[str] = frozenset()  # images whose immutable tag is gone (--refresh)
     revision: str | None = None  # git-ops commit, for {sha}
+    # external base key -> platform -> that platform's image digest (bases of images that
+    # declare platforms only)
+    base_platforms: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -64,9 +69,13 @@ class BaseUse:
     ref: str
     digest: str | None
     internal: bool
+    platforms: Mapping[str, str] = field(default_factory=dict)  # platform -> image digest
 
     def to_json(self) -> dict[str, Any]:
-        return {"ref": self.ref, "digest": self.digest}
+        data: dict[str, Any] = {"ref": self.ref, "digest": self.digest}
+        if self.platforms:
+            data["platforms"] = dict(self.platforms)
+        return data
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,7 @@ class Action:
     base: BaseUse
     inputs: str
     depth: int
+    details: tuple[str, ...] = ()  # what each reason means here, e.g. which platform moved
 
     @property
     def immutable_tag(self) -> str:
@@ -106,6 +116,7 @@ class Action:
             "tags": list(self.tags),
             "depends_on": list(self.depends_on),
             "base": self.base.to_json(),
+            **({"details": list(self.details)} if self.details else {}),
         }
 
     def to_saved(self) -> dict[str, Any]:
@@ -128,9 +139,16 @@ class Action:
             tags=tuple(data["tags"]),
             held_tags=tuple(data.get("held_tags", ())),
             depends_on=tuple(data["depends_on"]),
-            base=BaseUse(base["name"], base["ref"], base["digest"], bool(base["internal"])),
+            base=BaseUse(
+                base["name"],
+                base["ref"],
+                base["digest"],
+                bool(base["internal"]),
+                dict(base.get("platforms") or {}),
+            ),
             inputs=data["inputs"],
             depth=int(data["depth"]),
+            details=tuple(data.get("details", ())),
         )
 
 

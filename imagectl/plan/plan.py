@@ -24,6 +24,7 @@ from imagectl.plan.model import (
 from imagectl.plan.schedules import parse_schedule
 from imagectl.plan.tags import TagContext, TagError, may_move_floating, render_tags
 from imagectl.plan.versions import Bump, next_version, version_changed
+from imagectl.platforms import host_platform, requested_digests, same_platform
 
 
 def tag_of(ref: str) -> str:
@@ -64,13 +65,50 @@ class _Planner:
         digest = self.observed.base_digests.get(image.base)
         if digest is None:
             raise PlanError(f"no digest observed for base '{image.base}' ({base.ref})")
-        return BaseUse(image.base, strip_digest(base.ref), digest, False)
+        platforms: dict[str, str] = {}
+        if image.platforms:
+            available = self.observed.base_platforms.get(image.base, {})
+            platforms = requested_digests(available, image.platforms)
+        return BaseUse(image.base, strip_digest(base.ref), digest, False, platforms)
+
+    def platform_problem(self, image: ImageConfig, base: BaseUse) -> str | None:
+        """Why the base cannot serve every platform the image asks for, or None."""
+        if not image.platforms:
+            return None
+        if base.internal:
+            parent = self.manifest.images[base.name]
+            have = list(parent.platforms) or [host_platform()]
+            what = f"its base image '{base.name}' is built for"
+        else:
+            have = list(self.observed.base_platforms.get(base.name, {}))
+            what = f"base '{base.name}' ({base.ref}@{base.digest}) has images for"
+        lacking = [p for p in image.platforms if not any(same_platform(p, h) for h in have)]
+        if not lacking:
+            return None
+        return (
+            f"platform{'s' if len(lacking) > 1 else ''} {', '.join(lacking)} asked for, but "
+            f"{what} {', '.join(have) or 'no platform'}; remove "
+            f"{'them' if len(lacking) > 1 else 'it'} from `platforms:` or use a base that has "
+            f"{'them' if len(lacking) > 1 else 'it'}"
+        )
+
+    def moved_platforms(self, base: BaseUse, built: BuiltState) -> list[str] | None:
+        """Platforms whose base image moved since the build; None: not recorded per platform."""
+        if base.internal or not built.base_platforms or not base.platforms:
+            return None
+        return [
+            f"{platform} {built.base_platforms.get(platform, 'nothing')} -> {digest}"
+            for platform, digest in base.platforms.items()
+            if built.base_platforms.get(platform) != digest
+        ]
 
     def reasons(
         self, image: ImageConfig, built: BuiltState | None, base: BaseUse
-    ) -> list[StaleReason]:
+    ) -> tuple[list[StaleReason], list[str]]:
+        """Why `image` is stale, and what a reason means here (which platform moved)."""
         name = image.name
         found: list[StaleReason] = []
+        details: list[str] = []
         if built is None:
             found.append(StaleReason.NEW)
         else:
@@ -78,8 +116,15 @@ class _Planner:
                 found.append(StaleReason.VERSION_CHANGED)
             if self.observed.inputs.get(name) != built.inputs:
                 found.append(StaleReason.INPUTS_CHANGED)
-            if not base.internal and (
-                base.digest != built.base_digest or strip_digest(built.base_ref) != base.ref
+            moved = self.moved_platforms(base, built)
+            same_ref = strip_digest(built.base_ref) == base.ref
+            if moved is not None and (moved or not same_ref):
+                found.append(StaleReason.BASE_UPDATED)
+                details += [f"base-updated: {m}" for m in moved]
+            elif (
+                moved is None
+                and not base.internal
+                and (base.digest != built.base_digest or not same_ref)
             ):
                 found.append(StaleReason.BASE_UPDATED)
             if base.internal and (base.digest is None or base.digest != built.base_digest):
@@ -90,7 +135,7 @@ class _Planner:
                 found.append(StaleReason.MISSING)
         if name in self.options.force:
             found.append(StaleReason.FORCED)
-        return found
+        return found, details
 
     def tags(
         self, image: ImageConfig, version: str, base: BaseUse, built: BuiltState | None
@@ -115,7 +160,11 @@ class _Planner:
         image = self.manifest.images[name]
         built = self.observed.built.get(name)
         base = self.base_use(image)
-        reasons = self.reasons(image, built, base)
+        problem = self.platform_problem(image, base)
+        if problem:
+            self.errors.append(f"{image.location}: image '{name}': {problem}")
+            return
+        reasons, details = self.reasons(image, built, base)
         if not reasons:
             return
         try:
@@ -139,6 +188,7 @@ class _Planner:
             base=base,
             inputs=self.observed.inputs.get(name, ""),
             depth=self.graph.depth(name),
+            details=tuple(details),
         )
 
 
