@@ -262,6 +262,7 @@ class _Resolver:
             lint_ignore=tuple(lint.ignore) if lint else (),
             location=src.location(ipath, key=True),
             timeout=timeout or DEFAULT_TIMEOUT,
+            update=self.setting(levels, "update")[0] or "build",
         )
 
     def check_registry(self, registry: str, name: str, levels: Sequence[Level]) -> None:
