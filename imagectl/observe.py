@@ -23,6 +23,7 @@ from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import BuiltState, Observed
 from imagectl.plan.versions import version_key
 from imagectl.platforms import platform_digests, read_config
+from imagectl.rebase.safety import rebase_problem
 from imagectl.registry import RegistryClient, parse_reference
 
 _BUILT_VERSION = {
@@ -91,6 +92,21 @@ def resolve_base_platforms(
     for key in sorted(keys):
         pinned = parse_reference(manifest.bases[key].ref).with_digest(digests[key])
         found[key] = platform_digests(client, pinned)
+    return found
+
+
+def rebase_problems(manifest: Manifest) -> dict[str, str]:
+    """Why each image whose `update:` may rebase cannot be ("" when it can)."""
+    found: dict[str, str] = {}
+    for name, image in manifest.images.items():
+        if image.update == "build":
+            continue
+        try:
+            text = image.dockerfile.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            found[name] = f"cannot read {image.dockerfile}: {exc}"
+            continue
+        found[name] = rebase_problem(text, image.target, str(image.dockerfile)) or ""
     return found
 
 
@@ -246,6 +262,7 @@ def observe(
     return Observed(
         base_digests=base_digests,
         base_platforms=base_platforms,
+        rebase_problems=rebase_problems(manifest),
         built=built,
         inputs=inputs,
         missing=missing,

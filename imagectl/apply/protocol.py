@@ -33,6 +33,7 @@ from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
 from imagectl.plan.tags import may_move_floating
 from imagectl.platforms import read_labels
+from imagectl.rebase.publish import Rebaser, RebaseRefused, RebaseRequest
 from imagectl.registry import Reference, RegistryClient, parse_reference
 
 Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
@@ -61,6 +62,7 @@ class Outcome:
     tags_moved: tuple[str, ...] = ()
     tags_held: tuple[str, ...] = ()
     error: str = ""
+    method: str = "build"  # build | rebase
     log_path: Path | None = None
     started: float | None = None
     finished: float | None = None
@@ -111,6 +113,7 @@ class ImageRunner:
         self._builders: dict[str, Builder] = {}
         self._builders_mutex = threading.Lock()
         self.builder_modes: dict[str, str] = {}
+        self.rebaser = Rebaser(ctx.client)
 
     def builder(self, name: str) -> Builder:
         with self._builders_mutex:
@@ -224,6 +227,9 @@ class ImageRunner:
         if digest is not None:
             outcome.state = "adopted"
             self.step(name, "adopted")
+        elif (rebased := self.try_rebase(action, image, base_pinned, base_digest)) is not None:
+            digest, outcome.state, outcome.method = rebased, "built", "rebase"
+            self.step(name, "pushed")
         else:
             builder = self.builder(image.builder)
             req = self.request(action, image, base_pinned, base_digest)
@@ -249,6 +255,43 @@ class ImageRunner:
         outcome.tags_moved, outcome.tags_held = moved, held
         self.record(action, digest, base_digest, moved)
         self.step(name, "recorded")
+
+    def try_rebase(
+        self, action: Action, image: ImageConfig, base_pinned: str, base_digest: str
+    ) -> str | None:
+        """Rebase when the plan says so: the pushed digest, or None to build instead.
+
+        The old image is checked first (its first layers must be exactly the old base's);
+        when it does not pass, the log says why and the image is built.
+        """
+        if action.method != "rebase" or not self.ctx.push or not action.old_digest:
+            return None
+        req = self.request(action, image, base_pinned, base_digest)
+        req.log_path.parent.mkdir(parents=True, exist_ok=True)
+        base_repo = parse_reference(base_pinned)
+        rebase = RebaseRequest(
+            repository=parse_reference(action.repository),
+            old_digest=action.old_digest,
+            old_base=base_repo.with_digest(action.old_base_digest or ""),
+            new_base=base_repo.with_digest(base_digest),
+            labels=req.labels,
+            annotations=req.annotations,
+            created=req.labels[LABEL_CREATED],
+        )
+        try:
+            manifest = self.rebaser.rebase(rebase)
+        except RebaseRefused as exc:
+            with req.log_path.open("a", encoding="utf-8") as log:
+                log.write(f"imagectl: not rebased, building instead: {exc}\n")
+            return None
+        again = self.existing(action, base_digest)  # someone may have pushed meanwhile
+        if again is not None:
+            return again
+        ref = parse_reference(action.repository).with_tag(action.immutable_tag)
+        self.ctx.client.put_manifest(ref, manifest)
+        with req.log_path.open("a", encoding="utf-8") as log:
+            log.write(f"imagectl: rebased {action.old_digest} onto {base_pinned}\n")
+        return manifest.digest
 
     def pushed_is_ours(self, action: Action, digest: str, req: BuildRequest) -> bool:
         """Whether the builder pushed this run's build (True) or an identical one (False).

@@ -51,6 +51,9 @@ class Observed:
     # external base key -> platform -> that platform's image digest (bases of images that
     # declare platforms only)
     base_platforms: dict[str, dict[str, str]] = field(default_factory=dict)
+    # image -> why its Dockerfile cannot be rebased ("" when it can), for images whose
+    # `update:` is rebase or auto
+    rebase_problems: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,10 @@ class Action:
     inputs: str
     depth: int
     details: tuple[str, ...] = ()  # what each reason means here, e.g. which platform moved
+    method: str = "build"  # "build", or "rebase": the old image's own layers on the new base
+    why: str = ""  # why this method
+    old_digest: str | None = None  # rebase: the old build (image or index)
+    old_base_digest: str | None = None  # rebase: the base the old build was made on
 
     @property
     def immutable_tag(self) -> str:
@@ -117,6 +124,8 @@ class Action:
             "depends_on": list(self.depends_on),
             "base": self.base.to_json(),
             **({"details": list(self.details)} if self.details else {}),
+            "method": self.method,
+            "why": self.why,
         }
 
     def to_saved(self) -> dict[str, Any]:
@@ -124,6 +133,7 @@ class Action:
         data = self.to_json()
         data["base"] = {**data["base"], "name": self.base.name, "internal": self.base.internal}
         data.update(held_tags=list(self.held_tags), inputs=self.inputs, depth=self.depth)
+        data.update(old_digest=self.old_digest, old_base_digest=self.old_base_digest)
         return data
 
     @classmethod
@@ -149,6 +159,10 @@ class Action:
             inputs=data["inputs"],
             depth=int(data["depth"]),
             details=tuple(data.get("details", ())),
+            method=str(data.get("method", "build")),
+            why=str(data.get("why", "")),
+            old_digest=data.get("old_digest"),
+            old_base_digest=data.get("old_base_digest"),
         )
 
 

@@ -39,6 +39,9 @@ def strip_digest(ref: str) -> str:
     return ref.split("@", 1)[0]
 
 
+_BASE_ONLY = frozenset({StaleReason.BASE_UPDATED, StaleReason.BASE_REBUILT})
+
+
 class _Planner:
     def __init__(
         self, manifest: Manifest, observed: Observed, now: datetime, options: PlanOptions
@@ -156,6 +159,27 @@ class _Planner:
             (movable if may_move_floating(version, holder) else held).append(tag)
         return (*immutable, *movable), tuple(held)
 
+    def method(
+        self, image: ImageConfig, reasons: list[StaleReason], built: BuiltState | None
+    ) -> tuple[str, str]:
+        """("build" or "rebase", why) for a stale image (see `update:`)."""
+        if image.update == "build":
+            return "build", "update: build"
+        others = [str(r) for r in reasons if r not in _BASE_ONLY]
+        if others or built is None:
+            return "build", f"{', '.join(others) or 'new'}: a rebase only moves the base"
+        problem = self.observed.rebase_problems.get(image.name, "")
+        if problem:
+            if image.update == "rebase":
+                raise PlanError(
+                    f"update: rebase, but the Dockerfile is not safe to rebase: {problem} "
+                    "(set update: auto to build such images, or update: build)"
+                )
+            return "build", f"not safe to rebase: {problem}"
+        if not built.base_digest:
+            return "build", "the old image records no base digest"
+        return "rebase", "only the base moved and the final stage only adds files on it"
+
     def visit(self, name: str) -> None:
         image = self.manifest.images[name]
         built = self.observed.built.get(name)
@@ -172,6 +196,7 @@ class _Planner:
                 image.version, Bump(image.bump), built.version if built else None
             )
             tags, held = self.tags(image, version, base, built)
+            method, why = self.method(image, reasons, built)
         except (PlanError, TagError) as exc:
             self.errors.append(f"{image.location}: image '{name}': {exc}")
             return
@@ -189,6 +214,10 @@ class _Planner:
             inputs=self.observed.inputs.get(name, ""),
             depth=self.graph.depth(name),
             details=tuple(details),
+            method=method,
+            why=why,
+            old_digest=built.digest if method == "rebase" and built else None,
+            old_base_digest=built.base_digest if method == "rebase" and built else None,
         )
 
 
