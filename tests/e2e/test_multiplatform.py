@@ -222,3 +222,49 @@ def test_docker_without_a_multi_platform_driver_refuses_at_plan_time(
     # nothing was built or pushed: the registry has no such repository
     with pytest.raises(httpx.HTTPStatusError):
         manifest_digest(repo.host, f"{repo.namespace}/base", "1.0.0")
+
+
+def test_rebase_of_an_index_rebases_every_platform(
+    tmp_path: Path,
+    builder_registry: RegistryServer,
+    multi_upstream: Callable[[str], tuple[str, str]],
+) -> None:
+    ref, _ = multi_upstream("vendor 1")
+    repo = make_repo(tmp_path, builder_registry.host, ref, {"base": "upstream", "app": "base"})
+    text = (
+        (repo.root / "imagectl.yaml")
+        .read_text()
+        .replace("defaults:\n", "defaults:\n  update: auto\n")
+    )
+    (repo.root / "imagectl.yaml").write_text(text)
+    subprocess.run(
+        ["git", "commit", "-qam", "auto"], cwd=repo.root, check=True, env={**os.environ, **GIT_ENV}
+    )
+    repo.ok("apply")
+    old = index_of(repo, "app", "1.0.0")
+
+    _, new_upstream = multi_upstream("vendor 2")
+    plan = repo.plan()["actions"]
+    assert [a["method"] for a in plan] == ["rebase", "rebase"]  # type: ignore[index]
+    repo.ok("apply")
+    logs = sorted((repo.root / ".imagectl" / "logs").glob("*/app.log"))
+    assert "imagectl: rebased" in logs[-1].read_text()
+    new = index_of(repo, "app", "1.0.1")
+    assert sorted(new) == list(BOTH)
+    for platform in BOTH:
+        old_manifest = json.loads(
+            registry_get(repo.host, f"{repo.namespace}/app/manifests/{old[platform]}")
+        )
+        new_manifest = json.loads(
+            registry_get(repo.host, f"{repo.namespace}/app/manifests/{new[platform]}")
+        )
+        assert new_manifest["layers"][-1] == old_manifest["layers"][-1]  # own layer kept
+        assert new_manifest["layers"][0] != old_manifest["layers"][0]  # the new busybox base
+        config = config_of(repo, "app", new[platform])
+        assert config["architecture"] == platform.split("/")[1]
+        labels = labels_of(repo, "app", new[platform])
+        assert labels["org.opencontainers.image.version"] == "1.0.1"
+    lock = repo.lock()["images"]
+    assert isinstance(lock, dict)
+    assert lock["base"]["base"]["digest"] == new_upstream
+    assert repo.plan()["actions"] == []
