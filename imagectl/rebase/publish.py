@@ -5,7 +5,8 @@ layers (mounted from the base's repository) followed by the old image's own laye
 (already in the repository); the new config is the old one with ``rootfs.diff_ids``
 and ``history`` spliced the same way, ``created`` set and imagectl's labels
 replaced. An index gets one new image per platform and a new index. Everything is
-stored by digest; the caller tags it (the same steps as after a build).
+stored by digest except the top manifest (image or index), which the caller PUTs
+under the immutable tag (then the same steps as after a build).
 
 `RebaseRefused` means the old image is not what the recorded base predicts (its
 first layers are not exactly the old base's): the caller builds instead.
@@ -100,7 +101,9 @@ class Rebaser:
         raise RebaseRefused(f"base {base} has no image for {platform}")
 
     def rebase(self, req: RebaseRequest) -> Manifest:
-        """Store the rebased image (or index) by digest in the repository and return it.
+        """The rebased image (or index), every blob and platform image it needs stored.
+
+        The returned manifest itself is not stored yet: the caller PUTs it by tag.
 
         Raises:
             RebaseRefused: the old image does not start with the old base's layers.
@@ -109,23 +112,23 @@ class Rebaser:
         repo = req.repository
         old = self.client.get_manifest(repo.with_digest(req.old_digest))
         if not old.is_index:
-            return self._rebase_image(req, old, None)
+            return self._rebase_image(req, old, None, store=False)
         entries = []
         for entry in old.data.get("manifests") or []:
             platform = entry_platform(entry)
             if platform is None:
                 raise RebaseRefused(f"{repo.name}@{old.digest} holds attestations: build it")
             image = self.client.get_manifest(repo.with_digest(str(entry["digest"])))
-            new = self._rebase_image(req, image, platform)
+            new = self._rebase_image(req, image, platform, store=True)
             entries.append({**entry, "digest": new.digest, "size": len(new.raw)})
         data = {**old.data, "manifests": entries}
         if "annotations" in data:
             data["annotations"] = {**data["annotations"], **req.annotations}
-        index = Manifest.from_bytes(_json(data), old.media_type)
-        self.client.put_manifest(repo.with_digest(index.digest), index)
-        return index
+        return Manifest.from_bytes(_json(data), old.media_type)
 
-    def _rebase_image(self, req: RebaseRequest, old: Manifest, platform: str | None) -> Manifest:
+    def _rebase_image(
+        self, req: RebaseRequest, old: Manifest, platform: str | None, *, store: bool
+    ) -> Manifest:
         repo = req.repository
         config = self._config(repo, old)
         if platform is None:
@@ -178,5 +181,6 @@ class Rebaser:
         if "annotations" in data:
             data["annotations"] = {**data["annotations"], **req.annotations}
         manifest = Manifest.from_bytes(_json(data), old.media_type)
-        self.client.put_manifest(repo.with_digest(manifest.digest), manifest)
+        if store:
+            self.client.put_manifest(repo.with_digest(manifest.digest), manifest)
         return manifest
