@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +16,9 @@ import httpx
 import pytest
 
 from devenv.registry import RegistryServer
-from devenv.upstream import arm64_busybox_path, push_upstream_base
-from tests.e2e.test_reconcile import GIT_ENV, GitOps
+from devenv.upstream import arm64_busybox_path
+from tests.e2e.family import make_family, upstream_publisher
+from tests.e2e.test_reconcile import GitOps
 from tests.fixtures.builders import manifest_digest, registry_get
 
 pytestmark = pytest.mark.e2e
@@ -32,20 +31,12 @@ COPY_ONLY = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY {name}.txt /etc/acme/{name
 def multi_upstream(
     builder_registry: RegistryServer, buildah_root: Path
 ) -> Callable[[str], tuple[str, str]]:
-    """Publish (or re-publish) a two-platform upstream index: (reference by tag, digest)."""
+    """A fresh two-platform upstream index: marker -> (reference by tag, digest)."""
     if not os.access(arm64_busybox_path(), os.X_OK):
         pytest.fail(
             f"no arm64 busybox at {arm64_busybox_path()}: run scripts/fetch-arm64-busybox.sh"
         )
-    repository = f"upstream/multi-{uuid.uuid4().hex[:8]}"
-
-    def publish(marker: str) -> tuple[str, str]:
-        digest = push_upstream_base(
-            builder_registry.host, repository, "stable", marker, tool="buildah", platforms=BOTH
-        )
-        return f"{builder_registry.host}/{repository}:stable", digest
-
-    return publish
+    return upstream_publisher(builder_registry.host, "multi", tool="buildah", platforms=BOTH)
 
 
 def make_repo(
@@ -56,38 +47,12 @@ def make_repo(
     *,
     platforms: tuple[str, ...] = BOTH,
     builder: str = "buildah",
+    update: str = "build",
 ) -> GitOps:
-    namespace = f"multi-{uuid.uuid4().hex[:8]}"
-    root = tmp_path / "gitops"
-    root.mkdir()
-    lines = [
-        "version: 1",
-        f"registry: {host}/{namespace}",
-        "defaults:",
-        f"  builder: {builder}",
-        "  network: host",
-        f"  platforms: [{', '.join(platforms)}]",
-        "bases:",
-        "  upstream:",
-        f"    ref: {upstream_ref}",
-        "families:",
-        "  all:",
-        "    images:",
-    ]
-    for name, base in images.items():
-        (root / name).mkdir()
-        (root / name / "Dockerfile").write_text(COPY_ONLY.replace("{name}", name))
-        (root / name / f"{name}.txt").write_text(f"{name} v1\n")
-        lines += [f"      {name}:", f"        from: {base}", f"        context: {name}"]
-        lines.append('        version: "1.0"')
-    (root / "imagectl.yaml").write_text("\n".join(lines) + "\n")
-    for argv in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "init"],
-    ):
-        subprocess.run(argv, cwd=root, check=True, env={**os.environ, **GIT_ENV})
-    return GitOps(root, host, namespace)
+    defaults = {"builder": builder, "network": "host", "update": update}
+    defaults["platforms"] = f"[{', '.join(platforms)}]"
+    family = {name: (base, COPY_ONLY) for name, base in images.items()}
+    return make_family(tmp_path / "gitops", host, upstream_ref, family, defaults)
 
 
 def index_of(repo: GitOps, image: str, tag: str) -> dict[str, str]:
@@ -230,16 +195,8 @@ def test_rebase_of_an_index_rebases_every_platform(
     multi_upstream: Callable[[str], tuple[str, str]],
 ) -> None:
     ref, _ = multi_upstream("vendor 1")
-    repo = make_repo(tmp_path, builder_registry.host, ref, {"base": "upstream", "app": "base"})
-    text = (
-        (repo.root / "imagectl.yaml")
-        .read_text()
-        .replace("defaults:\n", "defaults:\n  update: auto\n")
-    )
-    (repo.root / "imagectl.yaml").write_text(text)
-    subprocess.run(
-        ["git", "commit", "-qam", "auto"], cwd=repo.root, check=True, env={**os.environ, **GIT_ENV}
-    )
+    images = {"base": "upstream", "app": "base"}
+    repo = make_repo(tmp_path, builder_registry.host, ref, images, update="auto")
     repo.ok("apply")
     old = index_of(repo, "app", "1.0.0")
 

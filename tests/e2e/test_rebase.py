@@ -10,18 +10,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import subprocess
 import tarfile
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from devenv.registry import RegistryServer
-from devenv.upstream import push_upstream_base
-from tests.e2e.test_reconcile import GIT_ENV, GitOps
+from tests.e2e.family import make_family, upstream_publisher
+from tests.e2e.test_reconcile import GitOps
 from tests.fixtures.builders import registry_get
 
 pytestmark = pytest.mark.e2e
@@ -37,37 +35,10 @@ DOCKERFILES = {
 
 
 def make_repo(tmp_path: Path, host: str, upstream_ref: str, update: str, dirname: str) -> GitOps:
-    namespace = f"rebase-{uuid.uuid4().hex[:8]}"
-    root = tmp_path / dirname
-    root.mkdir()
-    lines = [
-        "version: 1",
-        f"registry: {host}/{namespace}",
-        "defaults:",
-        "  builder: docker",
-        "  network: host",
-        f"  update: {update}",
-        "bases:",
-        "  upstream:",
-        f"    ref: {upstream_ref}",
-        "families:",
-        "  all:",
-        "    images:",
-    ]
-    for name, base in {"base": "upstream", "app": "base", "runner": "base"}.items():
-        (root / name).mkdir()
-        (root / name / "Dockerfile").write_text(DOCKERFILES[name])
-        (root / name / f"{name}.txt").write_text(f"{name} v1\n")
-        lines += [f"      {name}:", f"        from: {base}", f"        context: {name}"]
-        lines.append('        version: "1.0"')
-    (root / "imagectl.yaml").write_text("\n".join(lines) + "\n")
-    for argv in (
-        ["git", "init", "-q", "-b", "main"],
-        ["git", "add", "-A"],
-        ["git", "commit", "-qm", "init"],
-    ):
-        subprocess.run(argv, cwd=root, check=True, env={**os.environ, **GIT_ENV})
-    return GitOps(root, host, namespace)
+    images = {"base": "upstream", "app": "base", "runner": "base"}
+    family = {name: (base, DOCKERFILES[name]) for name, base in images.items()}
+    defaults = {"builder": "docker", "network": "host", "update": update}
+    return make_family(tmp_path / dirname, host, upstream_ref, family, defaults)
 
 
 def docker(*args: str) -> str:
@@ -103,20 +74,15 @@ def file_tree(ref: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def upstream(builder_registry: RegistryServer, dockerd: str) -> Callable[[str], str]:
-    repository = f"upstream/rebase-{uuid.uuid4().hex[:8]}"
-
-    def publish(marker: str) -> str:
-        push_upstream_base(builder_registry.host, repository, "stable", marker)
-        return f"{builder_registry.host}/{repository}:stable"
-
-    return publish
+def upstream(builder_registry: RegistryServer, dockerd: str) -> Callable[[str], tuple[str, str]]:
+    """A fresh upstream base built with docker: marker -> (reference by tag, digest)."""
+    return upstream_publisher(builder_registry.host, "rebase")
 
 
 def test_base_update_rebases_copy_only_images_without_a_builder(
-    tmp_path: Path, builder_registry: RegistryServer, upstream: Callable[[str], str]
+    tmp_path: Path, builder_registry: RegistryServer, upstream: Callable[[str], tuple[str, str]]
 ) -> None:
-    ref = upstream("vendor 1")
+    ref, _ = upstream("vendor 1")
     repo = make_repo(tmp_path, builder_registry.host, ref, "auto", "rebased")
     first = repo.plan()["actions"]
     assert {a["image"]: a["method"] for a in first} == {  # type: ignore[index]
@@ -173,9 +139,9 @@ def test_base_update_rebases_copy_only_images_without_a_builder(
 
 
 def test_update_rebase_refuses_an_unsafe_dockerfile_at_plan_time(
-    tmp_path: Path, builder_registry: RegistryServer, upstream: Callable[[str], str]
+    tmp_path: Path, builder_registry: RegistryServer, upstream: Callable[[str], tuple[str, str]]
 ) -> None:
-    ref = upstream("vendor 1")
+    ref, _ = upstream("vendor 1")
     repo = make_repo(tmp_path, builder_registry.host, ref, "rebase", "strict")
     repo.ok("apply")
     upstream("vendor 2")
