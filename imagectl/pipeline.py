@@ -7,7 +7,6 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 
-from imagectl.builders.capability import capability_problems
 from imagectl.errors import PlanError, UsageError
 from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
@@ -71,7 +70,12 @@ def compute_plan(
     """Observe the world and make the plan."""
     observed = observe(manifest, client, refresh=refresh)
     plan = make_plan(manifest, observed, now, options)
-    problems = capability_problems(manifest.images[a.image] for a in plan.actions)
-    if problems:
-        raise PlanError("\n".join(problems))
+    multi = [manifest.images[a.image] for a in plan.actions]
+    if any(len(image.platforms) > 1 for image in multi):
+        # imported only when needed: the plan path stays free of the builders
+        from imagectl.builders.capability import capability_problems
+
+        problems = capability_problems(multi)
+        if problems:
+            raise PlanError("\n".join(problems))
     return plan, observed

@@ -21,6 +21,7 @@ from devenv.registry import RegistryServer
 from tests.e2e.family import make_family, upstream_publisher
 from tests.e2e.test_reconcile import GitOps
 from tests.fixtures.builders import registry_get
+from tests.reliability.record import result
 
 pytestmark = pytest.mark.e2e
 
@@ -149,3 +150,33 @@ def test_update_rebase_refuses_an_unsafe_dockerfile_at_plan_time(
     assert result.returncode == 1
     out = result.stdout + result.stderr
     assert "image 'runner'" in out and "line 3: RUN" in out
+
+
+@pytest.mark.parametrize("point", ["app:pushed", "app:tagged:1.0"])
+def test_kill_during_a_rebase_then_rerun_converges(
+    tmp_path: Path,
+    builder_registry: RegistryServer,
+    upstream: Callable[[str], tuple[str, str]],
+    point: str,
+) -> None:
+    injected = f"IMAGECTL_FAULT_KILL_AT={point}"
+    with result("kills", f"rebase apply, SIGKILL at {point}", injected) as rec:
+        ref, _ = upstream("vendor 1")
+        repo = make_repo(tmp_path, builder_registry.host, ref, "auto", "killed")
+        repo.ok("apply")
+        upstream("vendor 2")
+        no_builder = {"IMAGECTL_DOCKER": str(tmp_path / "no-docker")}
+        killed = repo.run(
+            "apply", "--only", "app", env={**no_builder, "IMAGECTL_FAULT_KILL_AT": point}
+        )
+        assert killed.returncode != 0
+        pushed = repo.digest("app", "1.0.1")  # the immutable tag was PUT before the kill
+        again = repo.run("apply", "--only", "app", env=no_builder)
+        assert again.returncode == 0, again.stdout + again.stderr
+        lock = repo.lock()["images"]
+        assert isinstance(lock, dict)
+        assert lock["app"]["digest"] == pushed == repo.digest("app", "1.0")
+        actions = repo.plan()["actions"]
+        assert [a["image"] for a in actions] == ["runner"]  # type: ignore[index]
+        rec.observed = "re-run adopted the rebased tag, moved the floating tag, recorded it"
+        rec.count = 1
