@@ -27,11 +27,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     ValidationError,
     field_serializer,
     field_validator,
-    model_serializer,
     model_validator,
 )
 from ruamel.yaml import YAML
@@ -65,14 +63,7 @@ class BaseRecord(_Record):
 
     ref: str
     digest: str
-    platforms: dict[str, str] = Field(default_factory=dict)
-
-    @model_serializer(mode="wrap")
-    def _omit_no_platforms(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        if not data.get("platforms"):
-            data.pop("platforms", None)
-        return data
+    platforms: dict[str, str] = Field(default_factory=dict)  # omitted from the file when empty
 
 
 class ImageRecord(_Record):
@@ -166,12 +157,22 @@ def _emit(lines: list[str], key: str, value: Any, indent: int) -> None:
     lines.append(f"{pad}{_key(key)}: {_scalar(value)}")
 
 
+def _base_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A dumped BaseRecord as written: ``platforms`` only when there are some."""
+    if not data.get("platforms"):
+        data.pop("platforms", None)
+    return data
+
+
 def render_lock(lock: Lock) -> str:
     """The text of `lock` as written to ``imagectl.lock`` (stable for equal locks)."""
-    bases = {name: lock.bases[name].model_dump(mode="json") for name in sorted(lock.bases)}
+    bases = {
+        name: _base_data(lock.bases[name].model_dump(mode="json")) for name in sorted(lock.bases)
+    }
     images: dict[str, Any] = {}
     for name in sorted(lock.images):
         data = lock.images[name].model_dump(mode="json")
+        _base_data(data["base"])
         data["versions"] = {
             v: data["versions"][v] for v in sorted(data["versions"], key=_version_order)
         }

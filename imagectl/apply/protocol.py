@@ -35,6 +35,7 @@ from imagectl.plan.tags import may_move_floating
 from imagectl.platforms import read_labels
 from imagectl.rebase.publish import Rebaser, RebaseRefused, RebaseRequest
 from imagectl.registry import Reference, RegistryClient, parse_reference
+from imagectl.registry.manifests import Manifest as RegistryManifest
 
 Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
 
@@ -114,6 +115,7 @@ class ImageRunner:
         self._builders_mutex = threading.Lock()
         self.builder_modes: dict[str, str] = {}
         self.rebaser = Rebaser(ctx.client)
+        self.published: dict[str, RegistryManifest] = {}  # image -> manifest a rebase PUT
 
     def builder(self, name: str) -> Builder:
         with self._builders_mutex:
@@ -289,6 +291,7 @@ class ImageRunner:
             return again
         ref = parse_reference(action.repository).with_tag(action.immutable_tag)
         self.ctx.client.put_manifest(ref, manifest)
+        self.published[action.image] = manifest
         with req.log_path.open("a", encoding="utf-8") as log:
             log.write(f"imagectl: rebased {action.old_digest} onto {base_pinned}\n")
         return manifest.digest
@@ -333,11 +336,20 @@ class ImageRunner:
         for tag in action.floating_tags:
             current = self.ctx.client.head_manifest(repo.with_tag(tag))
             if current is not None and current.digest != digest:
-                holder = self.labels(action, repo.with_tag(tag)).get(LABEL_VERSION)
+                holder = (  # the old build a rebase started from needs no label read
+                    action.from_version
+                    if action.old_digest and current.digest == action.old_digest
+                    else self.labels(action, repo.with_tag(tag)).get(LABEL_VERSION)
+                )
                 if holder and not may_move_floating(action.to_version, holder):
                     held.append(tag)
                     continue
-            if current is None or current.digest != digest:
+            known = self.published.get(action.image)
+            if current is not None and current.digest == digest:
+                pass
+            elif known is not None and known.digest == digest:
+                self.ctx.client.put_manifest(repo.with_tag(tag), known)  # in hand: no GET
+            else:
                 self.ctx.client.retag(source, tag)
             moved.append(tag)
             self.step(action.image, f"tagged:{tag}")
