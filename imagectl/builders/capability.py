@@ -31,5 +31,6 @@ def capability_problems(
     for image in wanting:
         refusal = multi_platform_refusal(choice, image.name, image.platforms)
         if refusal:
-            problems.append(f"{image.location}: image {refusal}")
+            why = refusal.removeprefix(f"{image.name}: ")
+            problems.append(f"{image.location}: image '{image.name}': {why}")
     return problems

@@ -100,7 +100,7 @@ class _Planner:
         if base.internal or not built.base_platforms or not base.platforms:
             return None
         return [
-            f"{platform} {built.base_platforms.get(platform, 'nothing')} -> {digest}"
+            f"{platform} {built.base_platforms.get(platform, 'nothing')[:19]} -> {digest[:19]}"
             for platform, digest in base.platforms.items()
             if built.base_platforms.get(platform) != digest
         ]

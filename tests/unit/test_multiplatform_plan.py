@@ -126,7 +126,7 @@ def test_docker_without_a_multi_platform_driver_refuses_at_plan_time() -> None:
     ]
     problems = capability_problems(images, lambda: _choice("docker"))
     assert len(problems) == 1
-    assert problems[0].startswith("imagectl.yaml:1:1: image multi: building for several")
+    assert problems[0].startswith("imagectl.yaml:1:1: image 'multi': building for several")
     assert "docker buildx create --driver docker-container --use" in problems[0]
     assert "docker-buildx-plugin" in problems[0]
     assert capability_problems(images, lambda: _choice("docker-container")) == []
