@@ -83,7 +83,7 @@ class _Planner:
             have = list(parent.platforms) or [host_platform()]
             what = f"its base image '{base.name}' is built for"
         else:
-            have = list(self.observed.base_platforms.get(base.name, {}))
+            have = sorted(self.observed.base_platforms.get(base.name, {}))
             what = f"base '{base.name}' ({base.ref}@{base.digest}) has images for"
         lacking = [p for p in image.platforms if not any(same_platform(p, h) for h in have)]
         if not lacking:

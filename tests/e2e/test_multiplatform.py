@@ -11,6 +11,7 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -53,6 +54,24 @@ def make_repo(
     defaults["platforms"] = f"[{', '.join(platforms)}]"
     family = {name: (base, COPY_ONLY) for name, base in images.items()}
     return make_family(tmp_path / "gitops", host, upstream_ref, family, defaults)
+
+
+Family = Callable[..., GitOps]
+
+
+@pytest.fixture
+def family(
+    tmp_path: Path,
+    builder_registry: RegistryServer,
+    multi_upstream: Callable[[str], tuple[str, str]],
+) -> Family:
+    """Factory: a git-ops family (make_repo's keywords) on the upstream index "vendor 1"."""
+    ref, _ = multi_upstream("vendor 1")
+
+    def make(images: dict[str, str], **kw: Any) -> GitOps:
+        return make_repo(tmp_path, builder_registry.host, ref, images, **kw)
+
+    return make
 
 
 def index_of(repo: GitOps, image: str, tag: str) -> dict[str, str]:
@@ -130,38 +149,16 @@ def test_two_platform_family_is_published_as_indexes_and_tracks_each_platform(
     assert actions["app"]["reasons"] == ["base-rebuilt"]
 
 
-def test_base_lacking_a_platform_is_refused_at_plan_time(
-    tmp_path: Path,
-    builder_registry: RegistryServer,
-    multi_upstream: Callable[[str], tuple[str, str]],
-) -> None:
-    ref, _ = multi_upstream("vendor 1")
-    repo = make_repo(
-        tmp_path,
-        builder_registry.host,
-        ref,
-        {"base": "upstream"},
-        platforms=("linux/arm64", "linux/s390x"),
-    )
+def test_base_lacking_a_platform_is_refused_at_plan_time(family: Family) -> None:
+    repo = family({"base": "upstream"}, platforms=("linux/arm64", "linux/s390x"))
     result = repo.run("plan")
     assert result.returncode == 1
     assert "platform linux/s390x asked for" in result.stderr + result.stdout
     assert "has images for linux/amd64, linux/arm64" in result.stderr + result.stdout
 
 
-def test_an_index_without_amd64_builds_and_reads(
-    tmp_path: Path,
-    builder_registry: RegistryServer,
-    multi_upstream: Callable[[str], tuple[str, str]],
-) -> None:
-    ref, _ = multi_upstream("vendor 1")
-    repo = make_repo(
-        tmp_path,
-        builder_registry.host,
-        ref,
-        {"base": "upstream", "app": "base"},
-        platforms=("linux/arm64",),
-    )
+def test_an_index_without_amd64_builds_and_reads(family: Family) -> None:
+    repo = family({"base": "upstream", "app": "base"}, platforms=("linux/arm64",))
     repo.ok("apply")
     digest = repo.digest("app", "1.0.0")
     assert config_of(repo, "app", digest)["architecture"] == "arm64"
@@ -170,13 +167,9 @@ def test_an_index_without_amd64_builds_and_reads(
 
 
 def test_docker_without_a_multi_platform_driver_refuses_at_plan_time(
-    tmp_path: Path,
-    builder_registry: RegistryServer,
-    multi_upstream: Callable[[str], tuple[str, str]],
-    dockerd: str,
+    family: Family, dockerd: str
 ) -> None:
-    ref, _ = multi_upstream("vendor 1")
-    repo = make_repo(tmp_path, builder_registry.host, ref, {"base": "upstream"}, builder="docker")
+    repo = family({"base": "upstream"}, builder="docker")
     result = repo.run("apply")
     out = result.stderr + result.stdout
     if "docker-container" not in out and result.returncode == 0:
