@@ -55,10 +55,16 @@ class _Record(BaseModel):
 
 
 class BaseRecord(_Record):
-    """A base reference by tag and the digest it resolved to."""
+    """A base reference by tag and the digest it resolved to.
+
+    ``platforms`` (optional, written only when an image declares platforms) maps each
+    platform the image was built for to the digest of the base's image for that
+    platform: an image is stale when any of them moves. Locks without it read as before.
+    """
 
     ref: str
     digest: str
+    platforms: dict[str, str] = Field(default_factory=dict)  # omitted from the file when empty
 
 
 class ImageRecord(_Record):
@@ -183,14 +189,24 @@ def _emit(lines: list[str], key: str, value: Any, indent: int) -> None:
     lines.append(f"{pad}{_key(key)}: {_scalar(value)}")
 
 
+def _base_data(data: dict[str, Any]) -> dict[str, Any]:
+    """A dumped BaseRecord as written: ``platforms`` only when there are some."""
+    if not data.get("platforms"):
+        data.pop("platforms", None)
+    return data
+
+
 def render_lock(lock: Lock) -> str:
     """The text of `lock` as written to ``imagectl.lock`` (stable for equal locks)."""
-    bases = {name: lock.bases[name].model_dump(mode="json") for name in sorted(lock.bases)}
+    bases = {
+        name: _base_data(lock.bases[name].model_dump(mode="json")) for name in sorted(lock.bases)
+    }
     images: dict[str, Any] = {}
     for name in sorted(lock.images):
         data = lock.images[name].model_dump(mode="json")
         if data["frontend"] is None:
             del data["frontend"]  # absent, not null: locks without frontends stay as they were
+        _base_data(data["base"])
         data["versions"] = {
             v: data["versions"][v] for v in sorted(data["versions"], key=_version_order)
         }

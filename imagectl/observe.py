@@ -17,6 +17,8 @@ from imagectl.inputs import ContextHasher, image_params, inputs_digest
 from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import BuiltState, Observed
+from imagectl.platforms import platform_digests
+from imagectl.rebase.safety import rebase_problem
 from imagectl.recovery import Refreshed, refresh_images
 from imagectl.registry import RegistryClient, parse_reference
 
@@ -70,6 +72,37 @@ def resolve_bases(manifest: Manifest, client: RegistryClient) -> dict[str, str]:
     return digests
 
 
+def resolve_base_platforms(
+    manifest: Manifest, client: RegistryClient, digests: dict[str, str]
+) -> dict[str, dict[str, str]]:
+    """Platform -> image digest of each external base some image declares platforms on."""
+    keys = {
+        image.base
+        for image in manifest.images.values()
+        if image.platforms and not manifest.is_internal(image.base) and image.base in digests
+    }
+    found: dict[str, dict[str, str]] = {}
+    for key in sorted(keys):
+        pinned = parse_reference(manifest.bases[key].ref).with_digest(digests[key])
+        found[key] = platform_digests(client, pinned)
+    return found
+
+
+def rebase_problems(manifest: Manifest) -> dict[str, str]:
+    """Why each image whose `update:` may rebase cannot be ("" when it can)."""
+    found: dict[str, str] = {}
+    for name, image in manifest.images.items():
+        if image.update == "build":
+            continue
+        try:
+            text = image.dockerfile.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            found[name] = f"cannot read {image.dockerfile}: {exc}"
+            continue
+        found[name] = rebase_problem(text, image.target, str(image.dockerfile)) or ""
+    return found
+
+
 def _from_lock(lock: Lock) -> dict[str, BuiltState]:
     return {
         name: BuiltState(
@@ -83,6 +116,7 @@ def _from_lock(lock: Lock) -> dict[str, BuiltState]:
             repository=rec.repository,
             revision=rec.revision or "",
             history=dict(rec.versions),
+            base_platforms=dict(rec.base.platforms),
         )
         for name, rec in lock.images.items()
     }
@@ -110,10 +144,13 @@ def observe(
         hasher = ContextHasher(manifest.root_dir)
         inputs = image_inputs(manifest, hasher, frontends)
         base_digests = bases_future.result()
+    base_platforms = resolve_base_platforms(manifest, client, base_digests)
     revision = head_revision_at(manifest.root_dir)
     remember(manifest, hasher, inputs, frontends)  # only once all went well: for --explain
     return Observed(
         base_digests=base_digests,
+        base_platforms=base_platforms,
+        rebase_problems=rebase_problems(manifest),
         built=refreshed.built,
         inputs=inputs,
         missing=refreshed.missing,

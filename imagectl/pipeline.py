@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 
-from imagectl.errors import UsageError
+from imagectl.errors import PlanError, UsageError
 from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
 from imagectl.plan.model import Observed, Plan, PlanOptions
@@ -70,8 +70,20 @@ def compute_plan(
 ) -> tuple[Plan, Observed]:
     """Observe the world and make the plan; its new version tags are checked to be free.
 
-    Every registry request of planning is bounded by the phase deadline.
+    Every registry request of planning is bounded by the phase deadline. A plan with
+    multi-platform images is refused when their builder cannot build them.
     """
     with client.phase("planning"):
         observed = observe(manifest, client, refresh=refresh)
-        return settle(manifest, client, observed, lambda o: make_plan(manifest, o, now, options))
+        plan, observed = settle(
+            manifest, client, observed, lambda o: make_plan(manifest, o, now, options)
+        )
+    multi = [manifest.images[a.image] for a in plan.actions]
+    if any(len(image.platforms) > 1 for image in multi):
+        # imported only when needed: the plan path stays free of the builders
+        from imagectl.builders.capability import capability_problems
+
+        problems = capability_problems(multi)
+        if problems:
+            raise PlanError("\n".join(problems))
+    return plan, observed

@@ -32,6 +32,7 @@ from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import BuiltState, Observed, Plan, StaleReason
 from imagectl.plan.plan import current_floating_tags
 from imagectl.plan.versions import version_key
+from imagectl.platforms import read_config
 from imagectl.registry import RegistryClient, parse_reference
 
 _BUILT_VERSION = {
@@ -115,7 +116,7 @@ def recover_image(client: RegistryClient, image: ImageConfig) -> Recovered:
     if not versions:
         return Recovered(None, None, history)
     newest = max(versions, key=version_key)
-    config = client.image_config(repo.with_tag(newest))
+    config = read_config(client, repo.with_tag(newest), image.platforms)
     digest = config.index_digest or config.manifest_digest
     state = state_from_labels(image, newest, digest, config.labels, history)
     return Recovered(state, newest, history)
@@ -142,7 +143,9 @@ def tag_drift(
         elif info.digest in older:
             reasons.add(StaleReason.TAG_MOVED)
         else:
-            holder = client.image_config(repo.with_tag(tag.name)).labels.get(LABEL_VERSION, "")
+            holder = read_config(client, repo.with_tag(tag.name), image.platforms).labels.get(
+                LABEL_VERSION, ""
+            )
             if not (is_version_tag(holder) and version_key(holder) > version_key(state.version)):
                 reasons.add(StaleReason.TAG_MOVED)
     return tuple(r for r in (StaleReason.TAG_MISSING, StaleReason.TAG_MOVED) if r in reasons)
@@ -275,7 +278,7 @@ def settle(
             if info is None:
                 continue
             image = manifest.images[action.image]
-            labels = client.image_config(refs[action.image]).labels
+            labels = read_config(client, refs[action.image], image.platforms).labels
             recovered = (
                 recover_image(client, image) if is_our_build(labels, action.to_version) else None
             )

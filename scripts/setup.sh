@@ -53,6 +53,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! .venv/bin/python -c 'import
   fi
   echo "$want" >"$stamp"
 fi
+bash scripts/fetch-arm64-busybox.sh >/dev/null # arm64 stand-in base of the multi-platform tests
 .venv/bin/python -c 'import imagectl, pytest' # fail loudly if the install did not work
 # cosign 2.5 and skopeo 1.18 (Debian trixie .debs, private apt state) for the supply-chain tests
 if [ -f scripts/fetch-verifiers.sh ]; then bash scripts/fetch-verifiers.sh >/dev/null; fi

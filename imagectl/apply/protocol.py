@@ -34,6 +34,8 @@ from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
 from imagectl.plan.tags import conflict_message, may_move_floating
+from imagectl.platforms import read_config, read_labels
+from imagectl.rebase.publish import Rebaser, RebaseRefused, RebaseRequest
 from imagectl.recovery import is_our_build, record_of, state_from_labels
 from imagectl.registry import Manifest as RegistryManifest
 from imagectl.registry import Reference, RegistryClient, parse_reference
@@ -76,6 +78,7 @@ class Outcome:
     tags_moved: tuple[str, ...] = ()
     tags_held: tuple[str, ...] = ()
     error: str = ""
+    method: str = "build"  # build | rebase
     log_path: Path | None = None
     started: float | None = None
     finished: float | None = None
@@ -127,6 +130,8 @@ class ImageRunner:
         self._builders_mutex = threading.Lock()
         self.builder_modes: dict[str, str] = {}
         self.keys = KeyRing(ctx.env)  # signing keys, decrypted once per run
+        self.rebaser = Rebaser(ctx.client)
+        self.published: dict[str, RegistryManifest] = {}  # image -> manifest a rebase PUT
 
     def builder(self, name: str) -> Builder:
         with self._builders_mutex:
@@ -192,6 +197,11 @@ class ImageRunner:
             timeout=image.timeout,
         )
 
+    def labels(self, action: Action, ref: Reference) -> Mapping[str, str]:
+        """The labels of the image `ref` names (for an index: the platform it means)."""
+        image = self.ctx.manifest.images.get(action.image)
+        return read_labels(self.ctx.client, ref, image.platforms if image else ())
+
     def existing(self, action: Action, base_digest: str) -> tuple[str, Mapping[str, str]] | None:
         """The digest and labels of an identical build already under the immutable tag.
 
@@ -204,7 +214,7 @@ class ImageRunner:
         info = self.ctx.client.head_manifest(ref)
         if info is None:
             return None
-        labels = self.ctx.client.image_config(ref).labels
+        labels = self.labels(action, ref)
         same = (
             labels.get(LABEL_INPUTS) == action.inputs
             and labels.get(LABEL_BASE_DIGEST) == base_digest
@@ -248,6 +258,9 @@ class ImageRunner:
             digest = found[0]
             outcome.state = "adopted"
             self.step(name, "adopted")
+        elif (rebased := self.try_rebase(action, image, base_pinned, base_digest)) is not None:
+            digest, outcome.state, outcome.method = rebased, "built", "rebase"
+            self.step(name, "pushed")
         else:
             builder = self.builder(image.builder)
             req = self.request(action, image, base_pinned, base_digest)
@@ -285,6 +298,44 @@ class ImageRunner:
                 )
             )
 
+    def try_rebase(
+        self, action: Action, image: ImageConfig, base_pinned: str, base_digest: str
+    ) -> str | None:
+        """Rebase when the plan says so: the pushed digest, or None to build instead.
+
+        The old image is checked first (its first layers must be exactly the old base's);
+        when it does not pass, the log says why and the image is built.
+        """
+        if action.method != "rebase" or not self.ctx.push or not action.old_digest:
+            return None
+        req = self.request(action, image, base_pinned, base_digest)
+        req.log_path.parent.mkdir(parents=True, exist_ok=True)
+        base_repo = parse_reference(base_pinned)
+        rebase = RebaseRequest(
+            repository=parse_reference(action.repository),
+            old_digest=action.old_digest,
+            old_base=base_repo.with_digest(action.old_base_digest or ""),
+            new_base=base_repo.with_digest(base_digest),
+            labels=req.labels,
+            annotations=req.annotations,
+            created=req.labels[LABEL_CREATED],
+        )
+        try:
+            manifest = self.rebaser.rebase(rebase)
+        except RebaseRefused as exc:
+            with req.log_path.open("a", encoding="utf-8") as log:
+                log.write(f"imagectl: not rebased, building instead: {exc}\n")
+            return None
+        again = self.existing(action, base_digest)  # someone may have pushed meanwhile
+        if again is not None:
+            return again[0]
+        ref = parse_reference(action.repository).with_tag(action.immutable_tag)
+        self.ctx.client.put_manifest(ref, manifest)
+        self.published[action.image] = manifest
+        with req.log_path.open("a", encoding="utf-8") as log:
+            log.write(f"imagectl: rebased {action.old_digest} onto {base_pinned}\n")
+        return manifest.digest
+
     def pushed_is_ours(self, action: Action, digest: str, req: BuildRequest) -> bool:
         """Re-read the immutable tag after the push: ours (True) or an identical build (False).
 
@@ -299,7 +350,8 @@ class ImageRunner:
             RegistryError: a lost race, or the pushed image is a different build.
         """
         ref = parse_reference(action.repository).with_tag(action.immutable_tag)
-        config = self.ctx.client.image_config(ref)
+        image = self.ctx.manifest.images.get(action.image)
+        config = read_config(self.ctx.client, ref, image.platforms if image else ())
         holder = config.index_digest or config.manifest_digest
         if holder != digest:
             self.lost_race(action, ref, digest, holder, config.labels)
@@ -325,7 +377,7 @@ class ImageRunner:
         info = self.ctx.client.head_manifest(ref)
         if info is None or info.digest != digest:
             holder = info.digest if info else None
-            labels = self.ctx.client.image_config(ref).labels if info else {}
+            labels = self.labels(action, ref) if info else {}
             self.lost_race(action, ref, digest, holder, labels)
 
     def sign(self, action: Action, image: ImageConfig, digest: str, base_digest: str) -> None:
@@ -393,15 +445,21 @@ class ImageRunner:
                 moved.append(tag)
                 continue
             if current is not None:
-                holder = version_of.get(current.digest) or self.ctx.client.image_config(
-                    repo.with_tag(tag)
-                ).labels.get(LABEL_VERSION)
+                holder = (  # the old build a rebase started from needs no label read
+                    action.from_version
+                    if action.old_digest and current.digest == action.old_digest
+                    else version_of.get(current.digest)
+                    or self.labels(action, repo.with_tag(tag)).get(LABEL_VERSION)
+                )
                 if holder == tag:
                     conflicts.append(Conflict(tag, action.template_of(tag), holder, current.digest))
                     continue
                 if holder and not may_move_floating(action.to_version, holder):
                     held.append(tag)
                     continue
+            published = self.published.get(action.image)
+            if published is not None and published.digest == digest:
+                manifest = published  # a rebase PUT it: in hand, no GET
             manifest = manifest or self.ctx.client.get_manifest(repo.with_digest(digest))
             self.ctx.client.put_manifest(repo.with_tag(tag), manifest)
             moved.append(tag)
@@ -432,14 +490,17 @@ class ImageRunner:
             self.recorder.record(action.image, record, {})
             return
         bases: dict[str, BaseRecord] = {}
+        base = BaseRecord(
+            ref=action.base.ref, digest=base_digest, platforms=dict(action.base.platforms)
+        )
         if not action.base.internal:
-            bases[action.base.name] = BaseRecord(ref=action.base.ref, digest=base_digest)
+            bases[action.base.name] = base
         record = ImageRecord(
             repository=action.repository,
             version=action.to_version,
             digest=digest,
             tags=tags,
-            base=BaseRecord(ref=action.base.ref, digest=base_digest),
+            base=base,
             inputs=action.inputs,
             built_at=self.ctx.now().astimezone(UTC).replace(microsecond=0),
             revision=self.ctx.revision,

@@ -318,6 +318,19 @@ def build_argv(
     return argv
 
 
+def multi_platform_refusal(choice: DockerChoice, name: str, platforms: Sequence[str]) -> str:
+    """Why `choice` cannot build `name` for several platforms, or "" when it can."""
+    if choice.multi_platform:
+        return ""
+    return (
+        f"{name}: building for several platforms ({', '.join(platforms)}) needs docker "
+        "buildx with a multi-platform driver: install the buildx plugin "
+        "(docker-buildx-plugin / docker-buildx) and run `docker buildx create --driver "
+        f"docker-container --use`; found {choice.description}. Build one platform per "
+        "image or use builder: buildah"
+    )
+
+
 def parse_push_digest(output: str) -> str | None:
     """The manifest digest from `docker push` output (``TAG: digest: sha256:… size: N``)."""
     found = _PUSH_DIGEST.findall(output)
@@ -369,13 +382,10 @@ class DockerBuilder:
                 "install the buildx plugin (docker-buildx-plugin / docker-buildx) or use "
                 "builder: buildah"
             )
-        if req.output is Output.INDEX and not choice.multi_platform:
-            raise BuildError(
-                f"{req.name}: building for several platforms ({', '.join(req.platforms)}) "
-                f"needs docker buildx with a multi-platform driver (docker buildx create "
-                f"--driver docker-container --use); found {choice.description}. "
-                "Build one platform per image or use builder: buildah"
-            )
+        if req.output is Output.INDEX:
+            refusal = multi_platform_refusal(choice, req.name, req.platforms)
+            if refusal:
+                raise BuildError(refusal)
         use_env = choice.secret_env
         holder: AbstractContextManager[dict[str, Path]]
         holder = nullcontext({}) if use_env else secret_files(req)

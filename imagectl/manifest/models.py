@@ -17,6 +17,7 @@ from imagectl.errors import Location
 BumpName = Literal["patch", "revision"]
 BuilderName = Literal["docker", "buildah"]
 NetworkName = Literal["default", "host", "none"]
+UpdateName = Literal["build", "rebase", "auto"]
 
 DEFAULT_TIMEOUT = 3600  # seconds a build may take when no `timeout` is set
 DEFAULT_TAGS_PATCH: tuple[str, ...] = ("{version}", "{major}.{minor}", "{major}")
@@ -86,6 +87,10 @@ class Settings(_Model):
     builder: BuilderName | None = Field(None, description="docker or buildah.")
     platforms: list[StrictStr] | None = Field(None, description="Target platforms.")
     network: NetworkName | None = Field(None, description="Build network for RUN steps.")
+    update: UpdateName | None = Field(
+        None,
+        description="After a base update: build (default), rebase when safe (auto), or rebase.",
+    )
     timeout: StrictStr | None = Field(
         None, description='Build time limit, e.g. "90s", "45m", "1h30m" (default 1h).'
     )
@@ -184,6 +189,7 @@ class ImageConfig:
     timeout: int = DEFAULT_TIMEOUT  # seconds; the builder's processes are killed after it
     sign: SignRef | None = None  # sign and attest what is published
     sbom: bool = False  # attach a signed CycloneDX SBOM
+    update: UpdateName = "build"  # how a base-only change is applied: build, rebase or auto
 
     @property
     def repository(self) -> str:

@@ -286,6 +286,7 @@ class _Resolver:
             timeout=timeout or DEFAULT_TIMEOUT,
             sign=sign,
             sbom=sbom,
+            update=self.setting(levels, "update")[0] or "build",
         )
 
     def sign_ref(self, levels: Sequence[Level]) -> SignRef | None:

@@ -21,7 +21,7 @@ def summary_line(plan: Plan) -> str:
 def plan_table(plan: Plan) -> Table:
     """One row per action, in build order, a rule between dependency levels."""
     table = Table(header_style="bold")
-    for column in ("image", "reasons", "version", "tags"):
+    for column in ("image", "reasons", "method", "version", "tags"):
         table.add_column(column, overflow="fold")
     groups = action_levels(plan)
     for index, group in enumerate(groups):
@@ -31,7 +31,8 @@ def plan_table(plan: Plan) -> Table:
                 tags += f" (kept by a newer version: {', '.join(action.held_tags)})"
             table.add_row(
                 action.image,
-                ", ".join(action.reasons),
+                "\n".join([", ".join(action.reasons), *action.details]),
+                f"{action.method}: {action.why}" if action.why else action.method,
                 f"{action.from_version or '-'} -> {action.to_version}",
                 tags,
                 end_section=position == len(group) - 1 and index < len(groups) - 1,

@@ -129,6 +129,8 @@ def summary_table(actions: Iterable[Action], outcomes: dict[str, Outcome]) -> Ta
             duration = f"{outcome.finished - outcome.started:.1f}s"
         tags = [action.immutable_tag, *outcome.tags_moved] if outcome.digest else []
         state = outcome.state
+        if state == "built" and outcome.method == "rebase":
+            state = "built (rebased)"
         if outcome.tags_held:
             state += f" (kept: {', '.join(outcome.tags_held)})"
         table.add_row(

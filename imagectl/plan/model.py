@@ -5,6 +5,7 @@ Pure data with JSON round trips; no I/O.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -46,6 +47,7 @@ class BuiltState:
     revision: str = ""  # git-ops commit it was built at ("" when unknown)
     # every version tag this repository ever had -> its digest ("" when unknown)
     history: dict[str, str] = field(default_factory=dict)
+    base_platforms: Mapping[str, str] = field(default_factory=dict)  # platform -> base digest
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,12 @@ class Observed:
     listed: bool = False  # every image's tags were listed (--refresh): history is complete
     revision: str | None = None  # git-ops commit, for {sha}
     frontends: dict[str, str] = field(default_factory=dict)  # image -> pinned `# syntax=`
+    # external base key -> platform -> that platform's image digest (bases of images that
+    # declare platforms only)
+    base_platforms: dict[str, dict[str, str]] = field(default_factory=dict)
+    # image -> why its Dockerfile cannot be rebased ("" when it can), for images whose
+    # `update:` is rebase or auto
+    rebase_problems: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -82,9 +90,13 @@ class BaseUse:
     ref: str
     digest: str | None
     internal: bool
+    platforms: Mapping[str, str] = field(default_factory=dict)  # platform -> image digest
 
     def to_json(self) -> dict[str, Any]:
-        return {"ref": self.ref, "digest": self.digest}
+        data: dict[str, Any] = {"ref": self.ref, "digest": self.digest}
+        if self.platforms:
+            data["platforms"] = dict(self.platforms)
+        return data
 
 
 @dataclass(frozen=True)
@@ -119,6 +131,12 @@ class Action:
         pairs = dict(zip(self.tags, self.templates, strict=False))
         return pairs.get(tag, "")
 
+    details: tuple[str, ...] = ()  # what each reason means here, e.g. which platform moved
+    method: str = "build"  # "build", or "rebase": the old image's own layers on the new base
+    why: str = ""  # why this method
+    old_digest: str | None = None  # rebase: the old build (image or index)
+    old_base_digest: str | None = None  # rebase: the base the old build was made on
+
     @property
     def immutable_tag(self) -> str:
         return self.tags[0]
@@ -139,6 +157,9 @@ class Action:
             "tags": list(self.tags),
             "depends_on": list(self.depends_on),
             "base": self.base.to_json(),
+            **({"details": list(self.details)} if self.details else {}),
+            "method": self.method,
+            "why": self.why,
         }
         if self.blocked:
             data["blocked"] = self.blocked
@@ -156,6 +177,7 @@ class Action:
         )
         if self.frontend is not None:
             data["frontend"] = self.frontend
+        data.update(old_digest=self.old_digest, old_base_digest=self.old_base_digest)
         return data
 
     @classmethod
@@ -171,12 +193,23 @@ class Action:
             tags=tuple(data["tags"]),
             held_tags=tuple(data.get("held_tags", ())),
             depends_on=tuple(data["depends_on"]),
-            base=BaseUse(base["name"], base["ref"], base["digest"], bool(base["internal"])),
+            base=BaseUse(
+                base["name"],
+                base["ref"],
+                base["digest"],
+                bool(base["internal"]),
+                dict(base.get("platforms") or {}),
+            ),
             inputs=data["inputs"],
             depth=int(data["depth"]),
             frontend=data.get("frontend"),
             blocked=str(data.get("blocked", "")),
             templates=tuple(data.get("templates", ())),
+            details=tuple(data.get("details", ())),
+            method=str(data.get("method", "build")),
+            why=str(data.get("why", "")),
+            old_digest=data.get("old_digest"),
+            old_base_digest=data.get("old_base_digest"),
         )
 
 

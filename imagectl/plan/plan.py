@@ -32,6 +32,7 @@ from imagectl.plan.tags import (
     render_tags,
 )
 from imagectl.plan.versions import Bump, next_version, version_changed
+from imagectl.platforms import host_platform, requested_digests, same_platform
 
 
 def tag_of(ref: str) -> str:
@@ -68,6 +69,9 @@ def current_floating_tags(image: ImageConfig, built: BuiltState) -> list[Rendere
     return list({t.name: t for t in found}.values())
 
 
+_BASE_ONLY = frozenset({StaleReason.BASE_UPDATED, StaleReason.BASE_REBUILT})
+
+
 class _Planner:
     def __init__(
         self, manifest: Manifest, observed: Observed, now: datetime, options: PlanOptions
@@ -94,7 +98,42 @@ class _Planner:
         digest = self.observed.base_digests.get(image.base)
         if digest is None:
             raise PlanError(f"no digest observed for base '{image.base}' ({base.ref})")
-        return BaseUse(image.base, strip_digest(base.ref), digest, False)
+        platforms: dict[str, str] = {}
+        if image.platforms:
+            available = self.observed.base_platforms.get(image.base, {})
+            platforms = requested_digests(available, image.platforms)
+        return BaseUse(image.base, strip_digest(base.ref), digest, False, platforms)
+
+    def platform_problem(self, image: ImageConfig, base: BaseUse) -> str | None:
+        """Why the base cannot serve every platform the image asks for, or None."""
+        if not image.platforms:
+            return None
+        if base.internal:
+            parent = self.manifest.images[base.name]
+            have = list(parent.platforms) or [host_platform()]
+            what = f"its base image '{base.name}' is built for"
+        else:
+            have = sorted(self.observed.base_platforms.get(base.name, {}))
+            what = f"base '{base.name}' ({base.ref}@{base.digest}) has images for"
+        lacking = [p for p in image.platforms if not any(same_platform(p, h) for h in have)]
+        if not lacking:
+            return None
+        return (
+            f"platform{'s' if len(lacking) > 1 else ''} {', '.join(lacking)} asked for, but "
+            f"{what} {', '.join(have) or 'no platform'}; remove "
+            f"{'them' if len(lacking) > 1 else 'it'} from `platforms:` or use a base that has "
+            f"{'them' if len(lacking) > 1 else 'it'}"
+        )
+
+    def moved_platforms(self, base: BaseUse, built: BuiltState) -> list[str] | None:
+        """Platforms whose base image moved since the build; None: not recorded per platform."""
+        if base.internal or not built.base_platforms or not base.platforms:
+            return None
+        return [
+            f"{platform} {built.base_platforms.get(platform, 'nothing')[:19]} -> {digest[:19]}"
+            for platform, digest in base.platforms.items()
+            if built.base_platforms.get(platform) != digest
+        ]
 
     def _builds(self, name: str) -> bool:
         """Whether `name` is built (not only re-tagged) in this plan."""
@@ -103,9 +142,11 @@ class _Planner:
 
     def reasons(
         self, image: ImageConfig, built: BuiltState | None, base: BaseUse
-    ) -> list[StaleReason]:
+    ) -> tuple[list[StaleReason], list[str]]:
+        """Why `image` is stale, and what a reason means here (which platform moved)."""
         name = image.name
         found: list[StaleReason] = []
+        details: list[str] = []
         if built is None:
             found.append(StaleReason.NEW)
         else:
@@ -113,8 +154,15 @@ class _Planner:
                 found.append(StaleReason.VERSION_CHANGED)
             if self.observed.inputs.get(name) != built.inputs:
                 found.append(StaleReason.INPUTS_CHANGED)
-            if not base.internal and (
-                base.digest != built.base_digest or strip_digest(built.base_ref) != base.ref
+            moved = self.moved_platforms(base, built)
+            same_ref = strip_digest(built.base_ref) == base.ref
+            if moved is not None and (moved or not same_ref):
+                found.append(StaleReason.BASE_UPDATED)
+                details += [f"base-updated: {m}" for m in moved]
+            elif (
+                moved is None
+                and not base.internal
+                and (base.digest != built.base_digest or not same_ref)
             ):
                 found.append(StaleReason.BASE_UPDATED)
             if base.internal and (base.digest is None or base.digest != built.base_digest):
@@ -128,7 +176,7 @@ class _Planner:
             found += self.observed.tag_drift.get(name, ())
         if name in self.options.force:
             found.append(StaleReason.FORCED)
-        return found
+        return found, details
 
     def rendered(
         self, image: ImageConfig, version: str, base: BaseUse, built: BuiltState | None
@@ -176,11 +224,36 @@ class _Planner:
         blocked = "; ".join(f"{image.location}: {c}" for c in conflicts)
         return (*immutable, *movable), tuple(held), blocked
 
+    def method(
+        self, image: ImageConfig, reasons: list[StaleReason], built: BuiltState | None
+    ) -> tuple[str, str]:
+        """("build" or "rebase", why) for a stale image (see `update:`)."""
+        if image.update == "build":
+            return "build", "update: build"
+        others = [str(r) for r in reasons if r not in _BASE_ONLY]
+        if others or built is None:
+            return "build", f"{', '.join(others) or 'new'}: a rebase only moves the base"
+        problem = self.observed.rebase_problems.get(image.name, "")
+        if problem:
+            if image.update == "rebase":
+                raise PlanError(
+                    f"update: rebase, but the Dockerfile is not safe to rebase: {problem} "
+                    "(set update: auto to build such images, or update: build)"
+                )
+            return "build", f"not safe to rebase: {problem}"
+        if not built.base_digest:
+            return "build", "the old image records no base digest"
+        return "rebase", "only the base moved and the final stage only adds files on it"
+
     def visit(self, name: str) -> None:
         image = self.manifest.images[name]
         built = self.observed.built.get(name)
         base = self.base_use(image)
-        reasons = self.reasons(image, built, base)
+        problem = self.platform_problem(image, base)
+        if problem:
+            self.errors.append(f"{image.location}: image '{name}': {problem}")
+            return
+        reasons, details = self.reasons(image, built, base)
         if not reasons:
             return
         try:
@@ -193,6 +266,7 @@ class _Planner:
             tags, held, blocked = self.tags(
                 image, version, self.rendered(image, version, base, built), built
             )
+            method, why = self.method(image, reasons, built)
         except (PlanError, TagError) as exc:
             self.errors.append(f"{image.location}: image '{name}': {exc}")
             return
@@ -212,6 +286,11 @@ class _Planner:
             frontend=self.observed.frontends.get(name),
             blocked=self.observed.taken.get(name, blocked),
             templates=tuple(t.template for t in tags),
+            details=tuple(details),
+            method=method,
+            why=why,
+            old_digest=built.digest if method == "rebase" and built else None,
+            old_base_digest=built.base_digest if method == "rebase" and built else None,
         )
 
 

@@ -7,7 +7,7 @@ image, HEAD every tag once (`resolve_many`), read the config of every version ta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import Manifest
 from imagectl.pipeline import make_client
 from imagectl.plan.graph import ImageGraph
+from imagectl.platforms import read_config
 from imagectl.prune.own_tags import own_tags
 from imagectl.prune.policy import (
     LOCK_NOTE,
@@ -57,9 +58,11 @@ def _created(text: str | None) -> datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _version_info(client: RegistryClient, ref: Reference, version: str) -> VersionInfo:
+def _version_info(
+    client: RegistryClient, ref: Reference, version: str, platforms: Sequence[str] = ()
+) -> VersionInfo:
     assert ref.digest is not None
-    config = client.image_config(ref)
+    config = read_config(client, ref, platforms)
     aliases = {config.manifest_digest, config.index_digest or ""} - {"", ref.digest}
     labels = config.labels
     return VersionInfo(
@@ -93,7 +96,8 @@ def observe_registry(manifest: Manifest, client: RegistryClient, lock: Lock | No
                 continue  # deleted while we looked
             if is_version_tag(tag, manifest.images[name].bump):
                 pinned = ref.with_digest(info.digest)
-                jobs.append((name, pool.submit(_version_info, client, pinned, tag)))
+                platforms = manifest.images[name].platforms
+                jobs.append((name, pool.submit(_version_info, client, pinned, tag, platforms)))
             else:
                 floating[name][tag] = info.digest
         for name, future in jobs:

@@ -203,6 +203,47 @@ class RegistryClient:
         verify_digest(response.content, digest, subject)
         return response.content
 
+    def has_blob(self, ref: Reference, digest: str) -> bool:
+        """Whether `ref`'s repository holds the blob `digest` (HEAD)."""
+        subject = f"HEAD blob {digest} of {ref.name}"
+        path = f"blobs/{digest}"
+        response = self._call("HEAD", ref, path, "pull", subject, expect={200, 404})
+        return response.status_code == 200
+
+    def mount_blob(self, ref: Reference, digest: str, source: Reference) -> bool:
+        """Mount the blob `digest` of `source`'s repository into `ref`'s (same registry).
+
+        Returns:
+            True when the registry mounted it (201); False when it would rather take an
+            upload (202: the caller uploads; the started upload is abandoned).
+        """
+        if source.registry != ref.registry:
+            return False
+        subject = f"mount blob {digest} from {source.name} into {ref.name}"
+        path = f"blobs/uploads/?mount={digest}&from={source.repository}"
+        response = self._call("POST", ref, path, "pull,push", subject, expect={201, 202})
+        return response.status_code == 201
+
+    def push_blob(self, ref: Reference, data: bytes) -> str:
+        """Upload `data` as one blob into `ref`'s repository (monolithic POST then PUT).
+
+        Returns:
+            The blob's digest.
+        """
+        digest = compute_digest(data)
+        subject = f"upload blob {digest} to {ref.name}"
+        started = self._call("POST", ref, "blobs/uploads/", "pull,push", subject, expect={202})
+        location = started.headers.get("location", "")
+        if not location:
+            raise RegistryError(f"{subject}: the registry gave no upload location")
+        url = str(started.url.join(location))
+        url += ("&" if "?" in url else "?") + f"digest={digest}"
+        headers = {"Content-Type": "application/octet-stream"}
+        self._call(
+            "PUT", ref, url, "pull,push", subject, expect={201}, headers=headers, content=data
+        )
+        return digest
+
     def image_config(self, ref: Reference, platform: str = DEFAULT_PLATFORM) -> ImageConfig:
         """Labels and digests of the image `ref` names; for an index, its `platform` image."""
         manifest = self.get_manifest(ref)

@@ -56,7 +56,8 @@ def setup_copy(tmp_path: Path) -> tuple[Path, Path, dict[str, str]]:
     """A copy of setup.sh beside this project's pyproject and venv, with fake system tools."""
     repo = tmp_path / "repo"
     (repo / "scripts").mkdir(parents=True)
-    shutil.copy(ROOT / "scripts" / "setup.sh", repo / "scripts" / "setup.sh")
+    for script in ("setup.sh", "fetch-arm64-busybox.sh"):
+        shutil.copy(ROOT / "scripts" / script, repo / "scripts" / script)
     shutil.copy(ROOT / "pyproject.toml", repo / "pyproject.toml")
     fake_tool(repo / ".venv" / "bin", "python", f'exec {sys.executable} "$@"')
     bin_dir = tmp_path / "bin"

@@ -225,6 +225,8 @@ def test_plan_json_has_the_documented_shape() -> None:
         "tags": ["3.12.7-r1", "3.12.7", "3.12"],
         "depends_on": ["base"],
         "base": {"ref": f"{REG}/base:1.4.1", "digest": None},
+        "method": "build",
+        "why": "update: build",
     }
 
 
