@@ -16,11 +16,13 @@ from datetime import UTC, datetime
 
 from imagectl.errors import RegistryError
 from imagectl.explain import remember
+from imagectl.filedigests import FileDigests
 from imagectl.frontend import resolve_frontends
 from imagectl.gitrev import head_revision_at
 from imagectl.inputs import ContextHasher, image_params, inputs_digest
 from imagectl.labels import LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_INPUTS
 from imagectl.lockfile import Lock, read_lock
+from imagectl.manifest.cache import enabled as cache_enabled
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import BuiltState, Observed
 from imagectl.plan.versions import version_key
@@ -226,8 +228,11 @@ def observe(
         if refresh or lock is None:
             built, missing = refresh_images(client, manifest.images.values(), built, workers)
         frontends = resolve_frontends(manifest.images.values(), manifest.root_dir, client)
-        hasher = ContextHasher(manifest.root_dir)
+        file_cache = FileDigests(manifest.root_dir) if cache_enabled() else None
+        hasher = ContextHasher(manifest.root_dir, file_cache)
         inputs = image_inputs(manifest, hasher, frontends)
+        if file_cache is not None:
+            file_cache.save()
         base_digests = bases_future.result()
     revision = head_revision_at(manifest.root_dir)
     remember(manifest, hasher, inputs, frontends)  # only once all went well: for --explain
