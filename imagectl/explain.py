@@ -63,6 +63,7 @@ def snapshot_dir(root: Path) -> Path:
 
 _JOURNAL = "inputs.jsonl"  # one line per inputs digest: ``sha256:<hex> {json}``
 _KEY_LENGTH = len("sha256:") + 64
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # one encoder for every record
 
 
 def _name(digest: str) -> str:
@@ -75,7 +76,7 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     No temporary file and no fsync: a file torn by a crash reads as no snapshot,
     which explain reports as such.
     """
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    text = _JSON.encode(data)
     with contextlib.suppress(FileExistsError), open(path, "x", encoding="utf-8") as handle:
         handle.write(text)
 
@@ -161,7 +162,7 @@ def remember(
                 "context": context,
                 "params": image_params(image, frontends.get(name)),
             }
-            lines.append(f"{digest} {json.dumps(record, sort_keys=True, separators=(',', ':'))}\n")
+            lines.append(f"{digest} {_JSON.encode(record)}\n")
             known.add(digest)
         if lines:
             if journal and not journal.endswith(b"\n"):  # a line torn by a crash: end it

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from imagectl.errors import UsageError
+from imagectl.gcpause import paused_gc
 from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
 from imagectl.plan.model import Observed, Plan, PlanOptions
@@ -67,6 +68,7 @@ def compute_plan(
     options: PlanOptions,
     refresh: bool = False,
 ) -> tuple[Plan, Observed]:
-    """Observe the world and make the plan."""
-    observed = observe(manifest, client, refresh=refresh)
-    return make_plan(manifest, observed, now, options), observed
+    """Observe the world and make the plan (no cycle is made: the collector is paused)."""
+    with paused_gc():
+        observed = observe(manifest, client, refresh=refresh)
+        return make_plan(manifest, observed, now, options), observed

@@ -14,7 +14,6 @@ a cache file in a repository must never be able to run code.
 
 from __future__ import annotations
 
-import gc
 import glob
 import hashlib
 import json
@@ -27,6 +26,7 @@ from typing import Any
 from imagectl import __version__
 from imagectl.errors import Location
 from imagectl.fsutil import atomic_write, state_dir
+from imagectl.gcpause import paused_gc
 from imagectl.manifest.models import BaseConfig, ImageConfig, Manifest, SecretRef
 
 FORMAT = 2  # 2: images as rows of values, one header of field names
@@ -135,13 +135,8 @@ def load(root: Path) -> Manifest | None:
     """
     if not enabled():
         return None
-    enabled_gc = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return _load(root)
-    finally:
-        if enabled_gc:
-            gc.enable()
 
 
 def _load(root: Path) -> Manifest | None:
