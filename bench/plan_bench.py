@@ -27,6 +27,7 @@ from bench.goals import Figure
 from devenv.dockerd import ensure_dockerd
 from devenv.registry import start_registry
 from devenv.upstream import push_upstream_base
+from imagectl.gcpause import paused_gc
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.pipeline import compute_plan
@@ -78,10 +79,13 @@ class Run:
 
 
 def plan_in_process(manifest_path: Path) -> Run:
-    """Load + observe + plan + JSON (what `plan --json` does), timed, with the request count."""
+    """Load + observe + plan + JSON (what `plan --json` does), timed, with the request count.
+
+    The collector is paused around planning and rendering, as `commands.plan_command` does.
+    """
     cpu, wall = time.process_time(), time.perf_counter()
     manifest = load_manifest(manifest_path)
-    with RegistryClient(max_concurrency=16) as client:
+    with RegistryClient(max_concurrency=16) as client, paused_gc():
         plan, _ = compute_plan(manifest, client, now=NOW, options=PlanOptions())
         with redirect_stdout(io.StringIO()):
             print(json.dumps(plan.to_json(), indent=2))
