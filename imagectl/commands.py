@@ -20,6 +20,7 @@ from rich.markup import escape
 
 from imagectl.errors import GitOpsError, PlanError, RegistryError, UsageError
 from imagectl.explain import explain_command
+from imagectl.gcpause import paused_gc
 from imagectl.lockfile import Lock, read_lock, write_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
@@ -70,6 +71,7 @@ def _github_plan_outputs(plan: Plan) -> None:
     )
 
 
+@paused_gc()  # a plan builds and renders 10,000s of objects and no cycle (gcpause.py)
 def plan_command(
     manifest: Manifest,
     *,

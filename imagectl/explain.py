@@ -3,10 +3,12 @@
 The lock keeps one inputs digest per image, which says *that* the inputs changed,
 not *what* changed. So every plan also remembers, per inputs digest, what went into
 it: the build parameters and the per-file digests of the context. They are stored
-in ``.imagectl/cache/inputs/`` (never the lock, never committed), content-addressed,
-so each is written once and any machine that planned a state can explain a change
-from it. ``--explain`` compares the snapshot of the last build's inputs digest with
-the current one. Without that snapshot (a fresh clone, ``IMAGECTL_NO_CACHE=1``) it
+in ``.imagectl/cache/inputs/`` (never the lock, never committed): one file per
+distinct context (named by its digest) and one journal line per inputs digest, so
+each is written once, a fleet's first plan writes one file per context rather than
+one per image, and any machine that planned a state can explain a change from it.
+``--explain`` compares the snapshot of the last build's inputs digest with the
+current one. Without that snapshot (a fresh clone, ``IMAGECTL_NO_CACHE=1``) it
 says so instead of guessing.
 
 Reading and writing snapshots is I/O; `explain_lines` is pure.
@@ -59,6 +61,11 @@ def snapshot_dir(root: Path) -> Path:
     return root / ".imagectl" / "cache" / "inputs"
 
 
+_JOURNAL = "inputs.jsonl"  # one line per inputs digest: ``sha256:<hex> {json}``
+_KEY_LENGTH = len("sha256:") + 64
+_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"))  # one encoder for every record
+
+
 def _name(digest: str) -> str:
     return digest.removeprefix("sha256:") + ".json"
 
@@ -66,12 +73,35 @@ def _name(digest: str) -> str:
 def _write(path: Path, data: dict[str, Any]) -> None:
     """Create a cache file once (a file already there is kept: its name is its content).
 
-    No temporary file and no fsync: thousands are written on a fleet's first plan. A
-    file torn by a crash reads as no snapshot, which explain reports as such.
+    No temporary file and no fsync: a file torn by a crash reads as no snapshot,
+    which explain reports as such.
     """
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    text = _JSON.encode(data)
     with contextlib.suppress(FileExistsError), open(path, "x", encoding="utf-8") as handle:
         handle.write(text)
+
+
+def _journal(where: Path) -> bytes:
+    try:
+        return (where / _JOURNAL).read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+def _stored(lines: list[bytes]) -> set[str]:
+    """The inputs digests the journal holds whole (a line torn by a crash does not count)."""
+    return {line[:_KEY_LENGTH].decode("ascii", "replace") for line in lines if line.endswith(b"}")}
+
+
+def _append(path: Path, lines: list[str]) -> None:
+    """Append whole lines in one ``write`` (O_APPEND: concurrent plans never interleave)."""
+    data = "".join(lines).encode("utf-8", "surrogateescape")
+    handle = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        while data:
+            data = data[os.write(handle, data) :]
+    finally:
+        os.close(handle)
 
 
 def _context_record(image: ImageConfig, hasher: ContextHasher) -> dict[str, Any]:
@@ -101,8 +131,11 @@ def remember(
 ) -> None:
     """Store the snapshot of each image's current inputs digest, unless it is stored already.
 
-    Each distinct context is written once; a plan that finds everything stored costs
-    one directory listing. Best effort: a cache that cannot be written never fails a plan.
+    The file list of each distinct context goes to its own content-addressed file;
+    the parameters of each new inputs digest are one line appended to a journal, all
+    of a plan's lines in one write. A plan that finds everything stored reads the
+    journal and writes nothing. Best effort: a cache that cannot be written never
+    fails a plan.
     """
     if not cache_enabled():
         return
@@ -110,27 +143,52 @@ def remember(
     try:
         state_dir(manifest.root_dir)  # .imagectl/ ignores itself in git
         where.mkdir(parents=True, exist_ok=True)
-        known = {p.name for p in where.iterdir()}
+        journal = _journal(where)
+        known = _stored(journal.splitlines())
+        contexts: set[str] | None = None
+        lines: list[str] = []
         for name, image in manifest.images.items():
             digest = inputs.get(name)
-            if digest is None or _name(digest) in known:
+            if digest is None or digest in known:
                 continue
+            if contexts is None:  # something new: list the context files once
+                contexts = {p.name for p in where.iterdir()}
             context = hasher.context_digest(image.context, image.dockerfile, image.builder)
-            if "context-" + _name(context) not in known:
+            if "context-" + _name(context) not in contexts:
                 _write(where / ("context-" + _name(context)), _context_record(image, hasher))
-                known.add("context-" + _name(context))
-            params = image_params(image, frontends.get(name))
-            _write(where / _name(digest), {"format": FORMAT, "context": context, "params": params})
-            known.add(_name(digest))
+                contexts.add("context-" + _name(context))
+            record = {
+                "format": FORMAT,
+                "context": context,
+                "params": image_params(image, frontends.get(name)),
+            }
+            lines.append(f"{digest} {_JSON.encode(record)}\n")
+            known.add(digest)
+        if lines:
+            if journal and not journal.endswith(b"\n"):  # a line torn by a crash: end it
+                lines.insert(0, "\n")
+            _append(where / _JOURNAL, lines)
     except (OSError, ImagectlError):
         return
+
+
+def _inputs_record(where: Path, digest: str) -> Any:
+    """The journal's record of `digest` (or the file of an older cache), None when absent."""
+    key = digest.encode("ascii", "replace") + b" "
+    for line in reversed(_journal(where).splitlines()):
+        if line.startswith(key):
+            return json.loads(line[len(key) :])
+    older = where / _name(digest)  # caches written before the journal: one file per digest
+    return json.loads(older.read_text(encoding="utf-8")) if older.is_file() else None
 
 
 def load_snapshot(root: Path, digest: str) -> Snapshot | None:
     """The snapshot of inputs digest `digest`, or None when none is stored (or it is unreadable)."""
     where = snapshot_dir(root)
     try:
-        record = json.loads((where / _name(digest)).read_text(encoding="utf-8"))
+        record = _inputs_record(where, digest)
+        if record is None:
+            return None
         context = json.loads((where / ("context-" + _name(record["context"]))).read_text())
         return Snapshot(dict(context["files"]), str(context["dockerfile"]), dict(record["params"]))
     except (OSError, ValueError, KeyError, TypeError):

@@ -31,12 +31,17 @@ from typing import TYPE_CHECKING
 
 from imagectl.dockerignore import IgnoreRules, MatchInfo
 from imagectl.errors import ImagectlError
+from imagectl.filedigests import FileDigests, now_ns
 
 if TYPE_CHECKING:
     from imagectl.manifest.models import ImageConfig
 
 _CONTEXT_VERSION = b"imagectl-context-v1\n"
 _INPUTS_VERSION = b"imagectl-inputs-v1\n"
+# One encoder for every inputs digest: `json.dumps` with options builds a new one per call.
+_PARAMS_JSON = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 _STATE_NAMES = frozenset({"imagectl.lock", ".imagectl"})
 _STATE_PREFIX = ".imagectl.lock."  # the lock's temporary files, a mutex file
 DEFAULT_BUILDER = "docker"
@@ -118,15 +123,18 @@ class ContextHasher:
         walks: how many context trees were actually walked (cache misses).
     """
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, file_cache: FileDigests | None = None) -> None:
         """Create a hasher.
 
         Args:
             root: the git-ops repository root (the manifest's directory). Relative
                 contexts are taken from here (default: the working directory), and
                 imagectl's state (see `never_sent`) is never hashed.
+            file_cache: content digests kept from earlier runs, used only for files
+                whose stat is unchanged (`imagectl.filedigests`); None reads every file.
         """
         self.root = Path(os.path.abspath(root or Path.cwd()))
+        self.file_cache = file_cache
         self._trees: dict[tuple[str, tuple[tuple[bool, str], ...]], tuple[ContextFile, ...]] = {}
         self._tree_digests: dict[tuple[str, tuple[tuple[bool, str], ...]], str] = {}
         self._files: dict[str, str] = {}
@@ -258,6 +266,7 @@ class ContextHasher:
     def _walk(self, context: str, rules: IgnoreRules) -> tuple[ContextFile, ...]:
         """The entries of `context` that `rules` keep, as BuildKit's walker sees them."""
         self.walks += 1
+        since = now_ns()  # before any stat: see FileDigests.put
         records: list[tuple[bytes, ContextFile]] = []
         pending: list[tuple[str, str, MatchInfo | None]] = [(context, "", None)]
         while pending:
@@ -282,23 +291,37 @@ class ContextHasher:
                         continue
                     if excluded:
                         continue
-                    mode = entry.stat(follow_symlinks=False).st_mode
+                    info_stat = entry.stat(follow_symlinks=False)
                 except OSError as exc:
                     raise ImagectlError(
                         f"cannot stat {self._display(entry.path)}: {exc.strerror or exc}"
                     ) from exc
-                records.append((_fs_bytes(rel), self._entry(entry.path, rel, mode)))
+                records.append((_fs_bytes(rel), self._entry(entry.path, rel, info_stat, since)))
         records.sort(key=lambda pair: pair[0])
         return tuple(entry for _, entry in records)
 
-    def _entry(self, path: str, rel: str, mode: int) -> ContextFile:
+    def _entry(self, path: str, rel: str, st: os.stat_result, since: int) -> ContextFile:
+        mode = st.st_mode
         if stat.S_ISLNK(mode):
             # the link text, never its target: a link may point out of the context
             return ContextFile(rel, path, "l", os.readlink(path))
         if stat.S_ISREG(mode):
             kind = "x" if mode & stat.S_IXUSR else "f"
-            return ContextFile(rel, path, kind, self._file_digest(path))
+            return ContextFile(rel, path, kind, self._content_digest(path, st, since))
         return ContextFile(rel, path, "o", "")  # fifo, socket, device: present, never read
+
+    def _content_digest(self, path: str, st: os.stat_result, since: int) -> str:
+        """A context file's digest: kept from an earlier run while its stat is unchanged."""
+        known = self._files.get(path)
+        if known is not None or self.file_cache is None:
+            return known or self._file_digest(path)
+        known = self.file_cache.get(path, st)
+        if known is not None:
+            self._files[path] = known
+            return known
+        known = self._file_digest(path)
+        self.file_cache.put(path, st, known, since)
+        return known
 
 
 def image_params(image: ImageConfig, frontend: str | None = None) -> dict[str, object]:
@@ -333,13 +356,7 @@ def inputs_digest(context_digest: str, params: Mapping[str, object]) -> str:
     Raises:
         TypeError: `params` holds something JSON cannot represent.
     """
-    text = json.dumps(
-        {"context": context_digest, "params": dict(params)},
-        sort_keys=True,
-        separators=(",", ":"),
-        ensure_ascii=False,
-        allow_nan=False,
-    )
+    text = _PARAMS_JSON.encode({"context": context_digest, "params": dict(params)})
     digest = hashlib.sha256(_INPUTS_VERSION)
     digest.update(text.encode("utf-8", "surrogatepass"))
     return "sha256:" + digest.hexdigest()

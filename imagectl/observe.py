@@ -11,10 +11,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 from imagectl.errors import RegistryError
 from imagectl.explain import remember
+from imagectl.filedigests import FileDigests
 from imagectl.frontend import resolve_frontends
 from imagectl.gitrev import head_revision_at
 from imagectl.inputs import ContextHasher, image_params, inputs_digest
 from imagectl.lockfile import Lock, read_lock
+from imagectl.manifest.cache import enabled as cache_enabled
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import BuiltState, Observed
 from imagectl.platforms import platform_digests
@@ -141,8 +143,11 @@ def observe(
         if listed:
             refreshed = refresh_images(client, manifest.images.values(), built, workers)
         frontends = resolve_frontends(manifest.images.values(), manifest.root_dir, client)
-        hasher = ContextHasher(manifest.root_dir)
+        file_cache = FileDigests(manifest.root_dir) if cache_enabled() else None
+        hasher = ContextHasher(manifest.root_dir, file_cache)
         inputs = image_inputs(manifest, hasher, frontends)
+        if file_cache is not None:
+            file_cache.save()
         base_digests = bases_future.result()
     base_platforms = resolve_base_platforms(manifest, client, base_digests)
     revision = head_revision_at(manifest.root_dir)

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from imagectl.errors import PlanError, UsageError
+from imagectl.gcpause import paused_gc
 from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
 from imagectl.plan.model import Observed, Plan, PlanOptions
@@ -70,10 +71,11 @@ def compute_plan(
 ) -> tuple[Plan, Observed]:
     """Observe the world and make the plan; its new version tags are checked to be free.
 
-    Every registry request of planning is bounded by the phase deadline. A plan with
-    multi-platform images is refused when their builder cannot build them.
+    Every registry request of planning is bounded by the phase deadline; no cycle is
+    made, so the collector is paused. A plan with multi-platform images is refused
+    when their builder cannot build them.
     """
-    with client.phase("planning"):
+    with client.phase("planning"), paused_gc():
         observed = observe(manifest, client, refresh=refresh)
         plan, observed = settle(
             manifest, client, observed, lambda o: make_plan(manifest, o, now, options)

@@ -55,14 +55,48 @@ def test_snapshots_are_stored_once_per_inputs_digest_and_read_back(tmp_path: Pat
     inputs = image_inputs(manifest, hasher)
     remember(manifest, hasher, inputs, {})
     stored = sorted(p.name for p in snapshot_dir(tmp_path).iterdir())
-    assert len(stored) == 2 and stored[1].startswith("context-")
+    assert len(stored) == 2 and stored[0].startswith("context-") and stored[1] == "inputs.jsonl"
+    journal = (snapshot_dir(tmp_path) / "inputs.jsonl").read_bytes()
     snapshot = load_snapshot(tmp_path, inputs["app"])
     assert snapshot is not None and set(snapshot.files) == {"Dockerfile", "main.py"}
     assert snapshot.params["args"] == {}
     remember(manifest, hasher, inputs, {})
     assert sorted(p.name for p in snapshot_dir(tmp_path).iterdir()) == stored
+    assert (snapshot_dir(tmp_path) / "inputs.jsonl").read_bytes() == journal  # nothing new
     assert load_snapshot(tmp_path, "sha256:" + "0" * 64) is None
     assert (tmp_path / ".imagectl" / ".gitignore").read_text().endswith("*\n")
+
+
+def test_a_plan_appends_only_new_digests_and_a_torn_line_is_stored_again(
+    tmp_path: Path,
+) -> None:
+    manifest = repo(tmp_path, {"app": "FROM scratch\n", "web": "FROM busybox\n"})
+    hasher = ContextHasher(manifest.root_dir)
+    inputs = image_inputs(manifest, hasher)
+    journal = snapshot_dir(tmp_path) / "inputs.jsonl"
+    remember(manifest, hasher, {"app": inputs["app"]}, {})
+    assert len(journal.read_bytes().splitlines()) == 1
+    remember(manifest, hasher, inputs, {})  # app is known: only web is added
+    lines = journal.read_bytes().splitlines()
+    assert [line.split(b" ")[0].decode() for line in lines] == [inputs["app"], inputs["web"]]
+    journal.write_bytes(lines[0] + b"\n" + lines[1][:-5])  # a crash tore web's line
+    assert load_snapshot(tmp_path, inputs["web"]) is None
+    remember(manifest, hasher, inputs, {})
+    snapshot = load_snapshot(tmp_path, inputs["web"])
+    assert snapshot is not None and set(snapshot.files) == {"Dockerfile"}
+
+
+def test_a_snapshot_file_of_an_older_cache_is_still_read(tmp_path: Path) -> None:
+    manifest = repo(tmp_path, {"app": "FROM scratch\n"})
+    hasher = ContextHasher(manifest.root_dir)
+    inputs = image_inputs(manifest, hasher)
+    remember(manifest, hasher, inputs, {})
+    where = snapshot_dir(tmp_path)
+    digest, record = (where / "inputs.jsonl").read_text().split(" ", 1)
+    (where / "inputs.jsonl").unlink()
+    (where / (digest.removeprefix("sha256:") + ".json")).write_text(record)
+    snapshot = load_snapshot(tmp_path, digest)
+    assert snapshot is not None and snapshot.params["target"] is None
 
 
 def test_no_snapshot_is_kept_when_the_cache_is_off(

@@ -1,0 +1,120 @@
+"""The file digest cache between plans: used only for files whose stat is unchanged."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+import imagectl.inputs
+from imagectl.filedigests import SETTLE_NS, FileDigests, cache_path
+from imagectl.inputs import ContextHasher
+from tests.unit.test_inputs import CHANGES, digest, make_tree
+
+APP = Path("images/app")
+DOCKERFILE = Path("Dockerfile")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    make_tree(root)
+    return root
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The files the hashers read."""
+    seen: list[str] = []
+    real = hashlib.file_digest
+
+    def counting(handle: BinaryIO, name: str) -> Any:
+        seen.append(os.path.basename(handle.name))
+        return real(handle, name)
+
+    monkeypatch.setattr(hashlib, "file_digest", counting)
+    yield seen
+
+
+@pytest.fixture
+def settled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file looks older than the settling time (as on a checkout planned before)."""
+    real = imagectl.inputs.now_ns
+    monkeypatch.setattr(imagectl.inputs, "now_ns", lambda: real() + 2 * SETTLE_NS)
+
+
+def cached_digest(root: Path) -> str:
+    cache = FileDigests(root)
+    result = ContextHasher(root, cache).context_digest(APP, DOCKERFILE)
+    cache.save()
+    return result
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_warm_run_reads_no_unchanged_file_and_gives_the_same_digest(
+    repo: Path, reads: list[str]
+) -> None:
+    first = cached_digest(repo)
+    assert first == digest(repo)
+    stored = json.loads(cache_path(repo).read_text())["files"]
+    assert {os.path.basename(p) for p in stored} == {
+        "Dockerfile",
+        "main.py",
+        "util.py",
+        "run.sh",
+        "README.md",
+        ".dockerignore",
+    }
+    reads.clear()
+    assert cached_digest(repo) == first
+    assert reads == []
+    (repo / APP / "src" / "main.py").write_text("print('yo')\n")  # same size, new content
+    assert cached_digest(repo) == digest(repo) != first
+    assert "main.py" in reads
+
+
+@pytest.mark.usefixtures("settled")
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_every_change_is_seen_through_the_cache(repo: Path, name: str) -> None:
+    before = cached_digest(repo)
+    CHANGES[name](repo / APP)
+    assert cached_digest(repo) == digest(repo) != before
+
+
+def test_a_file_modified_within_the_settling_time_is_never_stored(
+    repo: Path, reads: list[str]
+) -> None:
+    first = cached_digest(repo)
+    assert not cache_path(repo).exists() or json.loads(cache_path(repo).read_text())["files"] == {}
+    (repo / APP / "src" / "main.py").write_text("print('yo')\n")  # same size, same second
+    reads.clear()
+    assert cached_digest(repo) == digest(repo) != first
+    assert "main.py" in reads
+
+
+@pytest.mark.usefixtures("settled")
+@pytest.mark.parametrize(
+    "text", ["not json", "[]", '{"format": 1, "files": {"x": 1}}', '{"format": 99, "files": {}}']
+)
+def test_a_damaged_cache_is_ignored(repo: Path, text: str) -> None:
+    cache_path(repo).parent.mkdir(parents=True)
+    cache_path(repo).write_text(text)
+    assert cached_digest(repo) == digest(repo)
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_stored_digest_is_not_trusted_when_the_stat_differs(repo: Path) -> None:
+    main = str(repo / APP / "src" / "main.py")
+    cached_digest(repo)
+    data = json.loads(cache_path(repo).read_text())
+    data["files"][main][5] = "0" * 64  # a wrong digest under the current stat
+    cache_path(repo).write_text(json.dumps(data))
+    assert cached_digest(repo) != digest(repo)  # the stat key is all that is checked...
+    data["files"][main][1] += 1  # ...so another mtime means the file is read again
+    cache_path(repo).write_text(json.dumps(data))
+    assert cached_digest(repo) == digest(repo)
