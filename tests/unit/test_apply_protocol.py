@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,8 +19,7 @@ import pytest
 
 from imagectl.apply.engine import ApplyOptions, ApplyResult, apply_plan
 from imagectl.builders.base import BuildRequest
-from imagectl.errors import BuildError
-from imagectl.labels import LABEL_VERSION
+from imagectl.labels import LABEL_CREATED, LABEL_VERSION
 from imagectl.lockfile import read_lock, render_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
@@ -28,6 +27,7 @@ from imagectl.observe import observe
 from imagectl.plan.model import Plan
 from imagectl.plan.plan import make_plan
 from imagectl.registry import RegistryClient
+from tests.fixtures.fake_builder import FakeBuilder, repo_and_tag
 from tests.fixtures.fake_registry import FakeRegistry, digest_of
 from tests.unit.test_registry_client import client_for
 
@@ -36,32 +36,29 @@ DEBIAN = "up/debian"
 BODY = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n"
 
 
-@dataclass
-class FakeBuilder:
-    """Build records the request; push puts a manifest + config with its labels."""
-
-    registry: FakeRegistry
-    fail: frozenset[str] = frozenset()  # image names whose build fails
-    name: str = "docker"
-    built: list[BuildRequest] = field(default_factory=list)
-    pushed: list[str] = field(default_factory=list)
-
-    def check(self) -> str:
-        return "fake 1.0"
-
-    def build(self, req: BuildRequest) -> None:
-        if req.name in self.fail:
-            raise BuildError(f"{req.name}: RUN false: exit code 1")
-        self.built.append(req)
-
-    def push(self, req: BuildRequest) -> str:
-        repo, tag = req.ref.split("/", 1)[1].rsplit(":", 1)
-        self.pushed.append(req.name)
-        return self.registry.add_image(repo, tag, dict(req.labels))
-
-
 class Killed(BaseException):
     """What the step hook raises in place of SIGKILL."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The registry and the lock file at one instant: what a SIGKILL then leaves."""
+
+    manifests: dict[tuple[str, str], tuple[bytes, str]]
+    blobs: dict[tuple[str, str], bytes]
+    lock: bytes | None
+
+    @classmethod
+    def take(cls, registry: FakeRegistry, lock_path: Path) -> Snapshot:
+        lock = lock_path.read_bytes() if lock_path.exists() else None
+        return cls(dict(registry.manifests), dict(registry.blobs), lock)
+
+    def restore(self, registry: FakeRegistry, lock_path: Path) -> None:
+        registry.manifests, registry.blobs = dict(self.manifests), dict(self.blobs)
+        if self.lock is None:
+            lock_path.unlink(missing_ok=True)
+        else:
+            lock_path.write_bytes(self.lock)
 
 
 def write_repo(root: Path, images: dict[str, tuple[str, str]]) -> Manifest:
@@ -115,16 +112,13 @@ def apply(
 ) -> ApplyResult:
     """apply_plan with the fake builder; `kill_at` (image, step) kills the run there."""
     stop = threading.Event()
-    frozen: dict[str, object] = {}
+    frozen: list[Snapshot] = []
 
     def on_step(image: str, step: str) -> None:
         if steps is not None:
             steps.append((image, step))
         if (image, step) == kill_at:
-            frozen["manifests"] = dict(builder.registry.manifests)
-            frozen["blobs"] = dict(builder.registry.blobs)
-            path = manifest.lock_path
-            frozen["lock"] = path.read_bytes() if path.exists() else None
+            frozen.append(Snapshot.take(builder.registry, manifest.lock_path))
             stop.set()
             raise Killed(f"{image}:{step}")
 
@@ -140,14 +134,7 @@ def apply(
     )
     if kill_at is not None:
         assert frozen, f"the run never reached {kill_at}"
-        builder.registry.manifests = frozen["manifests"]  # type: ignore[assignment]
-        builder.registry.blobs = frozen["blobs"]  # type: ignore[assignment]
-        lock = frozen["lock"]
-        if lock is None:
-            manifest.lock_path.unlink(missing_ok=True)
-        else:
-            assert isinstance(lock, bytes)
-            manifest.lock_path.write_bytes(lock)
+        frozen[0].restore(builder.registry, manifest.lock_path)
     return result
 
 
@@ -248,6 +235,27 @@ def test_a_different_build_under_the_immutable_tag_is_refused_and_not_recorded(
     assert tags_of(registry)["acme/base:1.0.0"] == squatter
     lock = read_lock(manifest.lock_path)
     assert lock is None or "base" not in lock.images
+
+
+def test_a_push_the_registry_does_not_confirm_is_a_lost_race_recording_the_winner(
+    tmp_path: Path, registry: FakeRegistry, client: RegistryClient
+) -> None:
+    manifest = write_repo(tmp_path, {"base": ("", "1.0")})
+
+    def rival(req: BuildRequest) -> None:  # another apply pushes its build of 1.0.0 right after
+        repo, tag = repo_and_tag(req.ref)
+        registry.add_image(repo, tag, {**req.labels, LABEL_CREATED: "2026-12-01T11:59:00Z"})
+
+    steps: list[tuple[str, str]] = []
+    builder = FakeBuilder(registry, after_push=rival)
+    result = apply(manifest, plan_of(manifest, client), client, builder, steps=steps)
+    outcome = result.outcomes["base"]
+    assert outcome.state == "failed" and "lost a race" in outcome.error
+    assert ("base", "verified") not in steps  # verification failed before any tag moved
+    winner = tags_of(registry)["acme/base:1.0.0"]
+    assert [k for k in tags_of(registry) if k.startswith("acme/base:")] == ["acme/base:1.0.0"]
+    lock = read_lock(manifest.lock_path)
+    assert lock is not None and lock.images["base"].digest == winner  # the registry's build
 
 
 # -- forward-only floating tags --------------------------------------------------------------
