@@ -221,6 +221,44 @@ def test_an_identical_build_under_the_immutable_tag_is_adopted_not_pushed_again(
     assert lock is not None and lock.images["base"].digest == pushed
 
 
+def test_a_kill_right_after_adopting_converges_on_the_next_run(
+    tmp_path: Path, registry: FakeRegistry, client: RegistryClient
+) -> None:
+    manifest = write_repo(tmp_path, {"base": ("", "1.0")})
+    plan = plan_of(manifest, client)
+    apply(manifest, plan, client, FakeBuilder(registry), kill_at=("base", "pushed"))
+    pushed = tags_of(registry)["acme/base:1.0.0"]
+    steps: list[tuple[str, str]] = []
+    apply(manifest, plan, client, FakeBuilder(registry), kill_at=("base", "adopted"), steps=steps)
+    assert steps == [("base", "start"), ("base", "adopted")]
+    builder = FakeBuilder(registry)
+    result = converge(manifest, client, builder)
+    assert result.outcomes["base"].state == "adopted" and builder.pushed == []
+    assert {k: v for k, v in tags_of(registry).items() if k.startswith("acme/")} == {
+        "acme/base:1.0.0": pushed,
+        "acme/base:1.0": pushed,
+        "acme/base:1": pushed,
+    }
+
+
+def test_a_floating_tag_deleted_by_hand_is_put_back_without_a_build(
+    tmp_path: Path, registry: FakeRegistry, client: RegistryClient
+) -> None:
+    manifest = write_repo(tmp_path, {"base": ("", "1.0")})
+    apply(manifest, plan_of(manifest, client), client, FakeBuilder(registry))
+    before = tags_of(registry)
+    lock_before = read_lock(manifest.lock_path)
+    del registry.manifests[("acme/base", "1")]
+    plan = make_plan(manifest, observe(manifest, client, refresh=True), NOW)
+    assert [(a.image, a.retag_only) for a in plan.actions] == [("base", True)]
+    builder = FakeBuilder(registry)
+    result = apply(manifest, plan, client, builder)
+    assert result.outcomes["base"].state == "adopted" and result.outcomes["base"].tags_moved
+    assert builder.built == [] and builder.pushed == []
+    assert tags_of(registry) == before
+    assert read_lock(manifest.lock_path) == lock_before
+
+
 def test_a_different_build_under_the_immutable_tag_is_refused_and_not_recorded(
     tmp_path: Path, registry: FakeRegistry, client: RegistryClient
 ) -> None:
