@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 
@@ -200,16 +201,29 @@ def test_a_fresh_build_pushes_verifies_moves_floating_tags_and_records(
 # -- adoption --------------------------------------------------------------------------------
 
 
-def test_an_identical_build_under_the_immutable_tag_is_adopted_not_pushed_again(
+class PushedThenKilled(NamedTuple):
+    """A one-image repo whose plan an earlier apply pushed, then died before tagging."""
+
+    manifest: Manifest
+    plan: Plan
+    pushed: str  # the digest under the immutable tag
+
+
+@pytest.fixture
+def pushed_then_killed(
     tmp_path: Path, registry: FakeRegistry, client: RegistryClient
-) -> None:
+) -> PushedThenKilled:
     manifest = write_repo(tmp_path, {"base": ("", "1.0")})
     plan = plan_of(manifest, client)
-    # another apply of the same plan pushed the same build, then died before tagging
     apply(manifest, plan, client, FakeBuilder(registry), kill_at=("base", "pushed"))
-    pushed = tags_of(registry)["acme/base:1.0.0"]
     assert "acme/base:1.0" not in tags_of(registry)
+    return PushedThenKilled(manifest, plan, tags_of(registry)["acme/base:1.0.0"])
 
+
+def test_an_identical_build_under_the_immutable_tag_is_adopted_not_pushed_again(
+    pushed_then_killed: PushedThenKilled, registry: FakeRegistry, client: RegistryClient
+) -> None:
+    manifest, plan, pushed = pushed_then_killed
     builder = FakeBuilder(registry)
     result = apply(manifest, plan, client, builder)
     outcome = result.outcomes["base"]
@@ -222,12 +236,9 @@ def test_an_identical_build_under_the_immutable_tag_is_adopted_not_pushed_again(
 
 
 def test_a_kill_right_after_adopting_converges_on_the_next_run(
-    tmp_path: Path, registry: FakeRegistry, client: RegistryClient
+    pushed_then_killed: PushedThenKilled, registry: FakeRegistry, client: RegistryClient
 ) -> None:
-    manifest = write_repo(tmp_path, {"base": ("", "1.0")})
-    plan = plan_of(manifest, client)
-    apply(manifest, plan, client, FakeBuilder(registry), kill_at=("base", "pushed"))
-    pushed = tags_of(registry)["acme/base:1.0.0"]
+    manifest, plan, pushed = pushed_then_killed
     steps: list[tuple[str, str]] = []
     apply(manifest, plan, client, FakeBuilder(registry), kill_at=("base", "adopted"), steps=steps)
     assert steps == [("base", "start"), ("base", "adopted")]
