@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +28,7 @@ from imagectl.apply.protocol import (
 )
 from imagectl.apply.provenance import clean_revision, run_revision
 from imagectl.apply.scheduler import JobState, run_dag
+from imagectl.builders.base import Builder
 from imagectl.errors import GitOpsError
 from imagectl.lockfile import Lock, read_lock, write_lock
 from imagectl.manifest.models import Manifest
@@ -214,6 +215,7 @@ def apply_plan(
     session: GitSession | None = None,
     me: Me | None = None,
     notes: Sequence[str] = (),
+    builders: Mapping[str, Builder] | None = None,
 ) -> ApplyResult:
     """Build, push, verify, tag and record every action; then commit the lock.
 
@@ -221,7 +223,8 @@ def apply_plan(
     that succeeded. The caller holds the repository lock. With a git `session`
     (--git-push, claims pushed), this run's claims are released in the final commit,
     and a final push refused because the remote moved is re-applied on the remote's
-    new state.
+    new state. `builders` (name -> Builder) stands in for `get_builder` (tests inject fakes);
+    the registry is whatever `client` talks to.
     """
     worktree = gitops.find_worktree(manifest.root_dir) if options.git else None
     probe = gitops.find_worktree(manifest.root_dir)
@@ -241,7 +244,7 @@ def apply_plan(
     )
     recorder = LockRecorder(manifest.lock_path, read_lock(manifest.lock_path))
     actions = {a.image: a for a in plan.actions}
-    runner = ImageRunner(ctx, actions, recorder)
+    runner = ImageRunner(ctx, actions, recorder, builders)
     parents = {a.image: (a.depends_on[0] if a.depends_on else None) for a in plan.actions}
 
     def job(name: str) -> None:

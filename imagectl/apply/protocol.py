@@ -121,11 +121,20 @@ class LockRecorder:
 class ImageRunner:
     """Applies the actions of one plan, one image per call to `run`."""
 
-    def __init__(self, ctx: RunContext, actions: Mapping[str, Action], recorder: LockRecorder):
+    def __init__(
+        self,
+        ctx: RunContext,
+        actions: Mapping[str, Action],
+        recorder: LockRecorder,
+        builders: Mapping[str, Builder] | None = None,
+    ):
+        """`builders` (name -> Builder) replaces `get_builder` for those names (a test seam);
+        a name it lacks is still made by `get_builder`. Each builder is `check`ed once."""
         self.ctx = ctx
         self.actions = actions
         self.recorder = recorder
         self.outcomes: dict[str, Outcome] = {name: Outcome(name) for name in actions}
+        self._given: Mapping[str, Builder] = builders or {}
         self._builders: dict[str, Builder] = {}
         self._builders_mutex = threading.Lock()
         self.builder_modes: dict[str, str] = {}
@@ -136,7 +145,7 @@ class ImageRunner:
     def builder(self, name: str) -> Builder:
         with self._builders_mutex:
             if name not in self._builders:
-                builder = get_builder(name)
+                builder = self._given.get(name) or get_builder(name)
                 self.builder_modes[name] = builder.check()
                 self._builders[name] = builder
             return self._builders[name]
