@@ -449,17 +449,18 @@ def prune(
 @app.command()
 def verify(
     images: Annotated[
-        list[str] | None, typer.Argument(help="Images (default: all recorded).")
+        list[str] | None,
+        typer.Argument(help="Images (default: all recorded).", metavar="IMAGE"),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    format: Annotated[LintFormat, typer.Option("--format", help="Output format.")] = (
-        LintFormat.text  # the same three: text, json, github annotations
-    ),
+    format_name: Annotated[str, format_option(LintFormat)] = LintFormat.text.value,
     key: Annotated[
-        Path | None, typer.Option("--key", help="PEM public key to verify with.")
+        Path | None,
+        typer.Option("--key", help="PEM public key to verify with.", metavar="PUB"),
     ] = None,
 ) -> None:
     """Check the registry against the lock: tags, signatures, provenance, SBOMs."""
+    format = choice("--format", format_name, LintFormat)  # text, json, github annotations
     from imagectl.supply.verify import run_verify
 
     fmt = "json" if json_out else str(format)
@@ -468,11 +469,12 @@ def verify(
 
 @app.command()
 def keygen(
-    prefix: Annotated[Path, typer.Argument(help="Writes PREFIX.key and PREFIX.pub.")] = Path(
-        "cosign"
-    ),
+    prefix: Annotated[
+        Path, typer.Argument(help="Writes PREFIX.key and PREFIX.pub.", metavar="PREFIX")
+    ] = Path("cosign"),
     passphrase_env: Annotated[
-        str, typer.Option("--passphrase-env", help="Variable holding the passphrase.")
+        str,
+        typer.Option("--passphrase-env", help="Variable holding the passphrase.", metavar="NAME"),
     ] = "IMAGECTL_KEY_PASSPHRASE",
     force: Annotated[bool, typer.Option("--force", help="Replace existing files.")] = False,
 ) -> None:

@@ -42,7 +42,7 @@ def test_prune_deletes_signatures_and_attestations_with_the_version(
         attachment_state(client, ref, d) == {"signed": True, "attested": True}
         for d in world.base.values()
     )
-    code, _ = run(world, client, apply=True)
+    code, _ = run(world.manifest, client, apply=True)
     assert code == 0
     gone = [v for v, d in world.base.items() if not world.exists(client, "base", d)]
     kept = [v for v in world.base if v not in gone]
