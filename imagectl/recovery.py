@@ -79,7 +79,11 @@ def state_from_labels(
 
 
 def record_of(state: BuiltState) -> ImageRecord:
-    """The lock record of a build the registry holds (no git-ops revision: not built here)."""
+    """The lock record of a build the registry holds, with the revision its labels carry.
+
+    A build made elsewhere (another runner of a fan-out, a clone whose lock was lost)
+    keeps the git-ops commit it was built from, so its provenance and lock agree.
+    """
     return ImageRecord(
         repository=state.repository,
         version=state.version,
@@ -88,7 +92,7 @@ def record_of(state: BuiltState) -> ImageRecord:
         base=BaseRecord(ref=state.base_ref, digest=state.base_digest),
         inputs=state.inputs,
         built_at=state.built_at,
-        revision=None,
+        revision=state.revision or None,
     )
 
 

@@ -26,6 +26,7 @@ from imagectl.labels import (
     LABEL_BASE_DIGEST,
     LABEL_CREATED,
     LABEL_INPUTS,
+    LABEL_REVISION,
     LABEL_VERSION,
     base_annotations,
     build_labels,
@@ -291,7 +292,9 @@ class ImageRunner:
             outcome.state = "built" if ours else "adopted"
         outcome.digest = digest
         self.step(name, "verified")
-        self.sign(action, image, digest, base_digest)
+        # an adopted build keeps the git-ops commit it was built from (its label)
+        revision = labels.get(LABEL_REVISION) or self.ctx.revision
+        self.sign(action, image, digest, base_digest, revision)
         moved, held, conflicts, retagged = self.move_floating(action, digest)
         outcome.tags_moved, outcome.tags_held = moved, held
         if retagged:
@@ -389,7 +392,14 @@ class ImageRunner:
             labels = self.labels(action, ref) if info else {}
             self.lost_race(action, ref, digest, holder, labels)
 
-    def sign(self, action: Action, image: ImageConfig, digest: str, base_digest: str) -> None:
+    def sign(
+        self,
+        action: Action,
+        image: ImageConfig,
+        digest: str,
+        base_digest: str,
+        revision: str | None,
+    ) -> None:
         """Sign and attest the verified digest (`sign:`); failure fails the image."""
         if image.sign is None:
             return
@@ -399,7 +409,7 @@ class ImageRunner:
             action,
             digest,
             base_digest,
-            self.ctx.revision,
+            revision,
             self.ctx.source,
         )
         sign_and_attest(self.ctx.client, self.keys, facts, image)
@@ -512,7 +522,7 @@ class ImageRunner:
             base=base,
             inputs=action.inputs,
             built_at=self.ctx.now().astimezone(UTC).replace(microsecond=0),
-            revision=self.ctx.revision,
+            revision=(labels or {}).get(LABEL_REVISION) or self.ctx.revision,
             versions=known,
             frontend=action.frontend,
         )
