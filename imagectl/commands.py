@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from imagectl.errors import GitOpsError, PlanError, RegistryError, UsageError
+from imagectl.errors import GitOpsError, PlanError, RegistryUnreachable, UsageError
 from imagectl.explain import explain_command
 from imagectl.gcpause import paused_gc
 from imagectl.lockfile import Lock, read_lock, write_lock
@@ -519,9 +519,10 @@ def _status_cell(row: dict[str, Any]) -> str:
 def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console: Console) -> None:
     """Print the status table or JSON.
 
-    When the registry cannot be read (unreachable, refused, a base missing), the
+    When the registry cannot be reached (connection refused, reset, timed out), the
     lock's records are shown and staleness is unknown; the reason is printed (and
-    given as ``registry_error`` in JSON). It is not a failure: exit 0.
+    given as ``registry_error`` in JSON). It is not a failure: exit 0. A registry
+    that answers wrongly (refused credentials, a broken or hostile reply) is an error.
     """
     from rich.table import Table
 
@@ -536,7 +537,7 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
                 from imagectl.supply.status import with_supply_state
 
                 rows = with_supply_state(client, manifest, rows)
-    except RegistryError as exc:
+    except RegistryUnreachable as exc:  # a registry that answers wrongly is an error
         registry_error = str(exc)
     if registry_error is not None:
         rows = status_rows(manifest, None, now)

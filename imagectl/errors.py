@@ -88,6 +88,10 @@ class RegistryError(ImagectlError):
     """A registry request failed; the message names registry, reference and server reply."""
 
 
+class RegistryUnreachable(RegistryError):
+    """No answer from the registry (connection refused, reset, timed out, TLS failed)."""
+
+
 class AuthError(RegistryError):
     """Credentials are missing or were refused by the registry."""
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from imagectl import __version__
-from imagectl.errors import AuthError, RegistryError
+from imagectl.errors import AuthError, RegistryError, RegistryUnreachable
 from imagectl.registry import deadline
 from imagectl.registry.auth import Authenticator
 from imagectl.registry.credentials import CredentialSource
@@ -270,7 +270,7 @@ class RegistrySession:
                 hint = tls_hint(exc, host)
                 if hint is not None or attempt == attempts or isinstance(exc, _PERMANENT):
                     tried = f" (after {attempt} attempts)" if attempt > 1 else ""
-                    raise RegistryError(
+                    raise RegistryUnreachable(
                         f"cannot reach {host} ({where}): "
                         f"{hint or clean(f'{type(exc).__name__}: {exc}', 300)}{tried}"
                     ) from exc
