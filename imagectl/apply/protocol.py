@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
+from imagectl.apply.record import LockRecorder
 from imagectl.builders import get_builder
 from imagectl.builders.base import Builder, BuildRequest, SecretSpec
 from imagectl.errors import BuildError, ImagectlError, PlanError, RegistryError
@@ -30,7 +31,7 @@ from imagectl.labels import (
     base_annotations,
     build_labels,
 )
-from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
+from imagectl.lockfile import BaseRecord, ImageRecord
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
 from imagectl.plan.tags import conflict_message, may_move_floating
@@ -97,25 +98,6 @@ class RunContext:
     push: bool = True
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     on_step: Step | None = None
-
-
-class LockRecorder:
-    """Holds the lock in memory and writes it atomically after each image."""
-
-    def __init__(self, path: Path, lock: Lock | None) -> None:
-        self.path = path
-        self.lock = lock or Lock()
-        self.changed = False
-        self._mutex = threading.Lock()
-
-    def record(self, name: str, record: ImageRecord, bases: Mapping[str, BaseRecord]) -> None:
-        with self._mutex:
-            lock = self.lock.with_image(name, record)
-            for key, base in bases.items():
-                lock = lock.with_base(key, base)
-            write_lock(self.path, lock)
-            self.lock = lock
-            self.changed = True
 
 
 class ImageRunner:
