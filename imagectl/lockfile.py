@@ -145,14 +145,19 @@ class Lock(_Record):
 
     def with_image(self, name: str, record: ImageRecord) -> Lock:
         """A new lock with `record` for image `name`, keeping the versions recorded before."""
-        old = self.images.get(name)
-        if old is not None:
-            record = record.model_copy(update={"versions": {**old.versions, **record.versions}})
+        record = keeping_history(self.images.get(name), record)
         return self.model_copy(update={"images": {**self.images, name: record}})
 
     def with_base(self, name: str, record: BaseRecord) -> Lock:
         """A new lock with `record` for external base `name`."""
         return self.model_copy(update={"bases": {**self.bases, name: record}})
+
+
+def keeping_history(old: ImageRecord | None, record: ImageRecord) -> ImageRecord:
+    """`record`, with the versions `old` (the image's previous record) recorded before."""
+    if old is None:
+        return record
+    return record.model_copy(update={"versions": {**old.versions, **record.versions}})
 
 
 # --------------------------------------------------------------------------- writing
@@ -626,7 +631,12 @@ class LockJournal:
         return os.open(self.path, os.O_WRONLY | os.O_APPEND)
 
     def append(self, entry: JournalEntry) -> None:
-        """Append `entry` and fsync it.
+        """Append `entry` and fsync it: durable on return."""
+        self.write(entry)
+        self.sync()
+
+    def write(self, entry: JournalEntry) -> None:
+        """Append `entry` with one write (not yet durable: see `sync`).
 
         Raises:
             LockFileError: the journal cannot be written.
@@ -635,6 +645,20 @@ class LockJournal:
             if self._fd is None:
                 self._fd = self._open()
             os.write(self._fd, journal_line(entry))
+        except OSError as exc:
+            raise LockFileError(
+                f"{self.path}: cannot write the lock journal: {exc.strerror or exc}"
+            ) from exc
+
+    def sync(self) -> None:
+        """fsync every line written so far (one fsync covers the writes of every thread).
+
+        Raises:
+            LockFileError: the journal cannot be synced.
+        """
+        if self._fd is None:
+            return
+        try:
             os.fsync(self._fd)
         except OSError as exc:
             raise LockFileError(
@@ -688,7 +712,9 @@ __all__ = [
     "LockJournal",
     "apply_entry",
     "compact_journal",
+    "journal_line",
     "journal_path",
+    "keeping_history",
     "lock_fingerprint",
     "read_lock",
     "render_lock",

@@ -415,7 +415,7 @@ class ImageRunner:
             tags of other builds per their holders' version labels, whether a tag moved).
         """
         repo = parse_reference(action.repository)
-        known = self.recorder.lock.images.get(action.image)
+        known = self.recorder.image(action.image)
         version_of = {d: v for v, d in (known.versions if known else {}).items()}
         moved: list[str] = []
         held: list[str] = list(action.held_tags)
@@ -461,7 +461,7 @@ class ImageRunner:
         known = {c.version: c.digest for c in conflicts}  # other builds of the repository
         tags = [action.immutable_tag, *moved]
         if action.retag_only:
-            previous = self.recorder.lock.images.get(action.image)
+            previous = self.recorder.image(action.image)
             if previous is None or previous.digest != digest:
                 image = self.ctx.manifest.images[action.image]
                 previous = record_of(

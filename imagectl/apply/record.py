@@ -19,8 +19,8 @@ from imagectl.lockfile import (
     JournalEntry,
     Lock,
     LockJournal,
-    apply_entry,
     journal_path,
+    keeping_history,
     write_lock,
 )
 
@@ -35,7 +35,11 @@ class LockRecorder:
 
     def __init__(self, path: Path, lock: Lock | None) -> None:
         self.path = path
-        self.lock = lock or Lock()
+        self._lock = lock or Lock()
+        # mutable copies, so that a record costs O(1) (Lock.with_image copies the mapping)
+        self._images = dict(self._lock.images)
+        self._bases = dict(self._lock.bases)
+        self._stale = False
         self.changed = False
         self._journal = LockJournal(path)
         self._mutex = threading.Lock()
@@ -51,10 +55,31 @@ class LockRecorder:
             if not self._journal.started and journal_path(self.path).exists():
                 # a journal left by a killed run: its records are in self.lock (read_lock
                 # replayed them); fold them into the lock before starting this run's
-                write_lock(self.path, self.lock)
-            self._journal.append(entry)
-            self.lock = apply_entry(self.lock, entry)
-            self.changed = True
+                write_lock(self.path, self._current())
+            self._journal.write(entry)
+            self._images[name] = keeping_history(self._images.get(name), record)
+            self._bases.update(bases)
+            self._stale = self.changed = True
+        # outside the mutex: records finishing together share one fsync (group commit)
+        self._journal.sync()
+
+    def image(self, name: str) -> ImageRecord | None:
+        """The record of image `name` so far, if any (O(1))."""
+        with self._mutex:
+            return self._images.get(name)
+
+    @property
+    def lock(self) -> Lock:
+        """The lock as recorded so far (what `read_lock` would return)."""
+        with self._mutex:
+            return self._current()
+
+    def _current(self) -> Lock:
+        if self._stale:
+            update = {"images": dict(self._images), "bases": dict(self._bases)}
+            self._lock = self._lock.model_copy(update=update)
+            self._stale = False
+        return self._lock
 
     def finish(self) -> None:
         """Compact this run's journal into the lock (atomic write; the journal removed).
@@ -67,7 +92,7 @@ class LockRecorder:
             if not self._journal.started:
                 return
             self._journal.close()
-            write_lock(self.path, self.lock)
+            write_lock(self.path, self._current())
 
 
 __all__ = ["LockRecorder"]

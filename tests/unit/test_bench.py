@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from bench import record_bench
 from bench.goals import Figure, failed, table
 from bench.run import parse_args
 
@@ -36,4 +39,12 @@ def test_unknown_scenarios_are_refused(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as info:
         parse_args(["bogus"])
     assert info.value.code == 2
-    assert "unknown scenario 'bogus'; choose from: plan, startup" in capsys.readouterr().err
+    assert "unknown scenario 'bogus'; choose from: plan, record, startup" in capsys.readouterr().err
+
+
+def test_record_scenario_compacts_what_it_records(tmp_path: Path) -> None:
+    figures = {f.name: f for f in record_bench.measure(tmp_path, runs=1, images=30)}
+    assert figures["record 30 images: total"].value > 0
+    own = figures["imagectl's own cost: CPU of record and compaction"]
+    assert own.goal == record_bench.GOAL_TOTAL
+    assert not (tmp_path / ".imagectl" / "imagectl.lock.journal").exists()  # compacted
