@@ -31,6 +31,14 @@ def entry(name: str, version: str = "2.0.0") -> JournalEntry:
     return JournalEntry(image=name, record=record(version), bases={"debian": DEBIAN})
 
 
+def journalled(lock_path: Path, *names: str) -> None:
+    """A journal holding one record per name, as a run killed after recording them."""
+    journal = LockJournal(lock_path)
+    for name in names:
+        journal.append(entry(name))
+    journal.close()
+
+
 def test_records_are_journalled_not_written_to_the_lock(lock_path: Path) -> None:
     write_lock(lock_path, sample())
     before = lock_path.read_bytes()
@@ -87,9 +95,7 @@ def test_a_killed_run_loses_nothing_and_the_next_run_folds_it_in(lock_path: Path
 
 def test_a_torn_last_line_is_ignored(lock_path: Path) -> None:
     write_lock(lock_path, sample())
-    journal = LockJournal(lock_path)
-    journal.append(entry("tools"))
-    journal.close()
+    journalled(lock_path, "tools")
     whole = journal_path(lock_path).read_bytes()
     torn = entry("other").model_dump_json().encode()[:40]  # an append cut by a crash
     journal_path(lock_path).write_bytes(whole + torn)
@@ -102,9 +108,7 @@ def test_a_torn_last_line_is_ignored(lock_path: Path) -> None:
 
 def test_a_bad_complete_line_is_refused_with_its_line(lock_path: Path) -> None:
     write_lock(lock_path, sample())
-    journal = LockJournal(lock_path)
-    journal.append(entry("tools"))
-    journal.close()
+    journalled(lock_path, "tools")
     with journal_path(lock_path).open("ab") as handle:
         handle.write(b'{"image": "x", "record": {"version": 1}}\n')
 
@@ -115,9 +119,7 @@ def test_a_bad_complete_line_is_refused_with_its_line(lock_path: Path) -> None:
 def test_a_journal_of_an_older_lock_is_stale(lock_path: Path) -> None:
     """The lock was rewritten (and the journal's removal lost): the journal is ignored."""
     write_lock(lock_path, sample())
-    journal = LockJournal(lock_path)
-    journal.append(entry("tools"))
-    journal.close()
+    journalled(lock_path, "tools")
     kept = journal_path(lock_path).read_bytes()
     write_lock(lock_path, Lock())  # removes the journal ...
     journal_path(lock_path).write_bytes(kept)  # ... as if that removal were lost
@@ -126,9 +128,7 @@ def test_a_journal_of_an_older_lock_is_stale(lock_path: Path) -> None:
 
 
 def test_a_journal_without_a_lock_is_read(lock_path: Path) -> None:
-    journal = LockJournal(lock_path)
-    journal.append(entry("tools"))
-    journal.close()
+    journalled(lock_path, "tools")
 
     seen = read_lock(lock_path)
     assert seen is not None
@@ -139,9 +139,7 @@ def test_a_journal_without_a_lock_is_read(lock_path: Path) -> None:
 def test_compact_journal(lock_path: Path) -> None:
     write_lock(lock_path, sample())
     assert compact_journal(lock_path) is False
-    journal = LockJournal(lock_path)
-    journal.append(entry("tools"))
-    journal.close()
+    journalled(lock_path, "tools")
 
     assert compact_journal(lock_path) is True
     assert not journal_path(lock_path).exists()
