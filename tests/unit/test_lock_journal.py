@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from ruamel.yaml import YAML
@@ -19,6 +20,7 @@ from imagectl.lockfile import (
     read_lock,
     write_lock,
 )
+from imagectl.planfile import fingerprint
 from tests.unit.test_lockfile import DEBIAN, record, sample
 
 
@@ -161,3 +163,18 @@ def test_concurrent_records_are_all_kept(lock_path: Path) -> None:
     seen = read_lock(lock_path)
     assert seen is not None
     assert sorted(seen.images) == sorted(names)
+
+
+def test_a_saved_plan_goes_stale_when_a_killed_apply_journalled(lock_path: Path) -> None:
+    """A journal changes the lock a plan was made from, as a rewritten lock did."""
+    manifest_file = lock_path.parent / "imagectl.yaml"
+    manifest_file.write_text("images: {}\n")
+    manifest = SimpleNamespace(
+        files=[manifest_file], root_dir=lock_path.parent, lock_path=lock_path
+    )
+    write_lock(lock_path, sample())
+    before = fingerprint(manifest)  # type: ignore[arg-type]
+    journalled(lock_path, "tools")
+    assert fingerprint(manifest) != before  # type: ignore[arg-type]
+    compact_journal(lock_path)
+    assert not journal_path(lock_path).exists()
