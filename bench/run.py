@@ -2,6 +2,9 @@
 
 Scenarios (default: all):
 
+  apply    imagectl's own overhead per image of an in-process apply of a 2,000-image
+           fleet (--images) with a stub builder against a real local registry: the
+           apply's wall time minus the stub's pushes, per image (time goal < 20 ms).
   plan     in-process `plan --json` on generated fleets (bench/fleet.py: families of
            4 chains x depth 5 on 10 external bases) against a real local registry:
            one family (20 images, the fixed cost), 2,000 and 10,000 images, cold (no
@@ -11,6 +14,10 @@ Scenarios (default: all):
            requests (goal: cold <= images + bases, warm <= bases), and whether
            `plan --json` imports builders, apply or GitPython (goal: none).
            Time goals: 10k cold < 2 s, warm < 1 s of CPU.
+  record   the lock recording of apply: 2,000 images recorded through the journal
+           (one fsynced line each) into a lock of 2,000 images, then compacted once.
+           Figures: wall time, the disk's fsync latency alone, imagectl's own CPU (time
+           goal < 1 s), and the old way (the whole lock rewritten after every image).
   startup  wall time of `imagectl --version` and `imagectl --help` against
            `python -c pass` (goal: at most 4x).
 
@@ -27,10 +34,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import plan_bench, startup
+from bench import apply_bench, plan_bench, record_bench, startup
+from bench.fleet import FleetShape
 from bench.goals import Figure, failed, table
 
-SCENARIOS = ("plan", "startup")
+SCENARIOS = ("apply", "plan", "record", "startup")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +57,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--strict", action="store_true", help="also exit 1 when a ratio goal is missed"
     )
+    parser.add_argument(
+        "--images",
+        type=int,
+        default=2000,
+        help="images of the apply scenario (a multiple of 20; default 2000)",
+    )
     args = parser.parse_args(argv)
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
     if unknown:
@@ -61,10 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.scenarios or list(SCENARIOS)
     all_figures: list[Figure] = []
     for scenario in chosen:
-        if scenario == "plan":
+        if scenario in ("apply", "plan", "record"):
             work = Path(tempfile.mkdtemp(prefix="imagectl-bench-"))
             try:
-                figures = plan_bench.measure(work, args.runs)
+                if scenario == "apply":
+                    shape = FleetShape(families=max(args.images // 20, 1))
+                    figures = apply_bench.measure(work, args.runs, shape)
+                elif scenario == "plan":
+                    figures = plan_bench.measure(work, args.runs)
+                else:
+                    figures = record_bench.measure(work, args.runs)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
         else:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
 from imagectl.errors import Location, LockFileError, Problem
-from imagectl.fsutil import atomic_write
+from imagectl.fsutil import atomic_write, state_dir
 from imagectl.manifest.messages import describe_error
 
 LOCK_FORMAT = 1
@@ -144,14 +145,19 @@ class Lock(_Record):
 
     def with_image(self, name: str, record: ImageRecord) -> Lock:
         """A new lock with `record` for image `name`, keeping the versions recorded before."""
-        old = self.images.get(name)
-        if old is not None:
-            record = record.model_copy(update={"versions": {**old.versions, **record.versions}})
+        record = keeping_history(self.images.get(name), record)
         return self.model_copy(update={"images": {**self.images, name: record}})
 
     def with_base(self, name: str, record: BaseRecord) -> Lock:
         """A new lock with `record` for external base `name`."""
         return self.model_copy(update={"bases": {**self.bases, name: record}})
+
+
+def keeping_history(old: ImageRecord | None, record: ImageRecord) -> ImageRecord:
+    """`record`, with the versions `old` (the image's previous record) recorded before."""
+    if old is None:
+        return record
+    return record.model_copy(update={"versions": {**old.versions, **record.versions}})
 
 
 # --------------------------------------------------------------------------- writing
@@ -225,7 +231,9 @@ def write_lock(path: Path, lock: Lock) -> None:
     """Write `lock` to `path` atomically: temp file in the same directory, fsync, rename.
 
     A reader sees the old lock or the new one, never a torn file; on failure no
-    temporary file is left behind and the old lock is untouched.
+    temporary file is left behind and the old lock is untouched. The journal beside
+    the lock, if any, is removed: `lock` is the whole record (callers write what
+    `read_lock`, which replays the journal, returned, plus their change).
 
     Raises:
         LockFileError: the file cannot be written.
@@ -234,6 +242,9 @@ def write_lock(path: Path, lock: Lock) -> None:
         atomic_write(path, render_lock(lock).encode("utf-8"))
     except OSError as exc:
         raise LockFileError(f"{path}: cannot write the lock: {exc.strerror or exc}") from exc
+    # The lock written is the whole record: a journal beside it is superseded. Were this
+    # unlink lost in a crash, the journal's header no longer matches the lock: ignored.
+    journal_path(path).unlink(missing_ok=True)
 
 
 def lock_fingerprint(path: Path) -> str:
@@ -459,30 +470,209 @@ def _validation_problems(exc: ValidationError, doc: Any, display: str) -> list[P
 
 
 def read_lock(path: Path) -> Lock | None:
-    """Read ``imagectl.lock``; None when the file does not exist.
+    """Read ``imagectl.lock`` with its journal replayed; None when neither exists.
+
+    The records an apply journalled (and has not yet compacted into the lock, or never
+    will: it was killed) are part of the lock for every reader: plan, status, claims.
 
     Raises:
         LockFileError: the file is unreadable, not YAML, of another format, or has
             wrong types or unknown keys; each problem located as ``file:line:col``.
     """
     display = _display(path)
+    journal = _read_journal_bytes(journal_path(path))
     try:
-        raw = path.read_bytes()
+        raw: bytes | None = path.read_bytes()
     except FileNotFoundError:
-        return None
+        if not journal:
+            return None
+        raw = None  # records journalled before the lock was first written
     except OSError as exc:
         raise LockFileError(f"{display}: cannot read the lock: {exc.strerror or exc}") from exc
-    key = (str(path.absolute()), hashlib.sha256(raw).digest())
-    known = _READ_CACHE.get(key[0])
-    if known is not None and known[0] == key[1]:
+    lock_digest = hashlib.sha256(raw or b"").digest()
+    key = lock_digest + hashlib.sha256(journal).digest()
+    known = _READ_CACHE.get(str(path.absolute()))
+    if known is not None and known[0] == key:
         return known[1]  # the same bytes as last read in this process: the same lock
-    lock = _parse_lock(raw, display)
-    _READ_CACHE[key[0]] = (key[1], lock)
+    lock = Lock() if raw is None else _parse_lock(raw, display)
+    if journal:
+        lock = replay_journal(lock, journal, "sha256:" + lock_digest.hex(), journal_path(path))
+    _READ_CACHE[str(path.absolute())] = (key, lock)
     return lock
 
 
-# path -> (sha256 of the bytes, parsed lock): plan and apply read the lock more than once
+# path -> (sha256 of lock and journal bytes, lock): plan and apply read the lock more than once
 _READ_CACHE: dict[str, tuple[bytes, Lock]] = {}
+
+
+# --------------------------------------------------------------------------- journal
+
+JOURNAL_FORMAT = 1
+
+
+def journal_path(lock_path: Path) -> Path:
+    """``.imagectl/imagectl.lock.journal`` beside the lock (never committed: .imagectl/
+    ignores itself in git)."""
+    return lock_path.parent / ".imagectl" / f"{lock_path.name}.journal"
+
+
+class JournalEntry(_Record):
+    """One line of the journal: an image recorded, with the external bases it used."""
+
+    image: str
+    record: ImageRecord
+    bases: dict[str, BaseRecord] = Field(default_factory=dict)
+
+
+def apply_entry(lock: Lock, entry: JournalEntry) -> Lock:
+    """`lock` with the image (and its external bases) of `entry` recorded."""
+    lock = lock.with_image(entry.image, entry.record)
+    for name, base in entry.bases.items():
+        lock = lock.with_base(name, base)
+    return lock
+
+
+def journal_header(lock_fingerprint: str) -> bytes:
+    """The first line of a journal started on the lock whose bytes hash to `lock_fingerprint`."""
+    return (_json({"journal": JOURNAL_FORMAT, "lock": lock_fingerprint}) + "\n").encode()
+
+
+def journal_line(entry: JournalEntry) -> bytes:
+    """One JSON line for `entry` (ASCII, so a line never contains a raw newline)."""
+    data = entry.model_dump(mode="json")
+    for base in (data["record"]["base"], *data["bases"].values()):
+        _base_data(base)
+    if data["record"]["frontend"] is None:
+        del data["record"]["frontend"]
+    return (_json(data) + "\n").encode()
+
+
+def _read_journal_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise LockFileError(f"{path}: cannot read the lock journal: {exc.strerror or exc}") from exc
+
+
+def journal_entries(data: bytes, lock_fingerprint: str, path: Path) -> list[JournalEntry]:
+    """The entries of a journal's bytes, when it was started on the lock `lock_fingerprint`.
+
+    Only complete lines count: bytes after the last newline are an append torn by a
+    crash and are ignored. A journal started on another lock (the lock was rewritten
+    since, and the journal's removal was lost) is stale: no entries.
+
+    Raises:
+        LockFileError: a complete line is not a journal entry, located as ``file:line``.
+    """
+    lines = data.split(b"\n")[:-1]  # the last part is empty or a torn append
+    if not lines:
+        return []
+    display = _display(path)
+    try:
+        header = json.loads(lines[0])
+    except ValueError:
+        header = None
+    if not isinstance(header, dict) or header.get("journal") != JOURNAL_FORMAT:
+        raise LockFileError(
+            f"{display}:1: not an imagectl lock journal of format {JOURNAL_FORMAT} "
+            "(delete it to drop the records it holds)"
+        )
+    if header.get("lock") != lock_fingerprint:
+        return []
+    entries = []
+    for number, line in enumerate(lines[1:], start=2):
+        try:
+            entries.append(JournalEntry.model_validate_json(line))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise LockFileError(
+                f"{display}:{number}: invalid journal entry"
+                + (f" at {where}" if where else "")
+                + f": {first['msg']} (delete the journal to drop the records it holds)"
+            ) from None
+    return entries
+
+
+def replay_journal(lock: Lock, data: bytes, lock_fingerprint: str, path: Path) -> Lock:
+    """`lock` with every entry of the journal `data` recorded, in order."""
+    for entry in journal_entries(data, lock_fingerprint, path):
+        lock = apply_entry(lock, entry)
+    return lock
+
+
+def compact_journal(path: Path) -> bool:
+    """Fold a journal left beside the lock at `path` into the lock; True when there was one.
+
+    Raises:
+        LockFileError: the lock or the journal cannot be read, or the lock not written.
+    """
+    if not journal_path(path).exists():
+        return False
+    write_lock(path, read_lock(path) or Lock())
+    return True
+
+
+class LockJournal:
+    """Appends records to the journal of the lock at `lock_path`, each durable (fsynced)
+    before `append` returns: O(1) per image, whatever the size of the lock."""
+
+    def __init__(self, lock_path: Path) -> None:
+        self.lock_path = lock_path
+        self.path = journal_path(lock_path)
+        self._fd: int | None = None
+
+    def _open(self) -> int:
+        state_dir(self.path.parent.parent)  # .imagectl/ with its .gitignore
+        # the journal appears with its header, never without (a new one replaces any old)
+        atomic_write(self.path, journal_header(lock_fingerprint(self.lock_path)))
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND)
+
+    def append(self, entry: JournalEntry) -> None:
+        """Append `entry` and fsync it: durable on return."""
+        self.write(entry)
+        self.sync()
+
+    def write(self, entry: JournalEntry) -> None:
+        """Append `entry` with one write (not yet durable: see `sync`).
+
+        Raises:
+            LockFileError: the journal cannot be written.
+        """
+        try:
+            if self._fd is None:
+                self._fd = self._open()
+            os.write(self._fd, journal_line(entry))
+        except OSError as exc:
+            raise LockFileError(
+                f"{self.path}: cannot write the lock journal: {exc.strerror or exc}"
+            ) from exc
+
+    def sync(self) -> None:
+        """fsync every line written so far (one fsync covers the writes of every thread).
+
+        Raises:
+            LockFileError: the journal cannot be synced.
+        """
+        if self._fd is None:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            raise LockFileError(
+                f"{self.path}: cannot write the lock journal: {exc.strerror or exc}"
+            ) from exc
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    @property
+    def started(self) -> bool:
+        return self._fd is not None
 
 
 def _parse_lock(raw: bytes, display: str) -> Lock:
@@ -512,13 +702,22 @@ def _parse_lock(raw: bytes, display: str) -> Lock:
 
 __all__ = [
     "HEADER",
+    "JOURNAL_FORMAT",
     "LOCK_FORMAT",
     "BaseRecord",
     "ClaimRecord",
     "ImageRecord",
+    "JournalEntry",
     "Lock",
+    "LockJournal",
+    "apply_entry",
+    "compact_journal",
+    "journal_line",
+    "journal_path",
+    "keeping_history",
     "lock_fingerprint",
     "read_lock",
     "render_lock",
+    "replay_journal",
     "write_lock",
 ]

@@ -15,6 +15,7 @@ from typing import Any
 
 from imagectl.errors import PlanError
 from imagectl.fsutil import atomic_write
+from imagectl.lockfile import journal_path
 from imagectl.manifest.models import Manifest
 from imagectl.plan.model import Action, Plan
 
@@ -22,7 +23,8 @@ KIND = "imagectl-plan"
 
 
 def fingerprint(manifest: Manifest) -> str:
-    """sha256 over every manifest file and the lock (absent lock hashes as empty)."""
+    """sha256 over every manifest file, the lock (absent lock hashes as empty) and the
+    lock's journal when there is one."""
     digest = hashlib.sha256()
     root = manifest.root_dir
     for path in sorted(manifest.files):
@@ -31,6 +33,9 @@ def fingerprint(manifest: Manifest) -> str:
     lock = manifest.lock_path
     digest.update(b"imagectl.lock\0")
     digest.update(hashlib.sha256(lock.read_bytes() if lock.exists() else b"").digest())
+    journal = journal_path(lock)  # records a killed apply journalled are part of the lock
+    if journal.exists():
+        digest.update(b"imagectl.lock.journal\0" + hashlib.sha256(journal.read_bytes()).digest())
     return "sha256:" + digest.hexdigest()
 
 

@@ -20,17 +20,17 @@ from imagectl.apply.claims import (
 )
 from imagectl.apply.protocol import (
     ImageRunner,
-    LockRecorder,
     Outcome,
     RunContext,
     Step,
     fault_point,
 )
 from imagectl.apply.provenance import clean_revision, run_revision
+from imagectl.apply.record import LockRecorder
 from imagectl.apply.scheduler import JobState, run_dag
 from imagectl.builders.base import Builder
 from imagectl.errors import GitOpsError
-from imagectl.lockfile import Lock, read_lock, write_lock
+from imagectl.lockfile import Lock, compact_journal, read_lock, write_lock
 from imagectl.manifest.models import Manifest
 from imagectl.plan.model import Plan
 from imagectl.plan.versions import version_key
@@ -137,6 +137,7 @@ def commit_lock(
         keep_empty: Commit even a lock that records nothing yet (an image was pushed but
             not recorded: other clones must adopt it, not recover it from labels).
     """
+    compact_journal(manifest.lock_path)  # records a killed run journalled, not yet in the lock
     if not gitops.is_dirty(worktree, [manifest.lock_path]):
         return None
     lock = read_lock(manifest.lock_path)
@@ -269,14 +270,17 @@ def apply_plan(
     created = options.push and not manifest.lock_path.exists()
     if created:
         write_lock(manifest.lock_path, recorder.lock)
-    results = run_dag(
-        [a.image for a in plan.actions],
-        parents,
-        job,
-        jobs=options.jobs,
-        stop=stop,
-        on_skip=skipped,
-    )
+    try:
+        results = run_dag(
+            [a.image for a in plan.actions],
+            parents,
+            job,
+            jobs=options.jobs,
+            stop=stop,
+            on_skip=skipped,
+        )
+    finally:
+        recorder.finish()  # the run's journal compacted into the lock: one atomic write
     for name, result in results.items():
         if result.state is JobState.FAILED and runner.outcomes[name].state != "failed":
             runner.outcomes[name].state = "failed"

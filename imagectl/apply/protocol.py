@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
+from imagectl.apply.record import LockRecorder
 from imagectl.builders import get_builder
 from imagectl.builders.base import Builder, BuildRequest, SecretSpec
 from imagectl.errors import BuildError, ImagectlError, PlanError, RegistryError
@@ -31,7 +32,7 @@ from imagectl.labels import (
     base_annotations,
     build_labels,
 )
-from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
+from imagectl.lockfile import BaseRecord, ImageRecord
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
 from imagectl.plan.tags import conflict_message, may_move_floating
@@ -98,25 +99,6 @@ class RunContext:
     push: bool = True
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     on_step: Step | None = None
-
-
-class LockRecorder:
-    """Holds the lock in memory and writes it atomically after each image."""
-
-    def __init__(self, path: Path, lock: Lock | None) -> None:
-        self.path = path
-        self.lock = lock or Lock()
-        self.changed = False
-        self._mutex = threading.Lock()
-
-    def record(self, name: str, record: ImageRecord, bases: Mapping[str, BaseRecord]) -> None:
-        with self._mutex:
-            lock = self.lock.with_image(name, record)
-            for key, base in bases.items():
-                lock = lock.with_base(key, base)
-            write_lock(self.path, lock)
-            self.lock = lock
-            self.changed = True
 
 
 class ImageRunner:
@@ -452,7 +434,7 @@ class ImageRunner:
             tags of other builds per their holders' version labels, whether a tag moved).
         """
         repo = parse_reference(action.repository)
-        known = self.recorder.lock.images.get(action.image)
+        known = self.recorder.image(action.image)
         version_of = {d: v for v, d in (known.versions if known else {}).items()}
         moved: list[str] = []
         held: list[str] = list(action.held_tags)
@@ -498,7 +480,7 @@ class ImageRunner:
         known = {c.version: c.digest for c in conflicts}  # other builds of the repository
         tags = [action.immutable_tag, *moved]
         if action.retag_only:
-            previous = self.recorder.lock.images.get(action.image)
+            previous = self.recorder.image(action.image)
             if previous is None or previous.digest != digest:
                 image = self.ctx.manifest.images[action.image]
                 previous = record_of(

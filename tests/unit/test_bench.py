@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from bench import apply_bench, record_bench
+from bench.fleet import FleetShape
 from bench.goals import Figure, failed, table
 from bench.run import parse_args
 
@@ -36,4 +40,23 @@ def test_unknown_scenarios_are_refused(capsys: pytest.CaptureFixture[str]) -> No
     with pytest.raises(SystemExit) as info:
         parse_args(["bogus"])
     assert info.value.code == 2
-    assert "unknown scenario 'bogus'; choose from: plan, startup" in capsys.readouterr().err
+    assert (
+        "unknown scenario 'bogus'; choose from: apply, plan, record, startup"
+        in capsys.readouterr().err
+    )
+
+
+def test_record_scenario_compacts_what_it_records(tmp_path: Path) -> None:
+    figures = {f.name: f for f in record_bench.measure(tmp_path, runs=1, images=30)}
+    assert figures["record 30 images: total"].value > 0
+    own = figures["imagectl's own cost: CPU of record and compaction"]
+    assert own.goal == record_bench.GOAL_TOTAL
+    assert not (tmp_path / ".imagectl" / "imagectl.lock.journal").exists()  # compacted
+
+
+def test_apply_scenario_builds_every_image_through_the_stub(tmp_path: Path) -> None:
+    """A real registry, a real in-process apply; `measure` fails unless all 20 are built."""
+    figures = apply_bench.measure(tmp_path, 1, FleetShape(families=1, bases=1))
+    assert figures[0].name == "apply 20 images (stub builder, --jobs 1), wall"
+    assert 0 < figures[1].value < figures[0].value  # the stub's pushes are part of the apply
+    assert figures[2].goal == apply_bench.GOAL_PER_IMAGE_MS
