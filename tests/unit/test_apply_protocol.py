@@ -21,7 +21,7 @@ import pytest
 from imagectl.apply.engine import ApplyOptions, ApplyResult, apply_plan
 from imagectl.builders.base import BuildRequest
 from imagectl.labels import LABEL_CREATED, LABEL_VERSION
-from imagectl.lockfile import read_lock, render_lock
+from imagectl.lockfile import journal_path, read_lock, render_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
@@ -43,23 +43,31 @@ class Killed(BaseException):
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The registry and the lock file at one instant: what a SIGKILL then leaves."""
+    """The registry, the lock and its journal at one instant: what a SIGKILL then leaves."""
 
     manifests: dict[tuple[str, str], tuple[bytes, str]]
     blobs: dict[tuple[str, str], bytes]
     lock: bytes | None
+    journal: bytes | None
 
     @classmethod
     def take(cls, registry: FakeRegistry, lock_path: Path) -> Snapshot:
-        lock = lock_path.read_bytes() if lock_path.exists() else None
-        return cls(dict(registry.manifests), dict(registry.blobs), lock)
+        journal = journal_path(lock_path)
+        return cls(
+            dict(registry.manifests),
+            dict(registry.blobs),
+            lock_path.read_bytes() if lock_path.exists() else None,
+            journal.read_bytes() if journal.exists() else None,
+        )
 
     def restore(self, registry: FakeRegistry, lock_path: Path) -> None:
         registry.manifests, registry.blobs = dict(self.manifests), dict(self.blobs)
-        if self.lock is None:
-            lock_path.unlink(missing_ok=True)
-        else:
-            lock_path.write_bytes(self.lock)
+        for path, data in ((lock_path, self.lock), (journal_path(lock_path), self.journal)):
+            if data is None:
+                path.unlink(missing_ok=True)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
 
 
 def write_repo(root: Path, images: dict[str, tuple[str, str]]) -> Manifest:
