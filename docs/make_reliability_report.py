@@ -181,12 +181,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, help="use this results file; do not run pytest")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="where to write the report")
+    parser.add_argument(
+        "--source", help="with --results: the run that wrote them (shown in the report)"
+    )
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = parser.parse_args(argv)
     if args.results is not None:
         records = read_records(args.results)
-        run = Run(f"pytest tests/reliability -m reliability (from {args.results.name})",
-                  None, f"{len(records)} cases recorded")  # fmt: skip
+        source = args.source or f"pytest tests/reliability -m reliability ({args.results.name})"
+        run = Run(source, None, f"{len(records)} cases recorded")
         code = 0
     else:
         with tempfile.TemporaryDirectory(prefix="imagectl-reliability-") as tmp:

@@ -21,7 +21,8 @@ if [ "$#" -eq 0 ]; then
   results=$(mktemp)
   trap 'rm -rf "$site" "$results"' EXIT
   IMAGECTL_RELIABILITY_RESULTS="$results" .venv/bin/pytest -q
-  .venv/bin/python docs/make_reliability_report.py --results "$results" >/dev/null
+  .venv/bin/python docs/make_reliability_report.py --results "$results" \
+    --source "bash scripts/test.sh (the whole suite)" >/dev/null
   echo "docs/reliability.md: regenerated from this run"
 else
   .venv/bin/pytest -q "$@"
