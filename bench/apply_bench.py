@@ -26,7 +26,7 @@ from imagectl.manifest.loader import load_manifest
 from imagectl.pipeline import compute_plan
 from imagectl.plan.model import PlanOptions
 from imagectl.registry import RegistryClient, parse_reference
-from imagectl.registry.manifests import Manifest
+from imagectl.registry.manifests import OciManifest
 
 SHAPE = FleetShape(families=100)
 GOAL_PER_IMAGE_MS = 20.0
@@ -54,7 +54,7 @@ def push_image(client: RegistryClient, ref: str, labels: dict[str, str]) -> str:
         },
         "layers": [],
     }
-    return client.put_manifest(target, Manifest.from_bytes(json.dumps(manifest).encode()))
+    return client.put_manifest(target, OciManifest.from_bytes(json.dumps(manifest).encode()))
 
 
 class StubBuilder:

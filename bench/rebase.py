@@ -35,7 +35,7 @@ from imagectl.manifest.loader import load_manifest
 from imagectl.pipeline import compute_plan
 from imagectl.plan.model import Action, PlanOptions
 from imagectl.registry import RegistryClient, parse_reference
-from imagectl.registry.manifests import Manifest
+from imagectl.registry.manifests import OciManifest
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -108,7 +108,7 @@ def clone_as(
     digest = client.push_blob(target, raw_config)
     data = {**manifest.data, "config": {**manifest.data["config"], "digest": digest}}
     data["config"]["size"] = len(raw_config)
-    clone = Manifest.from_bytes(json.dumps(data).encode(), manifest.media_type)
+    clone = OciManifest.from_bytes(json.dumps(data).encode(), manifest.media_type)
     for tag in action.tags:
         client.put_manifest(target.with_tag(tag), clone)
     return clone.digest

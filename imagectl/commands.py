@@ -217,12 +217,15 @@ def apply_command(
     from imagectl.apply.claims import MAX_ATTEMPTS, GitSession, Me, claim_ttl, resolve, withhold
     from imagectl.apply.engine import ApplyOptions, RemoteMoved, apply_plan, state_dir
     from imagectl.apply.provenance import check_committed, run_revision
+    from imagectl.applymutex import ApplyMutex
     from imagectl.output.progress import Progress
-    from imagectl.repolock import RepoLock
 
     read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
     _check_tools(manifest)
-    with RepoLock(state_dir(manifest) / "apply.lck", timeout=lock_timeout), make_client() as client:
+    with (
+        ApplyMutex(state_dir(manifest) / "apply.lck", timeout=lock_timeout),
+        make_client() as client,
+    ):
         probe = gitops.find_worktree(manifest.root_dir)
         worktree = probe if git else None
         if pull:

@@ -318,21 +318,21 @@ def apply_reconcile(
     def reconcile(now: datetime, stopping: Callable[[], bool]) -> TickResult:
         from imagectl import commands, gitops
         from imagectl.apply.engine import ApplyOptions, commit_pending
+        from imagectl.applymutex import ApplyMutex
         from imagectl.manifest.loader import load_manifest
         from imagectl.pipeline import compute_plan, make_client
         from imagectl.plan.model import Plan, PlanOptions
-        from imagectl.repolock import RepoLock
 
         worktree = gitops.find_worktree(manifest_path.parent)
         pulled = 0
         if worktree is not None:
-            with RepoLock(state_dir_of(manifest_path) / "apply.lck", timeout=0.0):
+            with ApplyMutex(state_dir_of(manifest_path) / "apply.lck", timeout=0.0):
                 pulled = gitops.sync(worktree).pulled
         manifest = load_manifest(manifest_path)
         with make_client() as client:
             plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
         if not plan.actions:
-            with RepoLock(state_dir_of(manifest_path) / "apply.lck", timeout=0.0):
+            with ApplyMutex(state_dir_of(manifest_path) / "apply.lck", timeout=0.0):
                 commit_pending(manifest, ApplyOptions(git_push=git_push))
             return TickResult(pulled=pulled)
         if stopping():

@@ -21,8 +21,8 @@ from typing import Any
 from imagectl.errors import RegistryError
 from imagectl.registry import Reference, RegistryClient
 from imagectl.registry.manifests import (
-    ImageConfig,
-    Manifest,
+    OciConfig,
+    OciManifest,
     config_digest_of,
     image_config_from,
     parse_platform,
@@ -58,7 +58,7 @@ def same_platform(a: str, b: str) -> bool:
         return False
 
 
-def index_platforms(index: Manifest) -> dict[str, str]:
+def index_platforms(index: OciManifest) -> dict[str, str]:
     """Platform -> image manifest digest of every image entry of an index, in index order."""
     found: dict[str, str] = {}
     for entry in index.data.get("manifests") or []:
@@ -88,9 +88,7 @@ def choose_platform(available: Sequence[str], declared: Sequence[str] = ()) -> s
     return available[0]
 
 
-def read_config(
-    client: RegistryClient, ref: Reference, declared: Sequence[str] = ()
-) -> ImageConfig:
+def read_config(client: RegistryClient, ref: Reference, declared: Sequence[str] = ()) -> OciConfig:
     """Labels and digests of the image `ref` names; for an index, the platform it means."""
     manifest = client.get_manifest(ref)
     index_digest: str | None = None

@@ -39,8 +39,7 @@ from imagectl.plan.tags import conflict_message, may_move_floating
 from imagectl.platforms import read_config, read_labels
 from imagectl.rebase.publish import Rebaser, RebaseRefused, RebaseRequest
 from imagectl.recovery import is_our_build, record_of, state_from_labels
-from imagectl.registry import Manifest as RegistryManifest
-from imagectl.registry import Reference, RegistryClient, parse_reference
+from imagectl.registry import OciManifest, Reference, RegistryClient, parse_reference
 from imagectl.supply.signing import without_signing_secrets
 from imagectl.supply.step import KeyRing, check_base, provenance_facts, sign_and_attest
 
@@ -123,7 +122,7 @@ class ImageRunner:
         self.builder_modes: dict[str, str] = {}
         self.keys = KeyRing(ctx.env)  # signing keys, decrypted once per run
         self.rebaser = Rebaser(ctx.client)
-        self.published: dict[str, RegistryManifest] = {}  # image -> manifest a rebase PUT
+        self.published: dict[str, OciManifest] = {}  # image -> manifest a rebase PUT
 
     def builder(self, name: str) -> Builder:
         with self._builders_mutex:
@@ -439,7 +438,7 @@ class ImageRunner:
         moved: list[str] = []
         held: list[str] = list(action.held_tags)
         conflicts: list[Conflict] = []
-        manifest: RegistryManifest | None = None
+        manifest: OciManifest | None = None
         for tag in action.floating_tags:
             current = self.ctx.client.head_manifest(repo.with_tag(tag))
             if current is not None and current.digest == digest:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from imagectl.builders.base import Builder, BuildRequest, BuildResult, SecretSpec
+from imagectl.builders.base import Builder, BuildRequest, SecretSpec
 from imagectl.builders.buildah import BuildahBuilder
 from imagectl.builders.docker import DockerBuilder
 from imagectl.errors import BuildError
@@ -17,7 +17,6 @@ BUILDERS: dict[str, Callable[[], Builder]] = {
 __all__ = [
     "BUILDERS",
     "BuildRequest",
-    "BuildResult",
     "Builder",
     "SecretSpec",
     "get_builder",

@@ -96,15 +96,6 @@ class BuildRequest:
         return self.dockerfile if self.dockerfile.is_absolute() else self.context / self.dockerfile
 
 
-@dataclass(frozen=True)
-class BuildResult:
-    """A pushed image: the reference, its registry manifest digest and who built it."""
-
-    ref: str
-    digest: str
-    builder: str
-
-
 class Builder(Protocol):
     """A build backend (docker CLI, buildah)."""
 

@@ -40,7 +40,7 @@ DELETE_DISABLED_HINT = "storage.delete.enabled"
 
 
 @dataclass
-class Observed:
+class PruneInventory:
     """What the registry and the lock say, per image."""
 
     versions: dict[str, list[VersionInfo]] = field(default_factory=dict)
@@ -76,13 +76,15 @@ def _version_info(
     )
 
 
-def observe_registry(manifest: Manifest, client: RegistryClient, lock: Lock | None) -> Observed:
+def observe_registry(
+    manifest: Manifest, client: RegistryClient, lock: Lock | None
+) -> PruneInventory:
     """Versions, floating tags and lock protections of every image of the manifest.
 
     A floating tag that only one version carries (see `own_tags`) is recorded on that
     version and goes with it; every other floating tag protects the digest it names.
     """
-    observed = Observed()
+    observed = PruneInventory()
     repos = {name: parse_reference(image.repository) for name, image in manifest.images.items()}
     floating: dict[str, dict[str, str]] = {name: {} for name in repos}
     with ThreadPoolExecutor(_WORKERS, thread_name_prefix="imagectl-prune") as pool:

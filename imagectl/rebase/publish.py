@@ -23,7 +23,7 @@ from typing import Any
 from imagectl.errors import ImagectlError
 from imagectl.platforms import entry_platform, same_platform
 from imagectl.registry import Reference, RegistryClient
-from imagectl.registry.manifests import Manifest, config_digest_of
+from imagectl.registry.manifests import OciManifest, config_digest_of
 
 
 class RebaseRefused(ImagectlError):
@@ -56,7 +56,7 @@ class Rebaser:
         self._mounted: set[tuple[str, str]] = set()
         self._mutex = threading.Lock()
 
-    def _cached_manifest(self, ref: Reference, digest: str) -> Manifest:
+    def _cached_manifest(self, ref: Reference, digest: str) -> OciManifest:
         key = (ref.name, digest)
         with self._mutex:
             found = self._cache.get(key)
@@ -64,10 +64,10 @@ class Rebaser:
             found = self.client.get_manifest(ref.with_digest(digest))
             with self._mutex:
                 self._cache[key] = found
-        assert isinstance(found, Manifest)
+        assert isinstance(found, OciManifest)
         return found
 
-    def _config(self, ref: Reference, manifest: Manifest) -> dict[str, Any]:
+    def _config(self, ref: Reference, manifest: OciManifest) -> dict[str, Any]:
         digest = config_digest_of(manifest, str(ref))
         key = (ref.name, digest)
         with self._mutex:
@@ -89,7 +89,7 @@ class Rebaser:
         with self._mutex:
             self._mounted.add(key)
 
-    def _base_for(self, base: Reference, platform: str) -> Manifest:
+    def _base_for(self, base: Reference, platform: str) -> OciManifest:
         assert base.digest is not None
         top = self._cached_manifest(base, base.digest)
         if not top.is_index:
@@ -100,7 +100,7 @@ class Rebaser:
                 return self._cached_manifest(base, str(entry["digest"]))
         raise RebaseRefused(f"base {base} has no image for {platform}")
 
-    def rebase(self, req: RebaseRequest) -> Manifest:
+    def rebase(self, req: RebaseRequest) -> OciManifest:
         """The rebased image (or index), every blob and platform image it needs stored.
 
         The returned manifest itself is not stored yet: the caller PUTs it by tag.
@@ -124,11 +124,11 @@ class Rebaser:
         data = {**old.data, "manifests": entries}
         if "annotations" in data:
             data["annotations"] = {**data["annotations"], **req.annotations}
-        return Manifest.from_bytes(_json(data), old.media_type)
+        return OciManifest.from_bytes(_json(data), old.media_type)
 
     def _rebase_image(
-        self, req: RebaseRequest, old: Manifest, platform: str | None, *, store: bool
-    ) -> Manifest:
+        self, req: RebaseRequest, old: OciManifest, platform: str | None, *, store: bool
+    ) -> OciManifest:
         repo = req.repository
         config = self._config(repo, old)
         if platform is None:
@@ -180,7 +180,7 @@ class Rebaser:
         data["layers"] = [*new_layers, *layers[count:]]
         if "annotations" in data:
             data["annotations"] = {**data["annotations"], **req.annotations}
-        manifest = Manifest.from_bytes(_json(data), old.media_type)
+        manifest = OciManifest.from_bytes(_json(data), old.media_type)
         if store:
             self.client.put_manifest(repo.with_digest(manifest.digest), manifest)
         return manifest

@@ -26,9 +26,9 @@ from imagectl.registry.limits import Body, Limits, RegistryLimitError
 from imagectl.registry.manifests import (
     DEFAULT_PLATFORM,
     MANIFEST_ACCEPT,
-    ImageConfig,
-    Manifest,
     ManifestInfo,
+    OciConfig,
+    OciManifest,
     checked_digest,
     checked_media_type,
     compute_digest,
@@ -165,7 +165,7 @@ class RegistryClient:
         length = response.headers.get("content-length", "")
         return ManifestInfo(digest, media_type, int(length) if length.isdigit() else 0)
 
-    def get_manifest(self, ref: Reference) -> Manifest:
+    def get_manifest(self, ref: Reference) -> OciManifest:
         """The manifest or index `ref` names, its digest verified against its bytes.
 
         Raises:
@@ -179,7 +179,7 @@ class RegistryClient:
         )
         raw = response.content
         try:
-            manifest = Manifest.from_bytes(raw, response.headers.get("content-type", ""))
+            manifest = OciManifest.from_bytes(raw, response.headers.get("content-type", ""))
         except RegistryError as exc:
             raise RegistryError(f"{subject}: {exc}") from exc
         for expected in (response.headers.get("docker-content-digest"), ref.digest):
@@ -244,7 +244,7 @@ class RegistryClient:
         )
         return digest
 
-    def image_config(self, ref: Reference, platform: str = DEFAULT_PLATFORM) -> ImageConfig:
+    def image_config(self, ref: Reference, platform: str = DEFAULT_PLATFORM) -> OciConfig:
         """Labels and digests of the image `ref` names; for an index, its `platform` image."""
         manifest = self.get_manifest(ref)
         index_digest: str | None = None
@@ -258,7 +258,7 @@ class RegistryClient:
         blob = self.get_blob(ref, config_digest)
         return image_config_from(manifest, blob, index_digest, platform, str(ref))
 
-    def put_manifest(self, ref: Reference, manifest: Manifest) -> str:
+    def put_manifest(self, ref: Reference, manifest: OciManifest) -> str:
         """Store `manifest` under `ref`'s tag (its blobs must be in the repository).
 
         Returns:

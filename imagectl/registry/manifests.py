@@ -118,7 +118,7 @@ class ManifestInfo:
 
 
 @dataclass(frozen=True)
-class Manifest:
+class OciManifest:
     """A manifest or index exactly as stored: raw bytes, media type, digest and parsed JSON."""
 
     raw: bytes = field(repr=False)
@@ -127,7 +127,7 @@ class Manifest:
     data: Mapping[str, Any] = field(repr=False, compare=False, hash=False)
 
     @classmethod
-    def from_bytes(cls, raw: bytes, media_type: str = "") -> Manifest:
+    def from_bytes(cls, raw: bytes, media_type: str = "") -> OciManifest:
         """Parse `raw`; the media type defaults to the document's own ``mediaType``.
 
         Raises:
@@ -160,7 +160,7 @@ class Manifest:
 
 
 @dataclass(frozen=True)
-class ImageConfig:
+class OciConfig:
     """The labels of one image and where they came from.
 
     Attributes:
@@ -202,7 +202,7 @@ def _entry_platform(entry: Mapping[str, Any]) -> str:
     return clean(f"{text}/{plat['variant']}" if plat.get("variant") else text, 60)
 
 
-def select_platform(index: Manifest, platform: str) -> Mapping[str, Any]:
+def select_platform(index: OciManifest, platform: str) -> Mapping[str, Any]:
     """The descriptor in `index` for `platform`; attestations and other platforms are skipped.
 
     Raises:
@@ -226,7 +226,7 @@ def select_platform(index: Manifest, platform: str) -> Mapping[str, Any]:
     raise RegistryError(f"index {index.digest} has no image for {platform} (it has: {have})")
 
 
-def config_digest_of(manifest: Manifest, where: str) -> str:
+def config_digest_of(manifest: OciManifest, where: str) -> str:
     """The config blob digest of an image manifest; RegistryError for anything else."""
     desc = manifest.data.get("config")
     if not isinstance(desc, Mapping) or not desc.get("digest"):
@@ -237,13 +237,13 @@ def config_digest_of(manifest: Manifest, where: str) -> str:
 
 
 def image_config_from(
-    manifest: Manifest, blob: bytes, index_digest: str | None, platform: str, where: str
-) -> ImageConfig:
-    """An ImageConfig from an image manifest and its (verified) config blob."""
+    manifest: OciManifest, blob: bytes, index_digest: str | None, platform: str, where: str
+) -> OciConfig:
+    """An OciConfig from an image manifest and its (verified) config blob."""
     config = load_object(blob, f"{where}: config blob of {manifest.digest}")
     parts = [config.get(k) for k in ("os", "architecture", "variant")]
     plat = "/".join(p for p in parts if isinstance(p, str) and _PLATFORM_PART_RE.fullmatch(p))
-    return ImageConfig(
+    return OciConfig(
         labels=labels_of(config),
         manifest_digest=manifest.digest,
         config_digest=config_digest_of(manifest, where),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from imagectl.registry import RegistryClient
-from imagectl.registry.manifests import Manifest
+from imagectl.registry.manifests import OciManifest
 from imagectl.registry.reference import Reference
 from imagectl.supply.formats import (
     OCI_MANIFEST,
@@ -43,7 +43,7 @@ def write_layers(client: RegistryClient, repo: Reference, tag: str, layers: Sequ
     for blob in (config, *(layer.data for layer in layers)):
         client.put_blob(repo, blob)
     raw = attachment_manifest(config, layers)
-    return client.put_manifest(repo.with_tag(tag), Manifest.from_bytes(raw, OCI_MANIFEST))
+    return client.put_manifest(repo.with_tag(tag), OciManifest.from_bytes(raw, OCI_MANIFEST))
 
 
 def merge(

@@ -14,7 +14,7 @@ from imagectl.platforms import (
     read_config,
 )
 from imagectl.registry import RegistryClient, parse_reference
-from imagectl.registry.manifests import Manifest
+from imagectl.registry.manifests import OciManifest
 from tests.fixtures.fake_registry import OCI_INDEX, OCI_MANIFEST, FakeRegistry, digest_of
 
 
@@ -126,4 +126,7 @@ def test_a_plain_image_is_read_as_it_is_in_two_requests(
 def test_index_platforms_skips_attestations(reg: FakeRegistry) -> None:
     _index(reg, "team/app", "1.0.0", ["amd64", "arm64"])
     raw, media = reg.manifests[("team/app", "1.0.0")]
-    assert list(index_platforms(Manifest.from_bytes(raw, media))) == ["linux/amd64", "linux/arm64"]
+    assert list(index_platforms(OciManifest.from_bytes(raw, media))) == [
+        "linux/amd64",
+        "linux/arm64",
+    ]

@@ -13,7 +13,7 @@ from imagectl.registry import (
     OCI_INDEX,
     OCI_MANIFEST,
     InvalidReferenceError,
-    Manifest,
+    OciManifest,
     RegistryClient,
     StaticCredentials,
     choose_scheme,
@@ -140,7 +140,7 @@ def test_put_manifest_rejects_a_registry_that_names_another_digest() -> None:
     def wrong(request: httpx.Request) -> httpx.Response:
         return httpx.Response(201, headers={"Docker-Content-Digest": "sha256:" + "3" * 64})
 
-    manifest = Manifest.from_bytes(b'{"schemaVersion": 2}', OCI_MANIFEST)
+    manifest = OciManifest.from_bytes(b'{"schemaVersion": 2}', OCI_MANIFEST)
     with (
         client_for(httpx.MockTransport(wrong)) as client,
         pytest.raises(RegistryError, match=r"digest mismatch"),

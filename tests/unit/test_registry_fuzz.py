@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from imagectl.errors import RegistryError
 from imagectl.registry import RegistryClient, StaticCredentials, parse_reference
 from imagectl.registry.auth import parse_token
-from imagectl.registry.manifests import Manifest, image_config_from, select_platform
+from imagectl.registry.manifests import OciManifest, image_config_from, select_platform
 from imagectl.registry.session import server_message
 from imagectl.textsafe import is_clean
 
@@ -81,8 +81,8 @@ def only_registry_errors(call: Any) -> Any:
 @FUZZ
 @given(documents, st.sampled_from(["", "application/vnd.oci.image.index.v1+json", "x\x1b/y"]))
 def test_manifest_and_index_parsing(raw: bytes, media: str) -> None:
-    manifest = only_registry_errors(lambda: Manifest.from_bytes(raw, media))
-    if isinstance(manifest, Manifest):
+    manifest = only_registry_errors(lambda: OciManifest.from_bytes(raw, media))
+    if isinstance(manifest, OciManifest):
         only_registry_errors(lambda: select_platform(manifest, "linux/amd64"))
         only_registry_errors(lambda: image_config_from(manifest, raw, None, "linux/amd64", "x"))
 
@@ -90,7 +90,7 @@ def test_manifest_and_index_parsing(raw: bytes, media: str) -> None:
 @FUZZ
 @given(nested_shaped)
 def test_image_config_labels_are_strings(config: dict[str, Any]) -> None:
-    manifest = Manifest.from_bytes(
+    manifest = OciManifest.from_bytes(
         json.dumps({"config": {"digest": "sha256:" + "a" * 64}}).encode(), ""
     )
     got = only_registry_errors(

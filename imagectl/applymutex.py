@@ -6,7 +6,7 @@ holder's lock is never broken. The file only carries who holds it (JSON), for th
 message the next caller sees. It is left in place on release (emptied), because
 unlinking a lock file races with a process that has just opened it.
 
-The lock is taken on an open file description: a second :class:`RepoLock` on the same
+The lock is taken on an open file description: a second :class:`ApplyMutex` on the same
 path conflicts even within one process, and a child forked while the lock is held
 shares it (``exec``'d children do not: the descriptor is close-on-exec).
 """
@@ -29,12 +29,12 @@ from types import TracebackType
 from imagectl.errors import ImagectlError, LockHeldError
 
 
-class RepoLock:
+class ApplyMutex:
     """An exclusive, kernel-released lock held for the length of a ``with`` block.
 
     Example::
 
-        with RepoLock(repo / ".imagectl.lock.lck", timeout=args.lock_timeout):
+        with ApplyMutex(repo / ".imagectl.lock.lck", timeout=args.lock_timeout):
             apply(plan)
     """
 
@@ -102,7 +102,7 @@ class RepoLock:
         finally:
             os.close(fd)  # closing the last descriptor drops the flock
 
-    def __enter__(self) -> RepoLock:
+    def __enter__(self) -> ApplyMutex:
         self.acquire()
         return self
 

@@ -1,4 +1,4 @@
-"""RepoLock: one apply per repository, contended from real other processes.
+"""ApplyMutex: one apply per repository, contended from real other processes.
 
 flock belongs to an open file description, so the rival holder always runs in a child
 process; the tests synchronise with it over pipes, never with sleeps.
@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from imagectl.applymutex import ApplyMutex, read_holder
 from imagectl.errors import ImagectlError, LockHeldError
-from imagectl.repolock import RepoLock, read_holder
 
 HOLDER = """\
 import sys
 from pathlib import Path
-from imagectl.repolock import RepoLock
+from imagectl.applymutex import ApplyMutex
 
-with RepoLock(Path(sys.argv[1])):
+with ApplyMutex(Path(sys.argv[1])):
     print("locked", flush=True)
     sys.stdin.readline()
 print("released", flush=True)
@@ -94,7 +94,7 @@ class FakeTime:
 
 
 def test_acquire_records_holder_and_release_empties_but_keeps_file(lock_path: Path) -> None:
-    with RepoLock(lock_path) as lock:
+    with ApplyMutex(lock_path) as lock:
         assert lock.held
         info = read_holder(lock_path)
         assert info is not None
@@ -110,21 +110,21 @@ def test_acquire_records_holder_and_release_empties_but_keeps_file(lock_path: Pa
 
 
 def test_lock_can_be_taken_again_after_release(lock_path: Path) -> None:
-    with RepoLock(lock_path):
+    with ApplyMutex(lock_path):
         pass
-    with RepoLock(lock_path) as again:
+    with ApplyMutex(lock_path) as again:
         assert again.held
 
 
 def test_second_lock_in_same_process_conflicts(lock_path: Path) -> None:
-    with RepoLock(lock_path), pytest.raises(LockHeldError, match=f"pid {os.getpid()}"):
-        RepoLock(lock_path).acquire()
+    with ApplyMutex(lock_path), pytest.raises(LockHeldError, match=f"pid {os.getpid()}"):
+        ApplyMutex(lock_path).acquire()
 
 
 def test_busy_lock_fails_at_once_naming_the_holder(lock_path: Path, holder: Holder) -> None:
     fake = FakeTime()
     with pytest.raises(LockHeldError) as caught:
-        RepoLock(lock_path, timeout=0, clock=fake.clock, sleep=fake.sleep).acquire()
+        ApplyMutex(lock_path, timeout=0, clock=fake.clock, sleep=fake.sleep).acquire()
     message = str(caught.value)
     assert message.startswith(f"another imagectl apply holds {lock_path} (pid {holder.pid} on ")
     assert " since " in message
@@ -144,7 +144,7 @@ def test_waits_and_acquires_when_holder_releases(lock_path: Path, holder: Holder
         if len(polls) == 1:
             holder.release()
 
-    with RepoLock(lock_path, timeout=60, poll_interval=0.5, sleep=sleep):
+    with ApplyMutex(lock_path, timeout=60, poll_interval=0.5, sleep=sleep):
         info = read_holder(lock_path)
         assert info is not None and info["pid"] == os.getpid()
     assert polls == [0.5]
@@ -153,7 +153,9 @@ def test_waits_and_acquires_when_holder_releases(lock_path: Path, holder: Holder
 def test_timeout_loop_polls_until_deadline_then_fails(lock_path: Path, holder: Holder) -> None:
     fake = FakeTime()
     # Binary-exact durations: the last sleep is cut to what is left of the timeout.
-    lock = RepoLock(lock_path, timeout=1.0, poll_interval=0.375, clock=fake.clock, sleep=fake.sleep)
+    lock = ApplyMutex(
+        lock_path, timeout=1.0, poll_interval=0.375, clock=fake.clock, sleep=fake.sleep
+    )
     with pytest.raises(LockHeldError) as caught:
         lock.acquire()
     assert fake.sleeps == [0.375, 0.375, 0.25]
@@ -169,17 +171,17 @@ def test_holder_killed_with_sigkill_leaves_no_stale_lock(lock_path: Path, holder
     stale = read_holder(lock_path)
     assert stale is not None and stale["pid"] == holder.pid  # record left behind...
     fake = FakeTime()
-    with RepoLock(lock_path, timeout=0, clock=fake.clock, sleep=fake.sleep):  # ...lock not
+    with ApplyMutex(lock_path, timeout=0, clock=fake.clock, sleep=fake.sleep):  # ...lock not
         info = read_holder(lock_path)
         assert info is not None and info["pid"] == os.getpid()
     assert fake.sleeps == []
 
 
 def test_unreadable_holder_record_still_gives_a_clear_message(lock_path: Path) -> None:
-    with RepoLock(lock_path):
+    with ApplyMutex(lock_path):
         lock_path.write_text("{not json")
         with pytest.raises(LockHeldError, match=r"\(holder unknown\); wait for it"):
-            RepoLock(lock_path).acquire()
+            ApplyMutex(lock_path).acquire()
 
 
 def test_read_holder_of_missing_file_is_none(tmp_path: Path) -> None:
@@ -188,4 +190,4 @@ def test_read_holder_of_missing_file_is_none(tmp_path: Path) -> None:
 
 def test_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ImagectlError, match="cannot open lock file"):
-        RepoLock(tmp_path / "no" / "such" / "dir.lck").acquire()
+        ApplyMutex(tmp_path / "no" / "such" / "dir.lck").acquire()
