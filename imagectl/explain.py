@@ -28,6 +28,7 @@ from typing import Any
 
 from rich.console import Console
 
+from imagectl.domain.schedules import parse_schedule
 from imagectl.errors import ImagectlError, UsageError
 from imagectl.fsutil import state_dir
 from imagectl.inputs import ContextHasher, image_params
@@ -35,7 +36,6 @@ from imagectl.lint.dockerfile_rules import looks_secret
 from imagectl.manifest.cache import enabled as cache_enabled
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action, BuiltState, Observed, StaleReason
-from imagectl.plan.schedules import parse_schedule
 
 FORMAT = 1
 _LIST_LIMIT = 50  # file names shown per kind of change; the counts are always complete

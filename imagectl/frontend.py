@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from itertools import islice
 from pathlib import Path
 
+from imagectl.domain.reference import InvalidReferenceError, Reference
 from imagectl.errors import ImagectlError, Location, ManifestError, Problem, RegistryError
 from imagectl.lint.dockerfile import parser_directives
 from imagectl.manifest.models import ImageConfig
 from imagectl.registry import RegistryClient, parse_reference
-from imagectl.registry.reference import InvalidReferenceError, Reference
 
 BUILD_ARG = "BUILDKIT_SYNTAX"  # BuildKit's override of the directive, given the pinned reference
 _HEAD_LINES = 16  # directives are the first lines; three keys exist

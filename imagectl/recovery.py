@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from imagectl.domain.versions import version_key
 from imagectl.labels import (
     LABEL_BASE_DIGEST,
     LABEL_BASE_NAME,
@@ -31,7 +32,6 @@ from imagectl.lockfile import BaseRecord, ImageRecord
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import BuiltState, Observed, Plan, StaleReason
 from imagectl.plan.plan import current_floating_tags
-from imagectl.plan.versions import version_key
 from imagectl.platforms import read_config
 from imagectl.registry import RegistryClient, parse_reference
 

@@ -29,11 +29,11 @@ from imagectl.apply.provenance import clean_revision, run_revision
 from imagectl.apply.record import LockRecorder
 from imagectl.apply.scheduler import JobState, run_dag
 from imagectl.builders.base import Builder
+from imagectl.domain.versions import version_key
 from imagectl.errors import GitOpsError
 from imagectl.lockfile import Lock, compact_journal, read_lock, write_lock
 from imagectl.manifest.models import Manifest
 from imagectl.plan.model import Plan
-from imagectl.plan.versions import version_key
 from imagectl.registry import RegistryClient
 
 

@@ -21,6 +21,7 @@ from typing import NoReturn
 from imagectl.apply.record import LockRecorder
 from imagectl.builders import get_builder
 from imagectl.builders.base import Builder, BuildRequest, SecretSpec
+from imagectl.domain.tags import conflict_message, may_move_floating
 from imagectl.errors import BuildError, ImagectlError, PlanError, RegistryError
 from imagectl.frontend import frontend_build_args
 from imagectl.labels import (
@@ -35,7 +36,6 @@ from imagectl.labels import (
 from imagectl.lockfile import BaseRecord, ImageRecord
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
-from imagectl.plan.tags import conflict_message, may_move_floating
 from imagectl.platforms import read_config, read_labels
 from imagectl.rebase.publish import Rebaser, RebaseRefused, RebaseRequest
 from imagectl.recovery import is_our_build, record_of, state_from_labels

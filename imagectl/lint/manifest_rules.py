@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from imagectl.domain.reference import InvalidReferenceError, parse_reference
 from imagectl.errors import ImagectlError, Location
 from imagectl.inputs import ContextHasher
 from imagectl.lint.dockerfile_rules import SECRET, looks_secret
@@ -18,7 +19,6 @@ from imagectl.lint.findings import RULE_ID_RE, RULES, Owned, register
 from imagectl.manifest.loader import display_path
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.manifest.yamlsource import YamlSource, YamlSourceError, load_yaml
-from imagectl.registry.reference import InvalidReferenceError, parse_reference
 
 UNKNOWN_IGNORE = register(
     "IC100", "warning", "lint.ignore names an unknown rule",

@@ -15,7 +15,7 @@ Decided rules (docs/manifest-loading.md):
 
 from __future__ import annotations
 
-from imagectl.registry.reference import InvalidReferenceError
+from imagectl.domain.reference import InvalidReferenceError
 
 
 def _refuse_padding(text: str, what: str) -> None:

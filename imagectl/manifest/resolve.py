@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagectl.domain.graph import ImageGraph
+from imagectl.domain.reference import InvalidReferenceError, parse_reference
+from imagectl.domain.schedules import ScheduleError, parse_schedule
+from imagectl.domain.tags import check_template, check_template_list
+from imagectl.domain.versions import Bump, check_declared
 from imagectl.durations import DURATION_HINT, parse_duration
 from imagectl.errors import Problem
 from imagectl.inputs import dockerfile_names
@@ -35,11 +40,6 @@ from imagectl.manifest.models import (
 )
 from imagectl.manifest.refs import normalise_reference, normalise_registry
 from imagectl.manifest.yamlsource import KeyPath, YamlSource, format_key_path
-from imagectl.plan.graph import ImageGraph
-from imagectl.plan.schedules import ScheduleError, parse_schedule
-from imagectl.plan.tags import check_template, check_template_list
-from imagectl.plan.versions import Bump, check_declared
-from imagectl.registry.reference import InvalidReferenceError, parse_reference
 
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")

@@ -19,11 +19,11 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode
 
+from imagectl.domain.reference import InvalidReferenceError, parse_reference
 from imagectl.errors import Location, ManifestError, Problem
 from imagectl.fsutil import atomic_write
 from imagectl.manifest.refs import lower_host
 from imagectl.manifest.yamlsource import format_key_path
-from imagectl.registry.reference import InvalidReferenceError, parse_reference
 
 _ANY = "*"
 REF_PATHS: tuple[tuple[str, ...], ...] = (

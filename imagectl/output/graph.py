@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.tree import Tree
 
+from imagectl.domain.graph import ImageGraph
 from imagectl.manifest.models import Manifest
-from imagectl.plan.graph import ImageGraph
 
 
 def manifest_graph(manifest: Manifest) -> ImageGraph:

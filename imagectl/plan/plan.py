@@ -9,9 +9,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from imagectl.domain.graph import ImageGraph
+from imagectl.domain.schedules import parse_schedule
+from imagectl.domain.tags import (
+    RenderedTag,
+    TagContext,
+    TagError,
+    immutable_conflict,
+    may_move_floating,
+    render_tags,
+)
+from imagectl.domain.versions import Bump, next_version, version_changed
 from imagectl.errors import PlanError
 from imagectl.manifest.models import ImageConfig, Manifest
-from imagectl.plan.graph import ImageGraph
 from imagectl.plan.model import (
     RETAG_REASONS,
     Action,
@@ -22,16 +32,6 @@ from imagectl.plan.model import (
     PlanOptions,
     StaleReason,
 )
-from imagectl.plan.schedules import parse_schedule
-from imagectl.plan.tags import (
-    RenderedTag,
-    TagContext,
-    TagError,
-    immutable_conflict,
-    may_move_floating,
-    render_tags,
-)
-from imagectl.plan.versions import Bump, next_version, version_changed
 from imagectl.platforms import host_platform, requested_digests, same_platform
 
 

@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from imagectl.domain.graph import ImageGraph
 from imagectl.errors import RegistryError
 from imagectl.labels import LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_REVISION
 from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import Manifest
 from imagectl.pipeline import make_client
-from imagectl.plan.graph import ImageGraph
 from imagectl.platforms import read_config
 from imagectl.prune.own_tags import own_tags
 from imagectl.prune.policy import (

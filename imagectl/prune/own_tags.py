@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from imagectl.domain.tags import IMMUTABLE_TEMPLATE, TagContext, TagError, render_tags
 from imagectl.errors import PlanError
 from imagectl.plan.plan import tag_of
-from imagectl.plan.tags import IMMUTABLE_TEMPLATE, TagContext, TagError, render_tags
 from imagectl.prune.policy import VersionInfo
 
 # One build and its neighbours: the next build of each part of the version, each

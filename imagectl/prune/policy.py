@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from imagectl.domain.versions import version_key
 from imagectl.errors import UsageError
-from imagectl.plan.versions import version_key
 
 VERSION_TAG = {
     "patch": re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"),

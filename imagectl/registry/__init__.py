@@ -9,6 +9,13 @@ the socket), `jsondoc` (JSON without tracebacks), `session` (HTTP, TLS, counting
 
 from __future__ import annotations
 
+from imagectl.domain.reference import (
+    DOCKER_HUB,
+    DOCKER_HUB_API,
+    InvalidReferenceError,
+    Reference,
+    parse_reference,
+)
 from imagectl.registry.client import RegistryClient
 from imagectl.registry.credentials import (
     Credentials,
@@ -29,13 +36,6 @@ from imagectl.registry.manifests import (
     OciConfig,
     OciManifest,
     compute_digest,
-)
-from imagectl.registry.reference import (
-    DOCKER_HUB,
-    DOCKER_HUB_API,
-    InvalidReferenceError,
-    Reference,
-    parse_reference,
 )
 from imagectl.registry.retry import RetryPolicy
 

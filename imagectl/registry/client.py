@@ -18,6 +18,12 @@ from typing import Any
 
 import httpx
 
+from imagectl.domain.reference import (
+    TAG_RE,
+    InvalidReferenceError,
+    Reference,
+    is_repository_path,
+)
 from imagectl.errors import AuthError, ImagectlError, RegistryError
 from imagectl.registry.credentials import CredentialSource, DefaultCredentials
 from imagectl.registry.hosts import DEFAULT_CERTS_DIR
@@ -36,12 +42,6 @@ from imagectl.registry.manifests import (
     image_config_from,
     select_platform,
     verify_digest,
-)
-from imagectl.registry.reference import (
-    TAG_RE,
-    InvalidReferenceError,
-    Reference,
-    is_repository_path,
 )
 from imagectl.registry.retry import RetryPolicy
 from imagectl.registry.session import RegistrySession, server_message

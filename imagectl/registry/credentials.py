@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from imagectl import proc
+from imagectl.domain.reference import DOCKER_HUB
 from imagectl.errors import AuthError
-from imagectl.registry.reference import DOCKER_HUB
 
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 _HUB_SERVER_URL = "https://index.docker.io/v1/"

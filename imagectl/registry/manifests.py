@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from imagectl.domain.reference import DIGEST_RE, TAG_RE, parse_reference
 from imagectl.errors import ImagectlError, RegistryError
 from imagectl.labels import (
     LABEL_BASE_DIGEST,
@@ -23,7 +24,6 @@ from imagectl.labels import (
     LABEL_VERSION,
 )
 from imagectl.registry.jsondoc import load_object
-from imagectl.registry.reference import DIGEST_RE, TAG_RE, parse_reference
 from imagectl.textsafe import clean
 
 log = logging.getLogger("imagectl.registry")

@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 
 from imagectl import __version__
+from imagectl.domain.reference import DOCKER_HUB, DOCKER_HUB_API
 from imagectl.errors import AuthError, RegistryError, RegistryUnreachable
 from imagectl.registry import deadline
 from imagectl.registry.auth import Authenticator
@@ -37,7 +38,6 @@ from imagectl.registry.hosts import (
 )
 from imagectl.registry.jsondoc import load_json
 from imagectl.registry.limits import Body, Limits, RegistryLimitError, size
-from imagectl.registry.reference import DOCKER_HUB, DOCKER_HUB_API
 from imagectl.registry.retry import RETRY_STATUSES, RetryPolicy, parse_retry_after
 from imagectl.textsafe import clean
 

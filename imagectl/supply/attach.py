@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from imagectl.domain.reference import Reference
 from imagectl.registry import RegistryClient
 from imagectl.registry.manifests import OciManifest
-from imagectl.registry.reference import Reference
 from imagectl.supply.formats import (
     OCI_MANIFEST,
     Layer,

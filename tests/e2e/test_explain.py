@@ -13,8 +13,8 @@ import pytest
 
 from devenv.registry import RegistryServer
 from devenv.upstream import push_upstream_base
+from imagectl.domain.schedules import parse_schedule
 from imagectl.lockfile import read_lock
-from imagectl.plan.schedules import parse_schedule
 from tests.fixtures.builders import manifest_digest
 from tests.reliability.conftest import GIT_ENV
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imagectl.plan.graph import ImageGraph
+from imagectl.domain.graph import ImageGraph
 
 GRAPH = ImageGraph.build(
     {

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from imagectl.builders.base import is_loopback_registry
+from imagectl.domain.reference import InvalidReferenceError, parse_reference
 from imagectl.errors import ManifestError
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.refs import lower_host, normalise_reference, normalise_registry
 from imagectl.manifest.writer import rewrite_digests
 from imagectl.registry.hosts import is_loopback
-from imagectl.registry.reference import InvalidReferenceError, parse_reference
 
 PINNED = "sha256:" + "a" * 64
 NEWER = "sha256:" + "b" * 64

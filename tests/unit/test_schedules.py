@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from imagectl.plan.schedules import (
+from imagectl.domain.schedules import (
     Calendar,
     Interval,
     Never,

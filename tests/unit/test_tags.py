@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagectl.errors import PlanError
-from imagectl.plan.tags import (
+from imagectl.domain.tags import (
     FIELDS,
     RenderedTag,
     TagContext,
@@ -13,6 +12,7 @@ from imagectl.plan.tags import (
     may_move_floating,
     render_tags,
 )
+from imagectl.errors import PlanError
 
 CTX = TagContext(version="1.4.3", date="20260301", sha="a1b2c3d", base_tag="bookworm-slim")
 REV = TagContext(version="3.12.7-r2", date="20260301", sha="a1b2c3d", base_tag="bookworm-slim")

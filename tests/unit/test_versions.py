@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from imagectl.errors import PlanError
-from imagectl.plan.versions import (
+from imagectl.domain.versions import (
     Bump,
     VersionLoweredError,
     check_declared,
@@ -12,6 +11,7 @@ from imagectl.plan.versions import (
     version_fields,
     version_key,
 )
+from imagectl.errors import PlanError
 
 P = Bump.PATCH
 R = Bump.REVISION

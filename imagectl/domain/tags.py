@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+from imagectl.domain.versions import version_fields, version_key
 from imagectl.errors import PlanError
-from imagectl.plan.versions import version_fields, version_key
 
 FIELDS: tuple[str, ...] = (
     "version",
