@@ -23,18 +23,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagectl.builders.base import (
-    BuildRequest,
-    Output,
-    build_flags,
-    check_request,
-    failure,
-    is_loopback_registry,
-    run_bounded,
-    secret_files,
-    secret_values,
-    staged,
-)
+from imagectl.builders import base
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
 
@@ -83,10 +72,12 @@ def isolation_for(setup: BuildahSetup, network: str | None, explicit: bool) -> s
     return setup.isolation
 
 
-def tls_verify_off(req: BuildRequest) -> bool:
+def tls_verify_off(req: base.BuildRequest) -> bool:
     """Whether any registry the build or push talks to by name is on loopback (plain HTTP)."""
-    base = req.build_args.get("BASE_IMAGE", "")
-    return is_loopback_registry(req.ref) or (bool(base) and is_loopback_registry(base))
+    upstream = req.build_args.get("BASE_IMAGE", "")
+    return base.is_loopback_registry(req.ref) or (
+        bool(upstream) and base.is_loopback_registry(upstream)
+    )
 
 
 @dataclass(frozen=True)
@@ -98,9 +89,9 @@ class BuildahOutput:
     fresh_list: bool  # `--manifest` adds to an existing list: remove it first
 
 
-def buildah_output(req: BuildRequest) -> BuildahOutput:
+def buildah_output(req: base.BuildRequest) -> BuildahOutput:
     """The flags and the push for what `req` builds (an image, or an index)."""
-    if req.output is Output.INDEX:
+    if req.output is base.Output.INDEX:
         # No --layers: buildah (1.28) serves every platform of a multi-platform build
         # from the first platform's cached layers; the list would hold one image.
         return BuildahOutput(("--manifest", req.ref), ("manifest", "push", "--all"), True)
@@ -109,7 +100,7 @@ def buildah_output(req: BuildRequest) -> BuildahOutput:
 
 def build_argv(
     setup: BuildahSetup,
-    req: BuildRequest,
+    req: base.BuildRequest,
     *,
     isolation: str,
     secret_srcs: Mapping[str, Path],
@@ -121,14 +112,14 @@ def build_argv(
     if tls_verify_off(req):
         argv.append("--tls-verify=false")
     argv += ["--file", str(req.dockerfile_path), *buildah_output(req).build]
-    argv += build_flags(req, secret_srcs)
+    argv += base.build_flags(req, secret_srcs)
     for key, value in sorted(req.annotations.items()):
         argv += ["--annotation", f"{key}={value}"]
     argv.append(str(req.context))
     return argv
 
 
-def push_argv(setup: BuildahSetup, req: BuildRequest, digestfile: Path) -> list[str]:
+def push_argv(setup: BuildahSetup, req: base.BuildRequest, digestfile: Path) -> list[str]:
     """The buildah command line that pushes `req.ref` and writes its manifest digest."""
     argv = ["buildah", *setup.global_opts, *buildah_output(req).push]
     argv += ["--digestfile", str(digestfile)]
@@ -196,13 +187,13 @@ class BuildahBuilder:
         """See `Builder.check`."""
         return self.detect().description
 
-    def build(self, req: BuildRequest) -> None:
+    def build(self, req: base.BuildRequest) -> None:
         """See `Builder.build`."""
-        check_request(req)
+        base.check_request(req)
         setup = self.detect()
         explicit = bool(self.environ.get("IMAGECTL_BUILDAH_ISOLATION", "").strip())
         isolation = isolation_for(setup, req.network, explicit)
-        secrets = secret_values(req)
+        secrets = base.secret_values(req)
         if buildah_output(req).fresh_list:
             run(
                 ["buildah", *setup.global_opts, "manifest", "rm", req.ref],
@@ -214,27 +205,27 @@ class BuildahBuilder:
         if setup.secret_env:
             env.update({s.env: req.env[s.env] for s in req.secrets if s.env is not None})
         holder: AbstractContextManager[dict[str, Path]]
-        holder = nullcontext({}) if setup.secret_env else secret_files(req)
-        with holder as srcs, staged(req, self.name) as sent:
+        holder = nullcontext({}) if setup.secret_env else base.secret_files(req)
+        with holder as srcs, base.staged(req, self.name) as sent:
             argv = build_argv(setup, sent, isolation=isolation, secret_srcs=srcs)
-            result = run_bounded("buildah build", req, argv, env=env, secrets=secrets)
+            result = base.run_bounded("buildah build", req, argv, env=env, secrets=secrets)
         if not result.ok:
-            raise failure("buildah build", req, result)
+            raise base.failure("buildah build", req, result)
 
-    def push(self, req: BuildRequest) -> str:
+    def push(self, req: base.BuildRequest) -> str:
         """See `Builder.push`."""
         setup = self.detect()
         with tempfile.TemporaryDirectory(prefix="imagectl-buildah-") as tmp:
             digestfile = Path(tmp) / "digest"
-            result = run_bounded(
+            result = base.run_bounded(
                 f"buildah push {req.ref}",
                 req,
                 push_argv(setup, req, digestfile),
                 env=self.environ,
-                secrets=secret_values(req),
+                secrets=base.secret_values(req),
             )
             if not result.ok:
-                raise failure(f"buildah push {req.ref}", req, result)
+                raise base.failure(f"buildah push {req.ref}", req, result)
             digest = digestfile.read_text().strip() if digestfile.exists() else ""
         if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
             raise BuildError(f"{req.name}: buildah push did not report a digest for {req.ref}")

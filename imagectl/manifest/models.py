@@ -28,6 +28,12 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+def _one_of(first: object, second: object, message: str) -> None:
+    """Exactly one of two alternative fields is set (else `message`)."""
+    if (first is None) == (second is None):
+        raise ValueError(message)
+
+
 class SecretModel(_Model):
     """A BuildKit secret: its id and where its value comes from (never a build arg)."""
 
@@ -37,8 +43,7 @@ class SecretModel(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> SecretModel:
-        if (self.env is None) == (self.file is None):
-            raise ValueError("a secret needs exactly one of `env` or `file`")
+        _one_of(self.env, self.file, "a secret needs exactly one of `env` or `file`")
         return self
 
 
@@ -60,8 +65,7 @@ class SignModel(_Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> SignModel:
-        if (self.key is None) == (self.key_env is None):
-            raise ValueError("`sign` needs exactly one of `key` or `key_env`")
+        _one_of(self.key, self.key_env, "`sign` needs exactly one of `key` or `key_env`")
         return self
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from rich.tree import Tree
@@ -49,42 +51,75 @@ def _node_id(name: str) -> str:
     return "n_" + "".join(ch if ch.isalnum() else "_" for ch in name)
 
 
-def render_mermaid(manifest: Manifest) -> str:
-    """A Mermaid flowchart, one subgraph per family."""
-    lines = ["graph TD"]
-    for root in _roots(manifest):
-        lines.append(f'  {_node_id(root)}[("{_base_label(manifest, root)}")]')
+def _families(manifest: Manifest) -> list[tuple[str, list[str]]]:
+    """(family, its image names sorted), by family name."""
     families: dict[str, list[str]] = {}
     for name, image in manifest.images.items():
         families.setdefault(image.family, []).append(name)
-    for family, names in sorted(families.items()):
-        lines.append(f"  subgraph {_node_id('family_' + family)}[{family}]")
-        for name in sorted(names):
-            lines.append(f'    {_node_id(name)}["{name} {manifest.images[name].version}"]')
-        lines.append("  end")
+    return sorted((family, sorted(names)) for family, names in families.items())
+
+
+@dataclass(frozen=True)
+class _Syntax:
+    """How one graph language writes each part (format strings)."""
+
+    head: tuple[str, ...]
+    root: str  # {id} {label}
+    family: str  # {fid} {family}
+    node: str  # {id} {name} {version}
+    end: str
+    edge: str  # {src} {dst}
+    tail: tuple[str, ...]
+    ident: Callable[[str], str]
+
+
+_MERMAID = _Syntax(
+    head=("graph TD",),
+    root='  {id}[("{label}")]',
+    family="  subgraph {fid}[{family}]",
+    node='    {id}["{name} {version}"]',
+    end="  end",
+    edge="  {src} --> {dst}",
+    tail=(),
+    ident=_node_id,
+)
+_DOT = _Syntax(
+    head=("digraph imagectl {", "  rankdir=LR;", "  node [shape=box];"),
+    root='  {id} [shape=cylinder, label="{label}"];',
+    family='  subgraph "cluster_{family}" {{\n    label="{family}";',
+    node='    {id} [label="{name}\\n{version}"];',
+    end="  }",
+    edge="  {src} -> {dst};",
+    tail=("}",),
+    ident=lambda name: f'"{name}"',
+)
+
+
+def _render(manifest: Manifest, syntax: _Syntax) -> str:
+    ident = syntax.ident
+    lines = list(syntax.head)
+    for root in _roots(manifest):
+        lines.append(syntax.root.format(id=ident(root), label=_base_label(manifest, root)))
+    for family, names in _families(manifest):
+        lines.append(syntax.family.format(fid=ident("family_" + family), family=family))
+        for name in names:
+            version = manifest.images[name].version
+            lines.append(syntax.node.format(id=ident(name), name=name, version=version))
+        lines.append(syntax.end)
     for name, image in manifest.images.items():
-        lines.append(f"  {_node_id(image.base)} --> {_node_id(name)}")
+        lines.append(syntax.edge.format(src=ident(image.base), dst=ident(name)))
+    lines.extend(syntax.tail)
     return "\n".join(lines) + "\n"
+
+
+def render_mermaid(manifest: Manifest) -> str:
+    """A Mermaid flowchart, one subgraph per family."""
+    return _render(manifest, _MERMAID)
 
 
 def render_dot(manifest: Manifest) -> str:
     """A Graphviz digraph, one cluster per family."""
-    lines = ["digraph imagectl {", "  rankdir=LR;", "  node [shape=box];"]
-    for root in _roots(manifest):
-        lines.append(f'  "{root}" [shape=cylinder, label="{_base_label(manifest, root)}"];')
-    families: dict[str, list[str]] = {}
-    for name, image in manifest.images.items():
-        families.setdefault(image.family, []).append(name)
-    for family, names in sorted(families.items()):
-        lines.append(f'  subgraph "cluster_{family}" {{')
-        lines.append(f'    label="{family}";')
-        for name in sorted(names):
-            lines.append(f'    "{name}" [label="{name}\\n{manifest.images[name].version}"];')
-        lines.append("  }")
-    for name, image in manifest.images.items():
-        lines.append(f'  "{image.base}" -> "{name}";')
-    lines.append("}")
-    return "\n".join(lines) + "\n"
+    return _render(manifest, _DOT)
 
 
 def graph_json(manifest: Manifest) -> dict[str, Any]:

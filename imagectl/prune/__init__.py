@@ -19,29 +19,6 @@ the registry and the lock, renders, and deletes with ``--apply``.
 
 from __future__ import annotations
 
-from imagectl.prune.command import decision_table, observe_registry, prune_command
-from imagectl.prune.own_tags import own_tags, per_build
-from imagectl.prune.policy import (
-    Decision,
-    VersionInfo,
-    format_age,
-    is_version_tag,
-    parse_age,
-    prune_images,
-    select_prunable,
-)
+from imagectl.prune.command import prune_command
 
-__all__ = [
-    "Decision",
-    "VersionInfo",
-    "decision_table",
-    "format_age",
-    "is_version_tag",
-    "observe_registry",
-    "own_tags",
-    "parse_age",
-    "per_build",
-    "prune_command",
-    "prune_images",
-    "select_prunable",
-]
+__all__ = ["prune_command"]

@@ -13,16 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from imagectl import labels
 from imagectl.domain.reference import DIGEST_RE, TAG_RE, parse_reference
 from imagectl.errors import ImagectlError, RegistryError
-from imagectl.labels import (
-    LABEL_BASE_DIGEST,
-    LABEL_BASE_NAME,
-    LABEL_CREATED,
-    LABEL_INPUTS,
-    LABEL_REVISION,
-    LABEL_VERSION,
-)
 from imagectl.registry.jsondoc import load_object
 from imagectl.textsafe import clean
 
@@ -55,12 +48,12 @@ def _is_reference(value: str) -> bool:
 
 # Labels imagectl reads back have a grammar; a value outside it is dropped, never used.
 LABEL_GRAMMAR: Mapping[str, Any] = {
-    LABEL_BASE_NAME: _is_reference,
-    LABEL_BASE_DIGEST: DIGEST_RE.fullmatch,
-    LABEL_INPUTS: DIGEST_RE.fullmatch,
-    LABEL_VERSION: TAG_RE.fullmatch,
-    LABEL_CREATED: _CREATED_RE.fullmatch,
-    LABEL_REVISION: re.compile(r"[0-9a-f]{7,64}").fullmatch,
+    labels.LABEL_BASE_NAME: _is_reference,
+    labels.LABEL_BASE_DIGEST: DIGEST_RE.fullmatch,
+    labels.LABEL_INPUTS: DIGEST_RE.fullmatch,
+    labels.LABEL_VERSION: TAG_RE.fullmatch,
+    labels.LABEL_CREATED: _CREATED_RE.fullmatch,
+    labels.LABEL_REVISION: re.compile(r"[0-9a-f]{7,64}").fullmatch,
 }
 
 _ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm"}

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -54,13 +54,8 @@ class Verdict:
         return not self.problems
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "image": self.image,
-            "digest": self.digest,
-            "ok": self.ok,
-            "checked": self.checked,
-            "problems": self.problems,
-        }
+        fields = asdict(self)
+        return {"image": self.image, "digest": self.digest, "ok": self.ok, **fields}
 
 
 def public_key(image: ImageConfig, override: Path | None) -> VerifyKey | None:

@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from imagectl.errors import UsageError
-from imagectl.prune import (
+from imagectl.prune.own_tags import own_tags, per_build
+from imagectl.prune.policy import (
     Decision,
     VersionInfo,
     format_age,
@@ -16,7 +17,6 @@ from imagectl.prune import (
     prune_images,
     select_prunable,
 )
-from imagectl.prune.own_tags import own_tags, per_build
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 
