@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from devenv.upstream import push_upstream_base
 from imagectl.gcpause import paused_gc
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
 from imagectl.manifest.loader import load_manifest
+from imagectl.output.jsontext import dumps_indented
 from imagectl.pipeline import compute_plan
 from imagectl.plan.model import Plan, PlanOptions
 from imagectl.registry import RegistryClient
@@ -88,7 +88,7 @@ def plan_in_process(manifest_path: Path) -> Run:
     with RegistryClient(max_concurrency=16) as client, paused_gc():
         plan, _ = compute_plan(manifest, client, now=NOW, options=PlanOptions())
         with redirect_stdout(io.StringIO()):
-            print(json.dumps(plan.to_json(), indent=2))
+            print(dumps_indented(plan.to_json()))
         requests = client.request_count
     return Run(time.process_time() - cpu, time.perf_counter() - wall, requests, plan)
 
