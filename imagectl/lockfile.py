@@ -37,6 +37,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from imagectl import lockcache
 from imagectl.errors import Location, LockFileError, Problem
 from imagectl.fsutil import atomic_write, state_dir
 from imagectl.manifest.messages import describe_error
@@ -494,7 +495,7 @@ def read_lock(path: Path) -> Lock | None:
     known = _READ_CACHE.get(str(path.absolute()))
     if known is not None and known[0] == key:
         return known[1]  # the same bytes as last read in this process: the same lock
-    lock = Lock() if raw is None else _parse_lock(raw, display)
+    lock = Lock() if raw is None else _parse_lock(raw, display, path, lock_digest.hex())
     if journal:
         lock = replay_journal(lock, journal, "sha256:" + lock_digest.hex(), journal_path(path))
     _READ_CACHE[str(path.absolute())] = (key, lock)
@@ -675,7 +676,23 @@ class LockJournal:
         return self._fd is not None
 
 
-def _parse_lock(raw: bytes, display: str) -> Lock:
+def _parse_lock(raw: bytes, display: str, path: Path, digest: str) -> Lock:
+    """The lock of `raw` (the bytes of `path`, whose sha256 is `digest`): from the parse
+    cache (`imagectl.lockcache`) when it holds these bytes, else parsed and cached."""
+    cached = lockcache.load(path, digest)
+    if cached is not None:
+        try:
+            return Lock.model_validate(cached)
+        except ValidationError:
+            pass  # not what this version reads: parse the lock itself
+    lock, canonical = _parse_lock_text(raw, display)
+    if canonical is not None:
+        lockcache.store(path, digest, canonical)
+    return lock
+
+
+def _parse_lock_text(raw: bytes, display: str) -> tuple[Lock, Any]:
+    """(the lock, its plain data when it has the layout `render_lock` writes, else None)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -692,7 +709,7 @@ def _parse_lock(raw: bytes, display: str) -> Lock:
         doc = _load_located(text, display)  # only to locate the format problem
     _check_format(data, doc, display)
     try:
-        return Lock.model_validate(data)
+        return Lock.model_validate(data), data if doc is None else None
     except ValidationError as exc:
         if doc is None:
             doc = _load_located(text, display)
