@@ -14,7 +14,7 @@ from imagectl.explain import remember
 from imagectl.filedigests import FileDigests
 from imagectl.frontend import resolve_frontends
 from imagectl.gitrev import head_revision_at
-from imagectl.inputs import ContextHasher, image_params, inputs_digest
+from imagectl.inputs import ContextHasher, image_inputs_digest
 from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.cache import enabled as cache_enabled
 from imagectl.manifest.models import ImageConfig, Manifest
@@ -45,7 +45,7 @@ def image_inputs(
 def image_inputs_one(image: ImageConfig, hasher: ContextHasher, frontend: str | None = None) -> str:
     """The inputs digest of one image: context files, Dockerfile and build parameters."""
     context = hasher.context_digest(image.context, image.dockerfile, image.builder)
-    return inputs_digest(context, image_params(image, frontend))
+    return image_inputs_digest(context, image, frontend)
 
 
 def used_bases(manifest: Manifest) -> dict[str, str]:

@@ -65,6 +65,7 @@ def current_floating_tags(image: ImageConfig, built: BuiltState) -> list[Rendere
 
 _BASE_ONLY = frozenset({StaleReason.BASE_UPDATED, StaleReason.BASE_REBUILT})
 _REASON_ORDER = {reason: index for index, reason in enumerate(StaleReason)}
+_BUMPS = {bump.value: bump for bump in Bump}
 
 
 class _Planner:
@@ -153,7 +154,7 @@ class _Planner:
         if built is None:
             found.append(StaleReason.NEW)
         else:
-            if version_changed(image.version, Bump(image.bump), built.version):
+            if version_changed(image.version, _BUMPS[image.bump], built.version):
                 found.append(StaleReason.VERSION_CHANGED)
             if self.observed.inputs.get(name) != built.inputs:
                 found.append(StaleReason.INPUTS_CHANGED)
