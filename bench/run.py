@@ -13,7 +13,8 @@ Scenarios (default: all):
            subtracting the fixed cost (goal <= 5.5: plans are linear), registry
            requests (goal: cold <= images + bases, warm <= bases), and whether
            `plan --json` imports builders, apply or GitPython (goal: none).
-           Time goals: 10k cold < 2 s, warm < 1 s of CPU.
+           Each timed plan starts with imagectl's in-memory caches emptied, as a
+           new process. Time goals: 10k cold < 2 s, warm < 1 s of CPU.
   record   the lock recording of apply: 2,000 images recorded through the journal
            (one durable line each: preallocated, fdatasynced) into a lock of 2,000
            images, then compacted once. Figures: wall time (time goal < 1 s), the
