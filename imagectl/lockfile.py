@@ -22,6 +22,7 @@ import os
 import re
 import threading
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, Literal
 
@@ -177,6 +178,8 @@ def _key(text: str) -> str:
 
 
 def _scalar(value: Any) -> str:
+    if isinstance(value, str):  # most values: what _json writes for a string, without its checks
+        return encode_basestring_ascii(value)
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -191,8 +194,12 @@ def _emit(lines: list[str], key: str, value: Any, indent: int) -> None:
             lines.append(f"{pad}{_key(key)}: {{}}")
             return
         lines.append(f"{pad}{_key(key)}:")
+        inner = pad + "  "
         for child_key, child in value.items():
-            _emit(lines, child_key, child, indent + 2)
+            if isinstance(child, dict):
+                _emit(lines, child_key, child, indent + 2)
+            else:  # a leaf, inline: most lines of a lock
+                lines.append(f"{inner}{_key(child_key)}: {_scalar(child)}")
         return
     lines.append(f"{pad}{_key(key)}: {_scalar(value)}")
 
