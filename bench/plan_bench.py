@@ -10,9 +10,9 @@ that has been planned before. That first plan, on empty caches, is reported too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
-import json
 import subprocess
 import sys
 import time
@@ -27,9 +27,11 @@ from bench.goals import Figure
 from devenv.dockerd import ensure_dockerd
 from devenv.registry import start_registry
 from devenv.upstream import push_upstream_base
+from imagectl import lockfile
 from imagectl.gcpause import paused_gc
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
 from imagectl.manifest.loader import load_manifest
+from imagectl.output.jsontext import dumps_indented
 from imagectl.pipeline import compute_plan
 from imagectl.plan.model import Plan, PlanOptions
 from imagectl.registry import RegistryClient
@@ -82,15 +84,29 @@ def plan_in_process(manifest_path: Path) -> Run:
     """Load + observe + plan + JSON (what `plan --json` does), timed, with the request count.
 
     The collector is paused around planning and rendering, as `commands.plan_command` does.
+    Every in-memory cache of imagectl is emptied first: each timed plan is a new CLI
+    process's (only the caches on disk, under ``.imagectl/cache``, are kept).
     """
+    forget_process_caches()
     cpu, wall = time.process_time(), time.perf_counter()
     manifest = load_manifest(manifest_path)
     with RegistryClient(max_concurrency=16) as client, paused_gc():
         plan, _ = compute_plan(manifest, client, now=NOW, options=PlanOptions())
         with redirect_stdout(io.StringIO()):
-            print(json.dumps(plan.to_json(), indent=2))
+            print(dumps_indented(plan.to_json()))
         requests = client.request_count
     return Run(time.process_time() - cpu, time.perf_counter() - wall, requests, plan)
+
+
+def forget_process_caches() -> None:
+    """Empty imagectl's in-memory caches (memoized pure functions, the lock read cache),
+    so that a plan in this process costs what the first plan of a new process costs."""
+    lockfile._READ_CACHE.clear()
+    for name, module in list(sys.modules.items()):
+        if name == "imagectl" or name.startswith("imagectl."):
+            for value in list(vars(module).values()):
+                if isinstance(value, functools._lru_cache_wrapper):
+                    value.cache_clear()
 
 
 def reference_cpu(runs: int) -> float:

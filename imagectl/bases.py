@@ -21,6 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from imagectl import gitops
+from imagectl.domain.reference import without_digest
 from imagectl.errors import GitOpsError, RegistryError
 from imagectl.manifest.loader import display_path
 from imagectl.manifest.models import Manifest
@@ -94,7 +95,7 @@ def status_table(statuses: list[BaseStatus]) -> Table:
     for column in ("base", "reference", "state", "pinned", "latest"):
         table.add_column(column, overflow="fold")
     for status in statuses:
-        shown = status.ref.partition("@")[0]
+        shown = without_digest(status.ref)
         table.add_row(
             escape(status.name),
             escape(shown),

@@ -27,6 +27,7 @@ from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
 from imagectl.output import github
 from imagectl.output.failures import describe_failure
+from imagectl.output.jsontext import dumps_indented
 from imagectl.output.plan_view import (
     github_matrix_json,
     plan_markdown,
@@ -98,7 +99,7 @@ def plan_command(
     if format == "json":
         from imagectl.supply.step import with_refused
 
-        sys.stdout.write(json.dumps(with_refused(plan.to_json(), refused), indent=2) + "\n")
+        sys.stdout.write(dumps_indented(with_refused(plan.to_json(), refused)) + "\n")
     elif format == "github-matrix":
         sys.stdout.write(github_matrix_json(plan) + "\n")
     else:
@@ -549,7 +550,7 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
         document: dict[str, Any] = {"format": 1, "images": rows}
         if registry_error is not None:
             document["registry_error"] = registry_error
-        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.write(dumps_indented(document) + "\n")
         return
     table = Table(header_style="bold")
     signing = any(r["signed"] is not None for r in rows)  # a `signed` column only with `sign:`

@@ -19,6 +19,7 @@ differ between checkouts).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -324,22 +325,63 @@ class ContextHasher:
         return known
 
 
+_ParamsKey = tuple[
+    tuple[tuple[str, str], ...],
+    str | None,
+    tuple[str, ...],
+    tuple[tuple[str, str], ...],
+    tuple[str, ...],
+    str | None,
+]
+
+
+def _params_key(image: ImageConfig, frontend: str | None) -> _ParamsKey:
+    secrets = tuple(sorted(s.id for s in image.secrets))
+    return (image.args, image.target, image.platforms, image.labels, secrets, frontend)
+
+
+def _params(key: _ParamsKey) -> dict[str, object]:
+    args, target, platforms, labels, secrets, frontend = key
+    params: dict[str, object] = {
+        "args": dict(args),
+        "target": target,
+        "platforms": list(platforms),
+        "labels": dict(labels),
+        "secrets": list(secrets),
+    }
+    if frontend is not None:
+        params["frontend"] = frontend
+    return params
+
+
+@functools.lru_cache(maxsize=4096)  # a fleet's images share a few sets of parameters
+def _params_text(key: _ParamsKey) -> str:
+    return _PARAMS_JSON.encode(_params(key))
+
+
 def image_params(image: ImageConfig, frontend: str | None = None) -> dict[str, object]:
     """The build parameters of an image as the inputs digest takes them.
 
     `frontend` (the pinned ``# syntax=`` frontend) is added only when there is one, so
     the digests of images without one stay what they were before frontends counted.
     """
-    params: dict[str, object] = {
-        "args": dict(image.args),
-        "target": image.target,
-        "platforms": list(image.platforms),
-        "labels": dict(image.labels),
-        "secrets": sorted(s.id for s in image.secrets),
-    }
-    if frontend is not None:
-        params["frontend"] = frontend
-    return params
+    return _params(_params_key(image, frontend))
+
+
+def image_inputs_digest(context_digest: str, image: ImageConfig, frontend: str | None) -> str:
+    """`inputs_digest(context_digest, image_params(image, frontend))`, the same digest,
+    with the parameters' JSON made once per distinct set of parameters."""
+    # what _PARAMS_JSON writes for {"context": ..., "params": ...}: keys sorted, no spaces
+    text = (
+        '{"context":'
+        + _PARAMS_JSON.encode(context_digest)
+        + ',"params":'
+        + _params_text(_params_key(image, frontend))
+        + "}"
+    )
+    digest = hashlib.sha256(_INPUTS_VERSION)
+    digest.update(text.encode("utf-8", "surrogatepass"))
+    return "sha256:" + digest.hexdigest()
 
 
 def inputs_digest(context_digest: str, params: Mapping[str, object]) -> str:
@@ -367,6 +409,7 @@ __all__ = [
     "ContextHasher",
     "dockerfile_names",
     "ignore_candidates",
+    "image_inputs_digest",
     "image_params",
     "inputs_digest",
     "never_sent",

@@ -20,7 +20,9 @@ import hashlib
 import json
 import os
 import re
+import threading
 from datetime import UTC, datetime
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +39,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import MarkedYAMLError
 
+from imagectl import lockcache
 from imagectl.errors import Location, LockFileError, Problem
 from imagectl.fsutil import atomic_write, state_dir
 from imagectl.manifest.messages import describe_error
@@ -175,6 +178,8 @@ def _key(text: str) -> str:
 
 
 def _scalar(value: Any) -> str:
+    if isinstance(value, str):  # most values: what _json writes for a string, without its checks
+        return encode_basestring_ascii(value)
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -189,8 +194,12 @@ def _emit(lines: list[str], key: str, value: Any, indent: int) -> None:
             lines.append(f"{pad}{_key(key)}: {{}}")
             return
         lines.append(f"{pad}{_key(key)}:")
+        inner = pad + "  "
         for child_key, child in value.items():
-            _emit(lines, child_key, child, indent + 2)
+            if isinstance(child, dict):
+                _emit(lines, child_key, child, indent + 2)
+            else:  # a leaf, inline: most lines of a lock
+                lines.append(f"{inner}{_key(child_key)}: {_scalar(child)}")
         return
     lines.append(f"{pad}{_key(key)}: {_scalar(value)}")
 
@@ -494,7 +503,7 @@ def read_lock(path: Path) -> Lock | None:
     known = _READ_CACHE.get(str(path.absolute()))
     if known is not None and known[0] == key:
         return known[1]  # the same bytes as last read in this process: the same lock
-    lock = Lock() if raw is None else _parse_lock(raw, display)
+    lock = Lock() if raw is None else _parse_lock(raw, display, path, lock_digest.hex())
     if journal:
         lock = replay_journal(lock, journal, "sha256:" + lock_digest.hex(), journal_path(path))
     _READ_CACHE[str(path.absolute())] = (key, lock)
@@ -538,13 +547,10 @@ def journal_header(lock_fingerprint: str) -> bytes:
 
 
 def journal_line(entry: JournalEntry) -> bytes:
-    """One JSON line for `entry` (ASCII, so a line never contains a raw newline)."""
-    data = entry.model_dump(mode="json")
-    for base in (data["record"]["base"], *data["bases"].values()):
-        _base_data(base)
-    if data["record"]["frontend"] is None:
-        del data["record"]["frontend"]
-    return (_json(data) + "\n").encode()
+    """One JSON line for `entry`: pydantic's own JSON writer, fields at their default (no
+    ``frontend``, no base ``platforms``, no ``bases``) left out as the lock leaves them out.
+    JSON escapes every control character, so a line holds no raw newline and no NUL."""
+    return (entry.model_dump_json(exclude_defaults=True) + "\n").encode()
 
 
 def _read_journal_bytes(path: Path) -> bytes:
@@ -560,12 +566,17 @@ def journal_entries(data: bytes, lock_fingerprint: str, path: Path) -> list[Jour
     """The entries of a journal's bytes, when it was started on the lock `lock_fingerprint`.
 
     Only complete lines count: bytes after the last newline are an append torn by a
-    crash and are ignored. A journal started on another lock (the lock was rewritten
-    since, and the journal's removal was lost) is stale: no entries.
+    crash and are ignored, and so is everything from the first NUL byte on (the
+    zeros of the space `LockJournal` preallocates; no line contains a NUL). A journal
+    started on another lock (the lock was rewritten since, and the journal's removal
+    was lost) is stale: no entries.
 
     Raises:
         LockFileError: a complete line is not a journal entry, located as ``file:line``.
     """
+    end = data.find(b"\0")
+    if end >= 0:  # the preallocated tail a killed run leaves: zeros after the last line
+        data = data[:end]
     lines = data.split(b"\n")[:-1]  # the last part is empty or a torn append
     if not lines:
         return []
@@ -616,66 +627,126 @@ def compact_journal(path: Path) -> bool:
 
 
 class LockJournal:
-    """Appends records to the journal of the lock at `lock_path`, each durable (fsynced)
-    before `append` returns: O(1) per image, whatever the size of the lock."""
+    """Appends records to the journal of the lock at `lock_path`, each durable before
+    `sync` returns: O(1) per image, whatever the size of the lock.
+
+    The file is preallocated in chunks (`CHUNK`, ``posix_fallocate``) and each line is
+    written at its offset, so that making a line durable is an ``fdatasync`` of data
+    alone: the file's size changes once per chunk, not once per line. A run killed
+    before `close` leaves zeros after its last line; readers stop at the first NUL.
+    `close` cuts the file to its lines. Where preallocation is not supported the lines
+    simply extend the file (``fdatasync`` then also makes the new size durable).
+    """
+
+    CHUNK = 1 << 20
 
     def __init__(self, lock_path: Path) -> None:
         self.lock_path = lock_path
         self.path = journal_path(lock_path)
         self._fd: int | None = None
+        self._end = 0  # where the next line goes
+        self._allocated = 0  # bytes of the file preallocated (its size)
+        self._preallocate = hasattr(os, "posix_fallocate")
+        self._mutex = threading.Lock()  # offsets, for records written by several threads
 
     def _open(self) -> int:
         state_dir(self.path.parent.parent)  # .imagectl/ with its .gitignore
         # the journal appears with its header, never without (a new one replaces any old)
-        atomic_write(self.path, journal_header(lock_fingerprint(self.lock_path)))
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND)
+        header = journal_header(lock_fingerprint(self.lock_path))
+        atomic_write(self.path, header)
+        fd = os.open(self.path, os.O_WRONLY)
+        self._end = self._allocated = len(header)
+        return fd
+
+    def _reserve(self, fd: int, size: int) -> None:
+        """Preallocate so that `size` more bytes fit (best effort)."""
+        if not self._preallocate or self._end + size <= self._allocated:
+            return
+        grow = max(self.CHUNK, size)
+        try:
+            os.posix_fallocate(fd, self._allocated, grow)
+        except OSError:  # e.g. a file system without it: lines extend the file instead
+            self._preallocate = False
+            return
+        self._allocated += grow
 
     def append(self, entry: JournalEntry) -> None:
-        """Append `entry` and fsync it: durable on return."""
+        """Append `entry` and sync it: durable on return."""
         self.write(entry)
         self.sync()
 
     def write(self, entry: JournalEntry) -> None:
-        """Append `entry` with one write (not yet durable: see `sync`).
+        """Write `entry` as the next line (not yet durable: see `sync`).
 
         Raises:
             LockFileError: the journal cannot be written.
         """
+        line = journal_line(entry)
         try:
-            if self._fd is None:
-                self._fd = self._open()
-            os.write(self._fd, journal_line(entry))
+            with self._mutex:
+                if self._fd is None:
+                    self._fd = self._open()
+                self._reserve(self._fd, len(line))
+                os.pwrite(self._fd, line, self._end)
+                self._end += len(line)
         except OSError as exc:
             raise LockFileError(
                 f"{self.path}: cannot write the lock journal: {exc.strerror or exc}"
             ) from exc
 
     def sync(self) -> None:
-        """fsync every line written so far (one fsync covers the writes of every thread).
+        """Make every line written so far durable (one sync covers the writes of every
+        thread): ``fdatasync``, the data and what reading it back needs, not the times.
 
         Raises:
             LockFileError: the journal cannot be synced.
         """
-        if self._fd is None:
+        fd = self._fd
+        if fd is None:
             return
         try:
-            os.fsync(self._fd)
+            _datasync(fd)
         except OSError as exc:
             raise LockFileError(
                 f"{self.path}: cannot write the lock journal: {exc.strerror or exc}"
             ) from exc
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Close the journal, cut to its lines (the preallocated zeros dropped)."""
+        with self._mutex:
+            if self._fd is not None:
+                try:
+                    if self._allocated > self._end:
+                        os.ftruncate(self._fd, self._end)
+                finally:
+                    os.close(self._fd)
+                    self._fd = None
 
     @property
     def started(self) -> bool:
         return self._fd is not None
 
 
-def _parse_lock(raw: bytes, display: str) -> Lock:
+_datasync = getattr(os, "fdatasync", os.fsync)
+
+
+def _parse_lock(raw: bytes, display: str, path: Path, digest: str) -> Lock:
+    """The lock of `raw` (the bytes of `path`, whose sha256 is `digest`): from the parse
+    cache (`imagectl.lockcache`) when it holds these bytes, else parsed and cached."""
+    cached = lockcache.load(path, digest)
+    if cached is not None:
+        try:
+            return Lock.model_validate(cached)
+        except ValidationError:
+            pass  # not what this version reads: parse the lock itself
+    lock, canonical = _parse_lock_text(raw, display)
+    if canonical is not None:
+        lockcache.store(path, digest, canonical)
+    return lock
+
+
+def _parse_lock_text(raw: bytes, display: str) -> tuple[Lock, Any]:
+    """(the lock, its plain data when it has the layout `render_lock` writes, else None)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -692,7 +763,7 @@ def _parse_lock(raw: bytes, display: str) -> Lock:
         doc = _load_located(text, display)  # only to locate the format problem
     _check_format(data, doc, display)
     try:
-        return Lock.model_validate(data)
+        return Lock.model_validate(data), data if doc is None else None
     except ValidationError as exc:
         if doc is None:
             doc = _load_located(text, display)

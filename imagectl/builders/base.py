@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from imagectl.domain.reference import InvalidReferenceError, parse_reference
 from imagectl.durations import format_duration
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ProcResult, run
@@ -133,11 +134,12 @@ class Builder(Protocol):
 
 
 def registry_host(ref: str) -> str:
-    """The registry host of an image reference (``docker.io`` when it names none)."""
-    first, sep, _ = ref.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return "docker.io"
+    """The registry host of an image reference (``docker.io`` when it names none), by the
+    one reference grammar (`imagectl.domain.reference`); "" for text that is not one."""
+    try:
+        return parse_reference(ref).registry
+    except InvalidReferenceError:
+        return ""
 
 
 def is_loopback_registry(ref: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from imagectl.errors import ImagectlError
 
@@ -153,6 +154,37 @@ def parse_reference(text: str) -> Reference:
     Raises:
         InvalidReferenceError: the text is not a valid reference; the message says why.
     """
+    registry, repository, tag, digest = _parse(text)
+    if tag is None and digest is None:
+        tag = DEFAULT_TAG
+    return _reference(registry, repository, tag, digest)
+
+
+def written_tag(text: str) -> str:
+    """The tag written in a reference (``repo:tag@sha256:…`` -> ``tag``), parsed by the same
+    grammar as `parse_reference`; "" when it has none (no ``latest`` is assumed) or when
+    the text is not a valid reference (e.g. ``repo:?``, a base not built yet)."""
+    try:
+        return _parse(text)[2] or ""
+    except InvalidReferenceError:
+        return ""
+
+
+def without_digest(text: str) -> str:
+    """A reference as written, by tag only (``repo:tag@sha256:…`` -> ``repo:tag``): the
+    grammar's only ``@`` starts the digest. Not normalised, so it compares with what the
+    manifest and the lock say."""
+    return text.partition("@")[0]
+
+
+@lru_cache(maxsize=65536)  # pure and immutable: plan and apply parse each repository often
+def _reference(registry: str, repository: str, tag: str | None, digest: str | None) -> Reference:
+    return Reference(registry, repository, tag, digest)
+
+
+@lru_cache(maxsize=65536)  # pure: a plan meets each repository and base several times
+def _parse(text: str) -> tuple[str, str, str | None, str | None]:
+    """(registry, repository, tag as written or None, digest or None), validated."""
     text = text.strip()
     if not text:
         raise InvalidReferenceError("invalid image reference '': it is empty")
@@ -180,6 +212,4 @@ def parse_reference(text: str) -> Reference:
         )
     if len(registry) + 1 + len(repository) > _MAX_NAME:
         raise _invalid(text, f"the name is longer than {_MAX_NAME} characters")
-    if tag is None and not at:
-        tag = DEFAULT_TAG
-    return Reference(registry, repository, tag, digest if at else None)
+    return registry, repository, tag, digest if at else None

@@ -179,6 +179,13 @@ def render_tags(templates: Sequence[str], ctx: TagContext) -> list[RenderedTag]:
             build (e.g. ``{sha}`` outside git), renders an invalid OCI tag, or
             ``{version}`` is missing.
     """
+    return list(_render_once(tuple(templates), ctx))
+
+
+@lru_cache(maxsize=4096)
+def _render_once(templates: tuple[str, ...], ctx: TagContext) -> tuple[RenderedTag, ...]:
+    """`render_tags`, memoized: pure, and a fleet renders the same few (templates, context)
+    pairs for every image (the version, date, commit and base tag repeat)."""
     if IMMUTABLE_TEMPLATE not in templates:
         raise TagError('tags must include "{version}" (the immutable tag)')
     values = {
@@ -204,7 +211,7 @@ def render_tags(templates: Sequence[str], ctx: TagContext) -> list[RenderedTag]:
         if name not in seen:
             seen.add(name)
             tags.append(RenderedTag(name=name, immutable=name == immutable, template=template))
-    return tags
+    return tuple(tags)
 
 
 def immutable_conflict(

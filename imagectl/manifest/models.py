@@ -7,6 +7,7 @@ configuration of one image after inheritance defaults -> family -> image.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
@@ -195,8 +196,9 @@ class ImageConfig:
     sbom: bool = False  # attach a signed CycloneDX SBOM
     update: UpdateName = "build"  # how a base-only change is applied: build, rebase or auto
 
-    @property
+    @cached_property
     def repository(self) -> str:
+        """``<registry>/<name>`` (computed once: plans read it several times per image)."""
         return f"{self.registry.rstrip('/')}/{self.name}"
 
 

@@ -12,6 +12,8 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from imagectl.domain.reference import written_tag
+
 
 class StaleReason(StrEnum):
     """Why an image is in the plan (docs/design.md section 4), in reporting order."""
@@ -91,6 +93,8 @@ class BaseUse:
     digest: str | None
     internal: bool
     platforms: Mapping[str, str] = field(default_factory=dict)  # platform -> image digest
+    # the tag of `ref` ("" unknown), for {base_tag}: known where the ref is made, not re-parsed
+    tag: str = field(default="", compare=False)
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"ref": self.ref, "digest": self.digest}
@@ -199,6 +203,7 @@ class Action:
                 base["digest"],
                 bool(base["internal"]),
                 dict(base.get("platforms") or {}),
+                tag=written_tag(base["ref"]),
             ),
             inputs=data["inputs"],
             depth=int(data["depth"]),

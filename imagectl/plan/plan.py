@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from imagectl.domain.graph import ImageGraph
+from imagectl.domain.reference import without_digest, written_tag
 from imagectl.domain.schedules import parse_schedule
 from imagectl.domain.tags import (
     RenderedTag,
@@ -37,14 +38,7 @@ from imagectl.platforms import host_platform, requested_digests, same_platform
 
 def tag_of(ref: str) -> str:
     """The tag of a reference (`repo:tag@sha256:…` -> `tag`; "" when there is none)."""
-    name = ref.split("@", 1)[0]
-    last = name.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else ""
-
-
-def strip_digest(ref: str) -> str:
-    """A reference by tag only (what `.base.name` records)."""
-    return ref.split("@", 1)[0]
+    return written_tag(ref)
 
 
 def current_floating_tags(image: ImageConfig, built: BuiltState) -> list[RenderedTag]:
@@ -70,6 +64,8 @@ def current_floating_tags(image: ImageConfig, built: BuiltState) -> list[Rendere
 
 
 _BASE_ONLY = frozenset({StaleReason.BASE_UPDATED, StaleReason.BASE_REBUILT})
+_REASON_ORDER = {reason: index for index, reason in enumerate(StaleReason)}
+_BUMPS = {bump.value: bump for bump in Bump}
 
 
 class _Planner:
@@ -83,17 +79,24 @@ class _Planner:
         self.graph = ImageGraph.build({n: i.base for n, i in manifest.images.items()})
         self.actions: dict[str, Action] = {}
         self.errors: list[str] = []
+        self.date = now.strftime("%Y%m%d")  # the build date of every new build
 
     def base_use(self, image: ImageConfig) -> BaseUse:
         if self.manifest.is_internal(image.base):
             parent = self.manifest.images[image.base]
             planned = self.actions.get(parent.name)
             if planned is not None and self._builds(parent.name):
-                return BaseUse(parent.name, f"{parent.repository}:{planned.to_version}", None, True)
+                version = planned.to_version
+                return BaseUse(
+                    parent.name, f"{parent.repository}:{version}", None, True, tag=version
+                )
             built = self.observed.built.get(parent.name)
             if built is None:  # parent unbuilt and not planned: only under --only filtering
                 return BaseUse(parent.name, f"{parent.repository}:?", None, True)
-            return BaseUse(parent.name, f"{parent.repository}:{built.version}", built.digest, True)
+            version = built.version
+            return BaseUse(
+                parent.name, f"{parent.repository}:{version}", built.digest, True, tag=version
+            )
         base = self.manifest.bases[image.base]
         digest = self.observed.base_digests.get(image.base)
         if digest is None:
@@ -102,7 +105,8 @@ class _Planner:
         if image.platforms:
             available = self.observed.base_platforms.get(image.base, {})
             platforms = requested_digests(available, image.platforms)
-        return BaseUse(image.base, strip_digest(base.ref), digest, False, platforms)
+        ref = without_digest(base.ref)
+        return BaseUse(image.base, ref, digest, False, platforms, tag=written_tag(ref))
 
     def platform_problem(self, image: ImageConfig, base: BaseUse) -> str | None:
         """Why the base cannot serve every platform the image asks for, or None."""
@@ -150,12 +154,12 @@ class _Planner:
         if built is None:
             found.append(StaleReason.NEW)
         else:
-            if version_changed(image.version, Bump(image.bump), built.version):
+            if version_changed(image.version, _BUMPS[image.bump], built.version):
                 found.append(StaleReason.VERSION_CHANGED)
             if self.observed.inputs.get(name) != built.inputs:
                 found.append(StaleReason.INPUTS_CHANGED)
             moved = self.moved_platforms(base, built)
-            same_ref = strip_digest(built.base_ref) == base.ref
+            same_ref = without_digest(built.base_ref) == base.ref
             if moved is not None and (moved or not same_ref):
                 found.append(StaleReason.BASE_UPDATED)
                 details += [f"base-updated: {m}" for m in moved]
@@ -185,12 +189,7 @@ class _Planner:
         if built is not None and version == built.version:
             return [RenderedTag(version, True, "{version}"), *current_floating_tags(image, built)]
         revision = self.observed.revision or ""
-        ctx = TagContext(
-            version=version,
-            date=self.now.strftime("%Y%m%d"),
-            sha=revision[:7],
-            base_tag=tag_of(base.ref),
-        )
+        ctx = TagContext(version=version, date=self.date, sha=revision[:7], base_tag=base.tag)
         return render_tags(image.tags, ctx)
 
     def tags(
@@ -274,7 +273,7 @@ class _Planner:
             image=name,
             family=image.family,
             repository=image.repository,
-            reasons=tuple(sorted(set(reasons), key=list(StaleReason).index)),
+            reasons=tuple(sorted(set(reasons), key=_REASON_ORDER.__getitem__)),
             from_version=built.version if built else None,
             to_version=version,
             tags=tuple(t.name for t in tags),

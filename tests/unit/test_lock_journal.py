@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +30,11 @@ def lock_path(tmp_path: Path) -> Path:
     return tmp_path / "imagectl.lock"
 
 
+def journal_lines(lock_path: Path) -> list[bytes]:
+    """The lines of the journal, without the preallocated zeros of a journal still open."""
+    return journal_path(lock_path).read_bytes().split(b"\0", 1)[0].splitlines()
+
+
 def entry(name: str, version: str = "2.0.0") -> JournalEntry:
     return JournalEntry(image=name, record=record(version), bases={"debian": DEBIAN})
 
@@ -49,7 +55,7 @@ def test_records_are_journalled_not_written_to_the_lock(lock_path: Path) -> None
     recorder.record("tools", record("0.1.0"), {})
 
     assert lock_path.read_bytes() == before  # O(1): the lock is not rewritten per image
-    lines = journal_path(lock_path).read_bytes().splitlines()
+    lines = journal_lines(lock_path)
     assert len(lines) == 3  # header + one line per recorded image
     assert journal_path(lock_path).parent.name == ".imagectl"  # ignored by git
     seen = read_lock(lock_path)  # every reader (plan, status, claims) sees the records
@@ -88,7 +94,7 @@ def test_a_killed_run_loses_nothing_and_the_next_run_folds_it_in(lock_path: Path
     assert "tools" in second.lock.images
     second.record("extra", record("3.0.0"), {})  # folds the old journal in, starts its own
     assert "tools" in lock_path.read_text()
-    assert len(journal_path(lock_path).read_bytes().splitlines()) == 2
+    assert len(journal_lines(lock_path)) == 2
     second.finish()
     final = read_lock(lock_path)
     assert final is not None
@@ -159,7 +165,7 @@ def test_concurrent_records_are_all_kept(lock_path: Path) -> None:
     for thread in threads:
         thread.join()
 
-    assert len(journal_path(lock_path).read_bytes().splitlines()) == 41
+    assert len(journal_lines(lock_path)) == 41
     seen = read_lock(lock_path)
     assert seen is not None
     assert sorted(seen.images) == sorted(names)
@@ -178,3 +184,74 @@ def test_a_saved_plan_goes_stale_when_a_killed_apply_journalled(lock_path: Path)
     assert fingerprint(manifest) != before  # type: ignore[arg-type]
     compact_journal(lock_path)
     assert not journal_path(lock_path).exists()
+
+
+def test_an_open_journal_is_preallocated_and_closed_to_its_lines(lock_path: Path) -> None:
+    """Lines go into preallocated space (fdatasync flushes data only); a killed run leaves
+    zeros after its last line, which every reader ignores; close cuts them off."""
+    journal = LockJournal(lock_path)
+    journal.append(entry("tools"))
+    journal.append(entry("extra"))
+    data = journal_path(lock_path).read_bytes()
+    assert len(data) >= LockJournal.CHUNK  # preallocated
+    assert data.rstrip(b"\0").endswith(b"\n")
+    seen = read_lock(lock_path)  # as a reader after a kill sees it
+    assert seen is not None and sorted(seen.images) == ["extra", "tools"]
+    journal.close()
+    assert journal_path(lock_path).read_bytes() == data.rstrip(b"\0")
+
+
+def test_a_journal_grows_by_chunks(lock_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(LockJournal, "CHUNK", 512)  # a line is about 700 bytes
+    journal = LockJournal(lock_path)
+    names = [f"img{i}" for i in range(5)]
+    for name in names:
+        journal.append(entry(name))
+    seen = read_lock(lock_path)
+    assert seen is not None and sorted(seen.images) == names
+    journal.close()
+    assert b"\0" not in journal_path(lock_path).read_bytes()
+
+
+def test_without_preallocation_lines_extend_the_file(
+    lock_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(fd: int, offset: int, length: int) -> None:
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr("os.posix_fallocate", unsupported)
+    journal = LockJournal(lock_path)
+    journal.append(entry("tools"))
+    journal.append(entry("extra"))
+    assert b"\0" not in journal_path(lock_path).read_bytes()
+    assert len(journal_lines(lock_path)) == 3
+    seen = read_lock(lock_path)
+    assert seen is not None and sorted(seen.images) == ["extra", "tools"]
+    journal.close()
+
+
+def test_a_journal_written_by_the_previous_version_is_read(lock_path: Path) -> None:
+    """Journals of earlier versions (appended, fsynced, JSON with spaces, every field
+    written) replay as before."""
+    write_lock(lock_path, sample())
+    journal_path(lock_path).parent.mkdir(exist_ok=True)
+    fingerprint_of_lock = "sha256:" + hashlib.sha256(lock_path.read_bytes()).hexdigest()
+    old_line = (
+        '{"image": "tools", "record": {"repository": "localhost:5000/acme/tools", '
+        '"version": "0.1.0", "digest": "sha256:' + "e" * 64 + '", "tags": ["0.1.0"], '
+        '"base": {"ref": "docker.io/library/debian:bookworm-slim", "digest": "sha256:'
+        + "d" * 64
+        + '"}, "inputs": "sha256:'
+        + "i" * 64
+        + '", "built_at": "2026-03-01T04:05:06Z", '
+        '"revision": null, "versions": {"0.1.0": "sha256:' + "e" * 64 + '"}}, '
+        '"bases": {"debian": {"ref": "docker.io/library/debian:bookworm-slim", '
+        '"digest": "sha256:' + "d" * 64 + '"}}}'
+    )
+    header = '{"journal": 1, "lock": "' + fingerprint_of_lock + '"}'
+    journal_path(lock_path).write_text(header + "\n" + old_line + "\n")
+    seen = read_lock(lock_path)
+    assert seen is not None
+    assert seen.images["tools"].digest == "sha256:" + "e" * 64
+    assert seen.images["tools"].frontend is None
+    assert seen.bases["debian"] == DEBIAN

@@ -289,3 +289,43 @@ def test_next_version_already_in_the_history_is_blocked() -> None:
     assert "the version tag localhost:5000/acme/base:1.4.1 already exists" in (
         plan.actions[0].blocked
     )
+
+
+def test_base_tag_is_the_tag_of_the_base_as_written_or_the_parent_version() -> None:
+    """{base_tag}: the external base's tag (digest dropped), the internal parent's version
+    (planned or built), and empty for a base written without a tag."""
+    with_base_tag = ("{version}", "{version}-{base_tag}")
+    fleet = Manifest(
+        root=Path("/repo/imagectl.yaml"),
+        files=(Path("/repo/imagectl.yaml"),),
+        images={
+            "base": image("base", "debian", "1.4", tags=with_base_tag),
+            "child": image("child", "base", "2.0", tags=with_base_tag),
+            "bare": image("bare", "plain", "1.0", tags=("{version}", "{base_tag}")),
+        },
+        bases={
+            "debian": BaseConfig(
+                "debian", DEBIAN + "@sha256:" + "d" * 64, Location("imagectl.yaml", 3, 3)
+            ),
+            "plain": BaseConfig("plain", "localhost:5000/plain", Location("imagectl.yaml", 4, 3)),
+        },
+    )
+    observed = Observed(
+        base_digests={"debian": "sha256:deb1", "plain": "sha256:p"},
+        built={},
+        inputs={n: f"in-{n}" for n in fleet.images},
+    )
+    with pytest.raises(PlanError, match=r"image 'bare'.*\{base_tag\} is empty"):
+        make_plan(fleet, observed, NOW)
+    fleet.images.pop("bare")
+    plan = make_plan(fleet, observed, NOW)
+    assert plan.action("base").tags == ("1.4.0", "1.4.0-bookworm-slim")  # type: ignore[union-attr]
+    assert plan.action("child").tags == ("2.0.0", "2.0.0-1.4.0")  # type: ignore[union-attr]
+    # the parent already built at 1.4.0 and unchanged: the child's base tag is its version
+    built_world = replace(
+        observed,
+        built={"base": built("1.4.0", DEBIAN, "sha256:deb1", "in-base", tags=("1.4.0",))},
+    )
+    plan = make_plan(fleet, built_world, NOW)
+    assert [a.image for a in plan.actions] == ["child"]
+    assert plan.actions[0].tags == ("2.0.0", "2.0.0-1.4.0")

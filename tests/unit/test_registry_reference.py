@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from imagectl.builders.base import registry_host
+from imagectl.domain.reference import without_digest, written_tag
 from imagectl.errors import ImagectlError
 from imagectl.registry import InvalidReferenceError, Reference, parse_reference
 
@@ -87,3 +89,48 @@ def test_references_are_hashable_values() -> None:
     assert len({a, b}) == 1
     with pytest.raises(InvalidReferenceError):
         Reference("docker.io", "library/debian")
+
+
+D = "sha256:" + "0" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "tag"),
+    [
+        ("debian", ""),  # no `latest` assumed: the tag as written
+        ("debian:12", "12"),
+        ("localhost:5000/acme/app", ""),  # a port is not a tag
+        ("localhost:5000/acme/app:1.4.0", "1.4.0"),
+        (f"localhost:5000/acme/app:1.4.0@{D}", "1.4.0"),
+        (f"acme/app@{D}", ""),
+        ("localhost:5000/acme/app:?", ""),  # not a reference (a parent not built yet)
+    ],
+)
+def test_written_tag(text: str, tag: str) -> None:
+    assert written_tag(text) == tag
+
+
+def test_without_digest_keeps_the_reference_as_written() -> None:
+    assert without_digest(f"debian:12@{D}") == "debian:12"
+    assert without_digest("debian:12") == "debian:12"
+
+
+def test_parsing_is_memoized_and_errors_are_raised_every_time() -> None:
+    assert parse_reference("localhost:5000/acme/app") is parse_reference("localhost:5000/acme/app")
+    for _ in range(2):
+        with pytest.raises(InvalidReferenceError, match="must be lowercase"):
+            parse_reference("localhost:5000/Acme/app")
+
+
+@pytest.mark.parametrize(
+    ("text", "host"),
+    [
+        ("127.0.0.1:5000/a/b:1", "127.0.0.1:5000"),
+        ("debian:bookworm", "docker.io"),
+        ("index.docker.io/library/debian:12", "docker.io"),
+        ("[::1]:5000/a:1", "[::1]:5000"),
+        ("not a reference", ""),
+    ],
+)
+def test_builders_take_the_registry_host_from_the_one_parser(text: str, host: str) -> None:
+    assert registry_host(text) == host
