@@ -28,6 +28,7 @@ from typing import Any
 
 from rich.console import Console
 
+from imagectl.domain.reference import without_digest
 from imagectl.domain.schedules import parse_schedule
 from imagectl.errors import ImagectlError, UsageError
 from imagectl.fsutil import state_dir
@@ -282,7 +283,7 @@ def explain_lines(
                 f"base {action.base.name} follows {action.base.ref}",
                 f"{_short(built.base_digest)} -> {_short(action.base.digest)}",
             ]
-            if built.base_ref and built.base_ref.split("@")[0] != action.base.ref:
+            if built.base_ref and without_digest(built.base_ref) != action.base.ref:
                 evidence.insert(1, f"reference {built.base_ref} -> {action.base.ref}")
         elif reason is StaleReason.BASE_REBUILT and built is not None:
             after = _short(action.base.digest) if action.base.digest else "built in this plan"

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from imagectl.domain.reference import without_digest
 from imagectl.registry.manifests import compute_digest
 
 SIMPLESIGNING_MEDIA = "application/vnd.dev.cosign.simplesigning.v1+json"
@@ -160,7 +161,7 @@ class ProvenanceFacts:
 
 def provenance_predicate(facts: ProvenanceFacts) -> dict[str, Any]:
     """The SLSA provenance v1 predicate for one build."""
-    base_name = facts.base_ref.split("@", 1)[0]
+    base_name = without_digest(facts.base_ref)
     deps: list[dict[str, Any]] = [
         {"uri": f"docker://{base_name}", "digest": {"sha256": facts.base_digest.split(":")[-1]}}
     ]
