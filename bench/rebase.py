@@ -21,10 +21,15 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
+
+import httpx
 
 from devenv.dockerd import ensure_dockerd
 from devenv.registry import start_registry
@@ -69,9 +74,14 @@ def write_family(root: Path, host: str, upstream: str, images: int) -> Path:
     return root / "imagectl.yaml"
 
 
-def imagectl(manifest: Path, *args: str, env: dict[str, str] | None = None) -> float:
-    """Wall time of one real CLI run (it must succeed)."""
+def imagectl(
+    manifest: Path, *args: str, env: dict[str, str] | None = None, profile: Path | None = None
+) -> float:
+    """Wall time of one real CLI run (it must succeed); `profile`: cProfile it and count
+    its registry requests by kind (into that directory)."""
     argv = [str(REPO / ".venv" / "bin" / "imagectl"), "-f", str(manifest), *args]
+    if profile is not None:
+        argv = [sys.executable, "-m", "bench.rebase", "--child", str(profile), *argv[1:]]
     start = time.perf_counter()
     result = subprocess.run(
         argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
@@ -144,11 +154,78 @@ def seed(manifest_path: Path, host: str) -> int:
     return len(plan.actions)
 
 
+def request_kind(request: httpx.Request) -> str:
+    """``METHOD what`` of one registry request (manifest by tag/digest, blob, upload, mount)."""
+    path = request.url.path
+    if "/blobs/uploads/" in path:
+        params = request.url.params
+        what = "mount" if "mount" in params else "upload+digest" if "digest" in params else "upload"
+    elif "/manifests/" in path:
+        what = "manifest@digest" if "sha256:" in path else "manifest:tag"
+    elif "/blobs/" in path:
+        what = "blob"
+    else:
+        what = path.rsplit("/", 1)[-1] or path
+    return f"{request.method} {what}"
+
+
+def child(out: Path, args: list[str]) -> None:
+    """Run the CLI in this process under cProfile, counting registry requests by kind."""
+    import cProfile
+
+    from imagectl.registry.session import RegistrySession
+
+    counts: Counter[str] = Counter()
+    mutex = threading.Lock()
+    original = RegistrySession._count_request
+
+    def counting(self: RegistrySession, request: httpx.Request) -> None:
+        with mutex:
+            counts[request_kind(request)] += 1
+        original(self, request)
+
+    RegistrySession._count_request = counting  # type: ignore[method-assign]
+    profiles: list[cProfile.Profile] = []
+    thread_run = threading.Thread.run
+
+    def profiled_run(self: threading.Thread) -> None:  # the workers' time too
+        profile = cProfile.Profile()
+        with mutex:
+            profiles.append(profile)
+        profile.runcall(thread_run, self)
+
+    threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    sys.argv = ["imagectl", *args]
+    from imagectl.cli import main as cli_main
+
+    profiler = cProfile.Profile()
+    code = 0
+    try:
+        profiler.runcall(cli_main)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        out.mkdir(parents=True, exist_ok=True)
+        profiler.dump_stats(out / "apply.prof")
+        for number, profile in enumerate(profiles):
+            profile.dump_stats(out / f"thread{number}.prof")
+        (out / "requests.json").write_text(json.dumps(dict(counts.most_common()), indent=1))
+    raise SystemExit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        child(Path(argv[1]), argv[2:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--sample", type=int, default=20, help="images rebuilt for the baseline")
     parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="cProfile the rebase apply and count its registry requests (into this directory)",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="imagectl-bench-rebase-"))
     try:
@@ -162,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
             push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v2")
             no_builder = {"IMAGECTL_DOCKER": str(work / "no-docker")}
             jobs = ["--jobs", str(args.jobs), "--no-git"]
-            rebase_time = imagectl(manifest_path, "apply", *jobs, env=no_builder)
+            rebase_time = imagectl(
+                manifest_path, "apply", *jobs, env=no_builder, profile=args.profile
+            )
             lock = read_lock(manifest_path.parent / "imagectl.lock")
             assert lock is not None
             rebased = sum(1 for r in lock.images.values() if r.version == "1.0.1")
