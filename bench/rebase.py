@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,11 +43,12 @@ import httpx
 from devenv.dockerd import ensure_dockerd
 from devenv.registry import RegistryServer, start_registry
 from devenv.upstream import push_upstream_base
-from imagectl.labels import build_labels
+from imagectl.labels import base_annotations, build_labels
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.pipeline import compute_plan
 from imagectl.plan.model import Action, PlanOptions
+from imagectl.rebase.publish import Rebaser, RebaseRequest
 from imagectl.registry import RegistryClient, parse_reference
 from imagectl.registry.manifests import OciManifest
 
@@ -259,6 +261,50 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
     raise SystemExit(code)
 
 
+def producer_only(manifest_path: Path, host: str, upstream: str, jobs: int) -> tuple[float, int]:
+    """Wall time and requests of the rebase producer alone on every recorded image (the
+    same `jobs` threads, no tag PUT, verify, floating tags or lock): its lower bound."""
+    lock = read_lock(manifest_path.parent / "imagectl.lock")
+    assert lock is not None
+    created = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    with RegistryClient(insecure_registries=[host], max_concurrency=jobs) as client:
+        base = parse_reference(upstream)
+        info = client.head_manifest(base)
+        assert info is not None
+        requests = []
+        for name, record in sorted(lock.images.items()):
+            assert record.base is not None
+            labels = build_labels(
+                user_labels={},
+                name=name,
+                family="fleet",
+                version="1.0.1",
+                base_name=upstream,
+                base_digest=info.digest,
+                created=created,
+                revision=None,
+                source=None,
+                inputs=record.inputs,
+            )
+            requests.append(
+                RebaseRequest(
+                    repository=parse_reference(record.repository),
+                    old_digest=record.digest,
+                    old_base=base.with_digest(record.base.digest),
+                    new_base=base.with_digest(info.digest),
+                    labels=labels,
+                    annotations=base_annotations(upstream, info.digest),
+                    created=created,
+                )
+            )
+        rebaser = Rebaser(client)
+        before = client.request_count
+        start = time.perf_counter()
+        with ThreadPoolExecutor(jobs) as pool:
+            list(pool.map(rebaser.rebase, requests))
+        return time.perf_counter() - start, client.request_count - before
+
+
 @dataclass(frozen=True)
 class Result:
     """What the benchmark measured."""
@@ -270,6 +316,7 @@ class Result:
     sample: int
     noop_all: Run  # an apply with nothing to do: the fixed cost of the whole family
     noop_sample: Run  # the same for the sample's images
+    producer: tuple[float, int]  # the rebase producer alone: wall time, requests
 
     @property
     def rebuild_all(self) -> float:
@@ -293,6 +340,9 @@ class Result:
             f"rebase of {n} after a base update: {rebase.wall:.1f} s wall "
             f"({1000 * rebase.wall / n:.0f} ms/image), 0 builder invocations; CPU: apply "
             f"{rebase.cpu:.1f} s, registry {rebase.registry_cpu:.1f} s",
+            f"  of which the rebase producer alone (no tag PUT, verify, floating tags, lock): "
+            f"{self.producer[0]:.1f} s ({1000 * self.producer[0] / n:.0f} ms/image), "
+            f"{self.producer[1] / n:.1f} requests/image",
             f"  registry requests: {rebase.request_total} ({per_rebase:.1f}/image beyond a "
             f"no-op apply's {self.noop_all.request_total}); per image: {kinds}",
             f"rebuild of {self.sample}: {rebuild.wall:.1f} s wall; CPU: apply {rebuild.cpu:.1f} s"
@@ -352,6 +402,7 @@ def measure(
     manifest_path = write_family(work / "family", registry.host, upstream, images)
     count = seed(manifest_path, registry.host)
     push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v2")
+    producer = producer_only(manifest_path, registry.host, upstream, jobs)
     no_builder = {"IMAGECTL_DOCKER": str(work / "no-docker")}
     common = ["--jobs", str(jobs), "--no-git"]
     pid = registry.process.pid
@@ -368,7 +419,7 @@ def measure(
     noop_sample = imagectl(manifest_path, "apply", *common, *only, registry_pid=pid)
     forced = [flag for name in names for flag in ("--force", name)]
     rebuild = imagectl(manifest_path, "apply", *common, *only, *forced, registry_pid=pid)
-    return Result(count, jobs, rebase, rebuild, len(names), noop_all, noop_sample)
+    return Result(count, jobs, rebase, rebuild, len(names), noop_all, noop_sample, producer)
 
 
 if __name__ == "__main__":
