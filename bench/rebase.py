@@ -92,6 +92,7 @@ class Run:
     cpu: float
     registry_cpu: float
     requests: Counter[str]
+    dockerd_cpu: float  # the shared docker daemon's (other users' work included)
 
     @property
     def request_total(self) -> int:
@@ -102,6 +103,28 @@ def process_cpu(pid: int) -> float:
     """User + system CPU seconds of a running process (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name is `name` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += process_cpu(pid)
+        except OSError:
+            continue
+    return total
 
 
 def imagectl(
@@ -117,6 +140,8 @@ def imagectl(
         argv = [sys.executable, "-m", "bench.rebase", "--child", str(out), str(bool(profile))]
         argv += ["-f", str(manifest), *args]
         registry_before = process_cpu(registry_pid)
+        daemons = pids_named("dockerd")
+        dockerd_before = cpu_of(daemons)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         result = subprocess.run(
@@ -125,11 +150,12 @@ def imagectl(
         wall = time.perf_counter() - start
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         registry_cpu = process_cpu(registry_pid) - registry_before
+        dockerd_cpu = cpu_of(daemons) - dockerd_before
         if result.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
         requests = Counter(json.loads((out / "requests.json").read_text()))
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return Run(wall, cpu, registry_cpu, requests)
+    return Run(wall, cpu, registry_cpu, requests, dockerd_cpu)
 
 
 def clone_as(
@@ -346,7 +372,8 @@ class Result:
             f"  registry requests: {rebase.request_total} ({per_rebase:.1f}/image beyond a "
             f"no-op apply's {self.noop_all.request_total}); per image: {kinds}",
             f"rebuild of {self.sample}: {rebuild.wall:.1f} s wall; CPU: apply {rebuild.cpu:.1f} s"
-            f" (docker CLI included), registry {rebuild.registry_cpu:.1f} s; imagectl's "
+            f" (docker CLI included), registry {rebuild.registry_cpu:.1f} s, dockerd "
+            f"{rebuild.dockerd_cpu:.1f} s (shared daemon); imagectl's "
             f"requests {rebuild.request_total} (docker's own not counted)",
             f"no-op apply (fixed cost): {self.noop_all.wall:.1f} s for {n} images, "
             f"{self.noop_sample.wall:.1f} s for the {self.sample} rebuilt",
