@@ -343,6 +343,7 @@ class Result:
     noop_all: Run  # an apply with nothing to do: the fixed cost of the whole family
     noop_sample: Run  # the same for the sample's images
     producer: tuple[float, int]  # the rebase producer alone: wall time, requests
+    git: bool = False  # both sides applied with --git-push
 
     @property
     def rebuild_all(self) -> float:
@@ -362,7 +363,7 @@ class Result:
         per_rebase = (rebase.request_total - self.noop_all.request_total) / n
         kinds = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(rebase.requests.items()))
         return [
-            f"images: {n} COPY-only, --jobs {self.jobs}",
+            f"images: {n} COPY-only, --jobs {self.jobs}" + (", --git-push" if self.git else ""),
             f"rebase of {n} after a base update: {rebase.wall:.1f} s wall "
             f"({1000 * rebase.wall / n:.0f} ms/image), 0 builder invocations; CPU: apply "
             f"{rebase.cpu:.1f} s, registry {rebase.registry_cpu:.1f} s",
@@ -400,19 +401,43 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="cProfile the rebase apply and count its registry requests (into this directory)",
     )
+    parser.add_argument(
+        "--git-push",
+        action="store_true",
+        help="apply with --git-push (versions claimed in a local bare remote) on both sides",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="imagectl-bench-rebase-"))
     try:
         ensure_dockerd(work / "dockerd")
         registry = start_registry(work / "registry")
         try:
-            result = measure(work, registry, args.images, args.sample, args.jobs, args.profile)
+            result = measure(
+                work, registry, args.images, args.sample, args.jobs, args.profile, args.git_push
+            )
         finally:
             registry.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("\n".join(result.lines()))
     return 0
+
+
+def git_remote(worktree: Path, remote: Path) -> None:
+    """Make `worktree` a git repository with everything committed, pushed to a local bare
+    `remote` (no network): applies with ``--git-push`` claim their versions there."""
+
+    def git(*args: str, cwd: Path = worktree) -> None:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+    git("init", "-q", "--bare", str(remote), cwd=worktree.parent)
+    git("init", "-q", "-b", "main")
+    git("config", "user.name", "bench")
+    git("config", "user.email", "bench@example.invalid")
+    git("add", "-A")
+    git("commit", "-q", "-m", "family")
+    git("remote", "add", "origin", str(remote))
+    git("push", "-q", "-u", "origin", "main")
 
 
 def measure(
@@ -422,6 +447,7 @@ def measure(
     sample: int | None,
     jobs: int,
     profile: Path | None,
+    git_push: bool = False,
 ) -> Result:
     """Seed the family, move its base, rebase it all, then rebuild (a sample of) it."""
     push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v1")
@@ -431,7 +457,9 @@ def measure(
     push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v2")
     producer = producer_only(manifest_path, registry.host, upstream, jobs)
     no_builder = {"IMAGECTL_DOCKER": str(work / "no-docker")}
-    common = ["--jobs", str(jobs), "--no-git"]
+    if git_push:
+        git_remote(manifest_path.parent, work / "remote.git")
+    common = ["--jobs", str(jobs), "--git-push" if git_push else "--no-git"]
     pid = registry.process.pid
     rebase = imagectl(
         manifest_path, "apply", *common, registry_pid=pid, env=no_builder, profile=profile
@@ -446,7 +474,9 @@ def measure(
     noop_sample = imagectl(manifest_path, "apply", *common, *only, registry_pid=pid)
     forced = [flag for name in names for flag in ("--force", name)]
     rebuild = imagectl(manifest_path, "apply", *common, *only, *forced, registry_pid=pid)
-    return Result(count, jobs, rebase, rebuild, len(names), noop_all, noop_sample, producer)
+    return Result(
+        count, jobs, rebase, rebuild, len(names), noop_all, noop_sample, producer, git_push
+    )
 
 
 if __name__ == "__main__":
