@@ -367,7 +367,7 @@ class Result:
             f"rebase of {n} after a base update: {rebase.wall:.1f} s wall "
             f"({1000 * rebase.wall / n:.0f} ms/image), 0 builder invocations; CPU: apply "
             f"{rebase.cpu:.1f} s, registry {rebase.registry_cpu:.1f} s",
-            f"  of which the rebase producer alone (no tag PUT, verify, floating tags, lock): "
+            f"  rebase producer alone (a run of its own: no tag PUT, verify, floating tags, lock): "
             f"{self.producer[0]:.1f} s ({1000 * self.producer[0] / n:.0f} ms/image), "
             f"{self.producer[1] / n:.1f} requests/image",
             f"  registry requests: {rebase.request_total} ({per_rebase:.1f}/image beyond a "
