@@ -251,7 +251,8 @@ class RegistryClient:
         A POST carrying the bytes and ``?digest=`` is the OCI spec's single-request
         upload (201). A registry that only starts an upload session (202: the reference
         registry does) gets one PUT of the bytes at the location it gave, and is
-        remembered: its later uploads start with a bare POST. One request, else two.
+        remembered: its later uploads start with a bare POST. One request, else two
+        (three once, for a registry that refuses the single POST outright: 400/404/405).
 
         Returns:
             The blob's digest.
@@ -266,10 +267,13 @@ class RegistryClient:
             f"blobs/uploads/?digest={digest}" if single else "blobs/uploads/",
             "pull,push",
             subject,
-            expect={201, 202},
+            expect={201, 202, 400, 404, 405} if single else {202},
             headers=headers,
             content=data if single else None,
         )
+        if started.status_code in (400, 404, 405):  # the single POST is optional: refused
+            self._single_post[ref.registry] = False
+            return self.push_small_blob(ref, data)
         if started.status_code == 201:
             confirmed = checked_digest(started.headers.get("docker-content-digest"), subject)
             if confirmed and confirmed != digest:

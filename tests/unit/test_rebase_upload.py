@@ -59,3 +59,27 @@ def test_a_registry_storing_other_bytes_is_an_error() -> None:
         pytest.raises(RegistryError, match=r"the registry stored sha256:0+, not sha256:"),
     ):
         client.push_small_blob(REF, DATA)
+
+
+def test_a_registry_refusing_the_single_post_gets_a_session_upload() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, str(request.url.params.get("digest", "-"))))
+        if request.method == "POST" and "digest" in request.url.params:
+            return httpx.Response(400, json={"errors": [{"code": "UNSUPPORTED"}]})
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/acme/app/blobs/uploads/u1"})
+        return httpx.Response(201)
+
+    with _client(httpx.MockTransport(registry)) as client:
+        client.push_small_blob(REF, DATA)
+        client.push_small_blob(REF, DATA)
+    digest = compute_digest(DATA)
+    assert seen == [
+        ("POST", digest),
+        ("POST", "-"),
+        ("PUT", digest),
+        ("POST", "-"),
+        ("PUT", digest),
+    ]
