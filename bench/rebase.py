@@ -8,10 +8,16 @@
 3. Re-publish the upstream base. Time ``imagectl apply`` of the whole family with
    ``IMAGECTL_DOCKER`` naming no executable: any builder invocation would fail it,
    so success proves 0 builder invocations.
-4. Time ``imagectl apply --force`` of a sample of K images (docker builds, same
-   ``--jobs``) and extrapolate the rebuild of N (``--sample N`` measures it all).
+4. Time ``imagectl apply --force`` of every image (docker builds, same ``--jobs``, same
+   launcher). ``--sample K`` rebuilds K images only and extrapolates fairly: the fixed
+   cost of an apply (start, plan, report: a no-op apply of the same images) is taken
+   out of the sample before scaling, and the no-op apply of all N is added back.
 
-Usage: python -m bench.rebase [--images 500] [--sample 20] [--jobs 8]
+Every apply runs in a child process that counts imagectl's registry requests by kind
+(``--profile DIR`` also writes cProfile data of the rebase apply, every thread). The
+CPU seconds of the apply and of the registry process are shown next to wall times.
+
+Usage: python -m bench.rebase [--images 500] [--sample K] [--jobs 8] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -19,21 +25,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
+
 from devenv.dockerd import ensure_dockerd
-from devenv.registry import start_registry
+from devenv.registry import RegistryServer, start_registry
 from devenv.upstream import push_upstream_base
-from imagectl.labels import build_labels
+from imagectl.labels import base_annotations, build_labels
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.pipeline import compute_plan
 from imagectl.plan.model import Action, PlanOptions
+from imagectl.rebase.publish import Rebaser, RebaseRequest
 from imagectl.registry import RegistryClient, parse_reference
 from imagectl.registry.manifests import OciManifest
 
@@ -69,17 +84,78 @@ def write_family(root: Path, host: str, upstream: str, images: int) -> Path:
     return root / "imagectl.yaml"
 
 
-def imagectl(manifest: Path, *args: str, env: dict[str, str] | None = None) -> float:
-    """Wall time of one real CLI run (it must succeed)."""
-    argv = [str(REPO / ".venv" / "bin" / "imagectl"), "-f", str(manifest), *args]
-    start = time.perf_counter()
-    result = subprocess.run(
-        argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
-    )
-    elapsed = time.perf_counter() - start
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
-    return elapsed
+@dataclass(frozen=True)
+class Run:
+    """One apply: wall time, CPU of the apply and of the registry, imagectl's requests."""
+
+    wall: float
+    cpu: float
+    registry_cpu: float
+    requests: Counter[str]
+    dockerd_cpu: float  # the shared docker daemon's (other users' work included)
+
+    @property
+    def request_total(self) -> int:
+        return sum(self.requests.values())
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pids_named(name: str) -> list[int]:
+    """Processes whose command name is `name` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == name:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def cpu_of(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += process_cpu(pid)
+        except OSError:
+            continue
+    return total
+
+
+def imagectl(
+    manifest: Path,
+    *args: str,
+    registry_pid: int,
+    env: dict[str, str] | None = None,
+    profile: Path | None = None,
+) -> Run:
+    """One real CLI run (it must succeed) in a counting child; `profile`: cProfile it."""
+    with tempfile.TemporaryDirectory(prefix="imagectl-bench-child-") as tmp:
+        out = profile or Path(tmp)
+        argv = [sys.executable, "-m", "bench.rebase", "--child", str(out), str(bool(profile))]
+        argv += ["-f", str(manifest), *args]
+        registry_before = process_cpu(registry_pid)
+        daemons = pids_named("dockerd")
+        dockerd_before = cpu_of(daemons)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        start = time.perf_counter()
+        result = subprocess.run(
+            argv, capture_output=True, text=True, env={**os.environ, **(env or {})}, check=False
+        )
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        registry_cpu = process_cpu(registry_pid) - registry_before
+        dockerd_cpu = cpu_of(daemons) - dockerd_before
+        if result.returncode != 0:
+            raise SystemExit(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
+        requests = Counter(json.loads((out / "requests.json").read_text()))
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return Run(wall, cpu, registry_cpu, requests, dockerd_cpu)
 
 
 def clone_as(
@@ -120,7 +196,9 @@ def seed(manifest_path: Path, host: str) -> int:
     with RegistryClient(insecure_registries=[host], max_concurrency=16) as client:
         plan, _ = compute_plan(manifest, client, now=NOW, options=PlanOptions())
         first = plan.actions[0]
-        imagectl(manifest_path, "apply", "--no-git", "--only", first.image)
+        model_build = ["apply", "--no-git", "--only", first.image]
+        cli = [str(REPO / ".venv" / "bin" / "imagectl"), "-f", str(manifest_path)]
+        subprocess.run([*cli, *model_build], check=True, capture_output=True)
         lock = read_lock(manifest_path.parent / "imagectl.lock") or Lock()
         model = lock.images[first.image]
         for action in plan.actions[1:]:
@@ -144,47 +222,261 @@ def seed(manifest_path: Path, host: str) -> int:
     return len(plan.actions)
 
 
+def request_kind(request: httpx.Request) -> str:
+    """``METHOD what`` of one registry request (manifest by tag/digest, blob, upload, mount)."""
+    path = request.url.path
+    if "/blobs/uploads/" in path:
+        params = request.url.params
+        what = "mount" if "mount" in params else "upload+digest" if "digest" in params else "upload"
+    elif "/manifests/" in path:
+        what = "manifest@digest" if "sha256:" in path else "manifest:tag"
+    elif "/blobs/" in path:
+        what = "blob"
+    else:
+        what = path.rsplit("/", 1)[-1] or path
+    return f"{request.method} {what}"
+
+
+def child(out: Path, profile: bool, args: list[str]) -> None:
+    """Run the CLI in this process counting registry requests by kind; `profile`: under
+    cProfile (the main thread and every worker thread)."""
+    import cProfile
+
+    from imagectl.registry.session import RegistrySession
+
+    counts: Counter[str] = Counter()
+    mutex = threading.Lock()
+    original = RegistrySession._count_request
+
+    def counting(self: RegistrySession, request: httpx.Request) -> None:
+        with mutex:
+            counts[request_kind(request)] += 1
+        original(self, request)
+
+    RegistrySession._count_request = counting  # type: ignore[method-assign]
+    profiles: list[cProfile.Profile] = []
+    thread_run = threading.Thread.run
+
+    def profiled_run(self: threading.Thread) -> None:  # the workers' time too
+        thread_profile = cProfile.Profile()
+        with mutex:
+            profiles.append(thread_profile)
+        thread_profile.runcall(thread_run, self)
+
+    if profile:
+        threading.Thread.run = profiled_run  # type: ignore[method-assign]
+    sys.argv = ["imagectl", *args]
+    from imagectl.cli import main as cli_main
+
+    profiler = cProfile.Profile()
+    code = 0
+    try:
+        if profile:
+            profiler.runcall(cli_main)
+        else:
+            cli_main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        out.mkdir(parents=True, exist_ok=True)
+        if profile:
+            profiler.dump_stats(out / "apply.prof")
+            for number, thread_profile in enumerate(profiles):
+                thread_profile.dump_stats(out / f"thread{number}.prof")
+        (out / "requests.json").write_text(json.dumps(dict(counts.most_common()), indent=1))
+    raise SystemExit(code)
+
+
+def producer_only(manifest_path: Path, host: str, upstream: str, jobs: int) -> tuple[float, int]:
+    """Wall time and requests of the rebase producer alone on every recorded image (the
+    same `jobs` threads, no tag PUT, verify, floating tags or lock): its lower bound."""
+    lock = read_lock(manifest_path.parent / "imagectl.lock")
+    assert lock is not None
+    created = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    with RegistryClient(insecure_registries=[host], max_concurrency=jobs) as client:
+        base = parse_reference(upstream)
+        info = client.head_manifest(base)
+        assert info is not None
+        requests = []
+        for name, record in sorted(lock.images.items()):
+            assert record.base is not None
+            labels = build_labels(
+                user_labels={},
+                name=name,
+                family="fleet",
+                version="1.0.1",
+                base_name=upstream,
+                base_digest=info.digest,
+                created=created,
+                revision=None,
+                source=None,
+                inputs=record.inputs,
+            )
+            requests.append(
+                RebaseRequest(
+                    repository=parse_reference(record.repository),
+                    old_digest=record.digest,
+                    old_base=base.with_digest(record.base.digest),
+                    new_base=base.with_digest(info.digest),
+                    labels=labels,
+                    annotations=base_annotations(upstream, info.digest),
+                    created=created,
+                )
+            )
+        rebaser = Rebaser(client)
+        before = client.request_count
+        start = time.perf_counter()
+        with ThreadPoolExecutor(jobs) as pool:
+            list(pool.map(rebaser.rebase, requests))
+        return time.perf_counter() - start, client.request_count - before
+
+
+@dataclass(frozen=True)
+class Result:
+    """What the benchmark measured."""
+
+    images: int
+    jobs: int
+    rebase: Run
+    rebuild: Run  # measured on `sample` images
+    sample: int
+    noop_all: Run  # an apply with nothing to do: the fixed cost of the whole family
+    noop_sample: Run  # the same for the sample's images
+    producer: tuple[float, int]  # the rebase producer alone: wall time, requests
+    git: bool = False  # both sides applied with --git-push
+
+    @property
+    def rebuild_all(self) -> float:
+        """Wall time of rebuilding every image (measured, or extrapolated fairly)."""
+        if self.sample == self.images:
+            return self.rebuild.wall
+        per_image = max(0.0, self.rebuild.wall - self.noop_sample.wall) / self.sample
+        return self.noop_all.wall + per_image * self.images
+
+    @property
+    def ratio(self) -> float:
+        return self.rebuild_all / self.rebase.wall
+
+    def lines(self) -> list[str]:
+        n, rebase, rebuild = self.images, self.rebase, self.rebuild
+        measured = "measured" if self.sample == n else f"extrapolated from {self.sample}"
+        per_rebase = (rebase.request_total - self.noop_all.request_total) / n
+        kinds = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(rebase.requests.items()))
+        return [
+            f"images: {n} COPY-only, --jobs {self.jobs}" + (", --git-push" if self.git else ""),
+            f"rebase of {n} after a base update: {rebase.wall:.1f} s wall "
+            f"({1000 * rebase.wall / n:.0f} ms/image), 0 builder invocations; CPU: apply "
+            f"{rebase.cpu:.1f} s, registry {rebase.registry_cpu:.1f} s",
+            f"  rebase producer alone (a run of its own: no tag PUT, verify, floating tags, lock): "
+            f"{self.producer[0]:.1f} s ({1000 * self.producer[0] / n:.0f} ms/image), "
+            f"{self.producer[1] / n:.1f} requests/image",
+            f"  registry requests: {rebase.request_total} ({per_rebase:.1f}/image beyond a "
+            f"no-op apply's {self.noop_all.request_total}); per image: {kinds}",
+            f"rebuild of {self.sample}: {rebuild.wall:.1f} s wall; CPU: apply {rebuild.cpu:.1f} s"
+            f" (docker CLI included), registry {rebuild.registry_cpu:.1f} s, dockerd "
+            f"{rebuild.dockerd_cpu:.1f} s (shared daemon); imagectl's "
+            f"requests {rebuild.request_total} (docker's own not counted)",
+            f"no-op apply (fixed cost): {self.noop_all.wall:.1f} s for {n} images, "
+            f"{self.noop_sample.wall:.1f} s for the {self.sample} rebuilt",
+            f"rebuild of {n}: {self.rebuild_all:.1f} s ({measured}), "
+            f"{1000 * self.rebuild_all / n:.0f} ms/image",
+            f"rebase is {self.ratio:.1f}x faster than rebuilding",
+        ]
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--child"]:
+        child(Path(argv[1]), argv[2] == "True", argv[3:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--images", type=int, default=500)
-    parser.add_argument("--sample", type=int, default=20, help="images rebuilt for the baseline")
+    parser.add_argument(
+        "--sample",
+        type=int,
+        help="images rebuilt for the baseline (default: all; fewer extrapolate)",
+    )
     parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="cProfile the rebase apply and count its registry requests (into this directory)",
+    )
+    parser.add_argument(
+        "--git-push",
+        action="store_true",
+        help="apply with --git-push (versions claimed in a local bare remote) on both sides",
+    )
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="imagectl-bench-rebase-"))
     try:
         ensure_dockerd(work / "dockerd")
         registry = start_registry(work / "registry")
         try:
-            push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v1")
-            upstream = f"{registry.host}/upstream/rebase-bench:1"
-            manifest_path = write_family(work / "family", registry.host, upstream, args.images)
-            count = seed(manifest_path, registry.host)
-            push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v2")
-            no_builder = {"IMAGECTL_DOCKER": str(work / "no-docker")}
-            jobs = ["--jobs", str(args.jobs), "--no-git"]
-            rebase_time = imagectl(manifest_path, "apply", *jobs, env=no_builder)
-            lock = read_lock(manifest_path.parent / "imagectl.lock")
-            assert lock is not None
-            rebased = sum(1 for r in lock.images.values() if r.version == "1.0.1")
-            assert rebased == count, f"{rebased} of {count} rebased"
-            sample = sorted(lock.images)[: max(1, min(args.sample, count))]
-            forced = [flag for name in sample for flag in ("--force", name, "--only", name)]
-            rebuild_sample = imagectl(manifest_path, "apply", *jobs, *forced)
+            result = measure(
+                work, registry, args.images, args.sample, args.jobs, args.profile, args.git_push
+            )
         finally:
             registry.stop()
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    per_image = rebuild_sample / len(sample)
-    rebuild_all = per_image * count
-    print(f"images: {count} COPY-only, --jobs {args.jobs}")
-    print(f"rebase of {count} after a base update: {rebase_time:.1f} s, 0 builder invocations")
-    print(
-        f"rebuild sample: {len(sample)} images in {rebuild_sample:.1f} s "
-        f"({per_image:.2f} s/image) -> {count} images ~ {rebuild_all:.1f} s"
-        + (" (measured)" if len(sample) == count else " (extrapolated)")
-    )
-    print(f"rebase is {rebuild_all / rebase_time:.1f}x faster than rebuilding")
+    print("\n".join(result.lines()))
     return 0
+
+
+def git_remote(worktree: Path, remote: Path) -> None:
+    """Make `worktree` a git repository with everything committed, pushed to a local bare
+    `remote` (no network): applies with ``--git-push`` claim their versions there."""
+
+    def git(*args: str, cwd: Path = worktree) -> None:
+        subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
+
+    git("init", "-q", "--bare", str(remote), cwd=worktree.parent)
+    git("init", "-q", "-b", "main")
+    git("config", "user.name", "bench")
+    git("config", "user.email", "bench@example.invalid")
+    git("add", "-A")
+    git("commit", "-q", "-m", "family")
+    git("remote", "add", "origin", str(remote))
+    git("push", "-q", "-u", "origin", "main")
+
+
+def measure(
+    work: Path,
+    registry: RegistryServer,
+    images: int,
+    sample: int | None,
+    jobs: int,
+    profile: Path | None,
+    git_push: bool = False,
+) -> Result:
+    """Seed the family, move its base, rebase it all, then rebuild (a sample of) it."""
+    push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v1")
+    upstream = f"{registry.host}/upstream/rebase-bench:1"
+    manifest_path = write_family(work / "family", registry.host, upstream, images)
+    count = seed(manifest_path, registry.host)
+    push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v2")
+    producer = producer_only(manifest_path, registry.host, upstream, jobs)
+    no_builder = {"IMAGECTL_DOCKER": str(work / "no-docker")}
+    if git_push:
+        git_remote(manifest_path.parent, work / "remote.git")
+    common = ["--jobs", str(jobs), "--git-push" if git_push else "--no-git"]
+    pid = registry.process.pid
+    rebase = imagectl(
+        manifest_path, "apply", *common, registry_pid=pid, env=no_builder, profile=profile
+    )
+    lock = read_lock(manifest_path.parent / "imagectl.lock")
+    assert lock is not None
+    rebased = sum(1 for r in lock.images.values() if r.version == "1.0.1")
+    assert rebased == count, f"{rebased} of {count} rebased"
+    noop_all = imagectl(manifest_path, "apply", *common, registry_pid=pid, env=no_builder)
+    names = sorted(lock.images)[: max(1, min(sample or count, count))]
+    only = [] if len(names) == count else [f for n in names for f in ("--only", n)]
+    noop_sample = imagectl(manifest_path, "apply", *common, *only, registry_pid=pid)
+    forced = [flag for name in names for flag in ("--force", name)]
+    rebuild = imagectl(manifest_path, "apply", *common, *only, *forced, registry_pid=pid)
+    return Result(
+        count, jobs, rebase, rebuild, len(names), noop_all, noop_sample, producer, git_push
+    )
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,58 +47,93 @@ def _json(data: Any) -> bytes:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+@dataclass(frozen=True)
+class _BaseImage:
+    """One platform image of a base: its layers and the config fields a rebase splices."""
+
+    layers: list[dict[str, Any]]
+    diff_ids: list[str]
+    history: list[Any]
+
+
+class _OnceCache:
+    """Values computed once per key, thread-safe: concurrent callers of one key wait for
+    the first (so 8 workers starting together read a base once, not 8 times)."""
+
+    def __init__(self) -> None:
+        self._values: dict[Any, Any] = {}
+        self._locks: dict[Any, threading.Lock] = {}
+        self._mutex = threading.Lock()
+
+    def get(self, key: Any, compute: Callable[[], Any]) -> Any:
+        with self._mutex:
+            if key in self._values:
+                return self._values[key]
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._mutex:
+                if key in self._values:
+                    return self._values[key]
+            value = compute()
+            with self._mutex:
+                self._values[key] = value
+                self._locks.pop(key, None)
+            return value
+
+
 class Rebaser:
-    """Rebases images with one registry client; base manifests and configs are read once."""
+    """Rebases images with one registry client (one per apply run, shared by its workers).
+
+    A base (both the old and the new one) is read once per run and platform: its
+    manifest(s) and config, cached by (base digest, platform). A new base layer is
+    mounted into an image's repository once, and not at all when the old image already
+    lists it (the repository holds it). Per image that leaves: GET the old manifest,
+    GET its config, one mount per new base layer the old image lacks, and the new
+    config's upload (one request where the registry takes a single-POST upload, else
+    two). The caller's PUT of the manifest by tag follows.
+    """
 
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
-        self._cache: dict[tuple[str, str], Any] = {}
-        self._mounted: set[tuple[str, str]] = set()
-        self._mutex = threading.Lock()
+        self._bases = _OnceCache()  # (base digest, platform) -> _BaseImage
+        self._mounts = _OnceCache()  # (repository, blob digest) -> True once present
 
-    def _cached_manifest(self, ref: Reference, digest: str) -> OciManifest:
-        key = (ref.name, digest)
-        with self._mutex:
-            found = self._cache.get(key)
-        if found is None:
-            found = self.client.get_manifest(ref.with_digest(digest))
-            with self._mutex:
-                self._cache[key] = found
-        assert isinstance(found, OciManifest)
+    def _base_for(self, base: Reference, platform: str) -> _BaseImage:
+        assert base.digest is not None
+        key = (base.registry, base.repository, base.digest, platform)
+        found: _BaseImage = self._bases.get(key, lambda: self._read_base(base, platform))
         return found
 
-    def _config(self, ref: Reference, manifest: OciManifest) -> dict[str, Any]:
-        digest = config_digest_of(manifest, str(ref))
-        key = (ref.name, digest)
-        with self._mutex:
-            found = self._cache.get(key)
-        if found is None:
-            found = json.loads(self.client.get_blob(ref, digest))
-            with self._mutex:
-                self._cache[key] = found
-        return dict(found)
+    def _read_base(self, base: Reference, platform: str) -> _BaseImage:
+        assert base.digest is not None
+        top = self._bases.get(
+            (base.registry, base.repository, base.digest, None),
+            lambda: self.client.get_manifest(base),
+        )
+        manifest: OciManifest = top
+        if top.is_index:
+            for entry in top.data.get("manifests") or []:
+                name = entry_platform(entry)
+                if name is not None and same_platform(name, platform):
+                    manifest = self.client.get_manifest(base.with_digest(str(entry["digest"])))
+                    break
+            else:
+                raise RebaseRefused(f"base {base} has no image for {platform}")
+        config = json.loads(self.client.get_blob(base, config_digest_of(manifest, str(base))))
+        return _BaseImage(
+            layers=list(manifest.data.get("layers") or []),
+            diff_ids=list((config.get("rootfs") or {}).get("diff_ids") or []),
+            history=list(config.get("history") or []),
+        )
 
     def _mount(self, target: Reference, source: Reference, digest: str) -> None:
-        key = (target.name, digest)
-        with self._mutex:
-            if key in self._mounted:
-                return
-        if not self.client.mount_blob(target, digest, source):
-            # another registry, or it declined the mount: copy the blob once
-            self.client.push_blob(target, self.client.get_blob(source, digest))
-        with self._mutex:
-            self._mounted.add(key)
+        def mount() -> bool:
+            if not self.client.mount_blob(target, digest, source):
+                # another registry, or it declined the mount: copy the blob once
+                self.client.push_blob(target, self.client.get_blob(source, digest))
+            return True
 
-    def _base_for(self, base: Reference, platform: str) -> OciManifest:
-        assert base.digest is not None
-        top = self._cached_manifest(base, base.digest)
-        if not top.is_index:
-            return top
-        for entry in top.data.get("manifests") or []:
-            name = entry_platform(entry)
-            if name is not None and same_platform(name, platform):
-                return self._cached_manifest(base, str(entry["digest"]))
-        raise RebaseRefused(f"base {base} has no image for {platform}")
+        self._mounts.get((target.registry, target.repository, digest), mount)
 
     def rebase(self, req: RebaseRequest) -> OciManifest:
         """The rebased image (or index), every blob and platform image it needs stored.
@@ -130,7 +165,7 @@ class Rebaser:
         self, req: RebaseRequest, old: OciManifest, platform: str | None, *, store: bool
     ) -> OciManifest:
         repo = req.repository
-        config = self._config(repo, old)
+        config = json.loads(self.client.get_blob(repo, config_digest_of(old, str(repo))))
         if platform is None:
             arch = "/".join(
                 str(config[k]) for k in ("os", "architecture", "variant") if config.get(k)
@@ -138,46 +173,36 @@ class Rebaser:
             platform = arch or "linux/amd64"
         old_base = self._base_for(req.old_base, platform)
         new_base = self._base_for(req.new_base, platform)
-        old_base_config = self._config(req.old_base, old_base)
-        new_base_config = self._config(req.new_base, new_base)
         layers = list(old.data.get("layers") or [])
-        base_layers = list(old_base.data.get("layers") or [])
-        count = len(base_layers)
+        count = len(old_base.layers)
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
-        base_diff_ids = list((old_base_config.get("rootfs") or {}).get("diff_ids") or [])
         same_layers = [d.get("digest") for d in layers[:count]] == [
-            d.get("digest") for d in base_layers
+            d.get("digest") for d in old_base.layers
         ]
-        if not same_layers or diff_ids[:count] != base_diff_ids:
+        if not same_layers or diff_ids[:count] != old_base.diff_ids:
             raise RebaseRefused(
                 f"{repo.name}@{old.digest} ({platform}) does not start with the layers of "
                 f"its recorded base {req.old_base}"
             )
+        present = {str(d.get("digest")) for d in layers}  # blobs the repository holds
+        for layer in new_base.layers:
+            if str(layer["digest"]) not in present:
+                self._mount(repo, req.new_base, str(layer["digest"]))
         history = list(config.get("history") or [])
-        own_history = history[len(old_base_config.get("history") or []) :]
-        new_layers = list(new_base.data.get("layers") or [])
-        for layer in new_layers:
-            self._mount(repo, req.new_base, str(layer["digest"]))
         inner = dict(config.get("config") or {})
         inner["Labels"] = {**(inner.get("Labels") or {}), **req.labels}
         new_config = {
             **config,
             "created": req.created,
             "config": inner,
-            "rootfs": {
-                "type": "layers",
-                "diff_ids": [
-                    *((new_base_config.get("rootfs") or {}).get("diff_ids") or []),
-                    *diff_ids[count:],
-                ],
-            },
-            "history": [*(new_base_config.get("history") or []), *own_history],
+            "rootfs": {"type": "layers", "diff_ids": [*new_base.diff_ids, *diff_ids[count:]]},
+            "history": [*new_base.history, *history[len(old_base.history) :]],
         }
         config_raw = _json(new_config)
-        config_digest = self.client.push_blob(repo, config_raw)
+        config_digest = self.client.push_small_blob(repo, config_raw)
         data = dict(old.data)
         data["config"] = {**data["config"], "digest": config_digest, "size": len(config_raw)}
-        data["layers"] = [*new_layers, *layers[count:]]
+        data["layers"] = [*new_base.layers, *layers[count:]]
         if "annotations" in data:
             data["annotations"] = {**data["annotations"], **req.annotations}
         manifest = OciManifest.from_bytes(_json(data), old.media_type)

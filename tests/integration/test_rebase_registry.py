@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
 import httpx
 import pytest
 
+from bench.rebase import request_kind
 from devenv.registry import RegistryServer
 from imagectl.rebase.publish import Rebaser, RebaseRefused, RebaseRequest
-from imagectl.registry import RegistryClient, parse_reference
-from tests.fixtures.oci import push_image
+from imagectl.registry import Reference, RegistryClient, parse_reference
+from imagectl.registry.manifests import OciManifest, compute_digest
+from tests.fixtures.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, push_image
 
 pytestmark = pytest.mark.integration
 
@@ -45,3 +52,120 @@ def test_an_image_not_starting_with_its_recorded_base_is_refused(
     refused = pytest.raises(RebaseRefused, match="does not start with the layers")
     with RegistryClient(insecure_registries=[registry.host]) as client, refused:
         Rebaser(client).rebase(request)
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """Counts the requests sent, by kind (``GET blob``, ``POST mount``, ...)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: Counter[str] = Counter()
+        self._mutex = threading.Lock()
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        with self._mutex:
+            self.kinds[request_kind(request)] += 1
+        return super().handle_request(request)
+
+
+def _push(
+    client: RegistryClient, ref: Reference, layers: list[bytes], history: int, label: str
+) -> str:
+    """An image of `layers` (raw bytes stand for tarballs) with `history` entries."""
+    descriptors = [
+        {"mediaType": OCI_LAYER, "digest": client.push_blob(ref, layer), "size": len(layer)}
+        for layer in layers
+    ]
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": {"x": label}},
+        "rootfs": {"type": "layers", "diff_ids": [compute_digest(b"d" + x) for x in layers]},
+        "history": [{"created_by": f"step {n}"} for n in range(history)],
+    }
+    raw = json.dumps(config).encode()
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": OCI_CONFIG, "digest": client.push_blob(ref, raw), "size": len(raw)},
+        "layers": descriptors,
+    }
+    return client.put_manifest(
+        ref, OciManifest.from_bytes(json.dumps(manifest).encode(), OCI_MANIFEST)
+    )
+
+
+def test_a_family_reads_its_base_once_and_mounts_only_missing_layers(
+    registry: RegistryServer, repo: str
+) -> None:
+    """Per image: GET manifest, GET config, one mount (the new base layer the old image
+    lacks; the shared one is skipped) and the config upload; the bases are read once."""
+    shared, old_top, new_top = b"shared base layer", b"base v1 top", b"base v2 top"
+    images = 6
+    with RegistryClient(insecure_registries=[registry.host]) as setup:
+        base = parse_reference(f"{registry.host}/{repo}/base:1")
+        v1 = _push(setup, base, [shared, old_top], 2, "v1")
+        v2 = _push(setup, base, [shared, new_top], 2, "v2")
+        apps = [parse_reference(f"{registry.host}/{repo}/app{n}:1.0.0") for n in range(images)]
+        for n, app in enumerate(apps):
+            for layer in (shared, old_top):
+                assert setup.mount_blob(app, compute_digest(layer), base)
+            own = f"app {n} files".encode()
+            _push(setup, app, [shared, old_top, own], 3, f"app{n}")
+        olds = [setup.head_manifest(app) for app in apps]
+
+    def request(n: int) -> RebaseRequest:
+        old = olds[n]
+        assert old is not None
+        return RebaseRequest(
+            repository=apps[n],
+            old_digest=old.digest,
+            old_base=base.with_digest(v1),
+            new_base=base.with_digest(v2),
+            labels={"org.opencontainers.image.version": "1.0.1"},
+            annotations={},
+            created="2026-12-01T00:00:00Z",
+        )
+
+    transport = CountingTransport()
+    with RegistryClient(insecure_registries=[registry.host], transport=transport) as client:
+        rebaser = Rebaser(client)
+        with ThreadPoolExecutor(4) as pool:
+            rebased = list(pool.map(lambda n: rebaser.rebase(request(n)), range(images)))
+        for app, manifest in zip(apps, rebased, strict=True):
+            client.put_manifest(app.with_tag("1.0.1"), manifest)
+            layers = [d["digest"] for d in manifest.data["layers"]]
+            assert layers[:2] == [compute_digest(shared), compute_digest(new_top)]
+            config = json.loads(client.get_blob(app, manifest.data["config"]["digest"]))
+            assert len(config["history"]) == 3 and config["config"]["Labels"]["x"].startswith("app")
+    kinds = dict(transport.kinds)
+    puts = kinds.pop("PUT manifest:tag")
+    assert puts == images
+    kinds["GET blob"] -= images  # the checks' own config reads above
+    # the reference registry takes no single-POST upload: the first try says so (202;
+    # workers already under way try too), then every upload is a bare POST + PUT
+    tries = kinds.pop("POST upload+digest")
+    assert 1 <= tries <= 4 and kinds.pop("POST upload", 0) == images - tries
+    # the bases: one manifest and one config each, whatever the workers' timing
+    assert kinds == {
+        "GET manifest@digest": images + 2,
+        "GET blob": images + 2,
+        "POST mount": images,
+        "PUT upload+digest": images,
+    }
+
+
+def test_a_small_blob_upload_is_one_request_where_the_registry_allows_it(
+    registry: RegistryServer, repo: str
+) -> None:
+    transport = CountingTransport()
+    with RegistryClient(insecure_registries=[registry.host], transport=transport) as client:
+        ref = parse_reference(f"{registry.host}/{repo}:x")
+        first = client.push_small_blob(ref, b'{"a":1}')
+        second = client.push_small_blob(ref, b'{"a":2}')
+        assert client.get_blob(ref, first) == b'{"a":1}'
+        assert client.get_blob(ref, second) == b'{"a":2}'
+    # the reference registry answers 202: POST with the bytes, PUT; then POST, PUT
+    assert transport.kinds == Counter(
+        {"POST upload+digest": 1, "PUT upload+digest": 2, "POST upload": 1, "GET blob": 2}
+    )

@@ -1,0 +1,47 @@
+"""bench/rebase.py: the fair extrapolation of the rebuild and the request kinds."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import httpx
+
+from bench.rebase import Result, Run, request_kind
+
+
+def _run(wall: float, requests: int = 0) -> Run:
+    return Run(wall, 1.0, 1.0, Counter({"GET blob": requests}), 0.0)
+
+
+def test_the_sample_loses_its_fixed_cost_before_it_is_scaled() -> None:
+    # 10 of 100 rebuilt in 14 s, 4 s of which any apply of those 10 costs (a no-op);
+    # a no-op apply of all 100 costs 6 s: 6 + (14 - 4) * 100 / 10 = 106 s, not 140 s
+    result = Result(100, 8, _run(10.0), _run(14.0), 10, _run(6.0), _run(4.0), (2.0, 500))
+    assert result.rebuild_all == 106.0
+    assert result.ratio == 10.6
+    assert "rebuild of 100: 106.0 s (extrapolated from 10)" in "\n".join(result.lines())
+
+
+def test_a_full_rebuild_is_measured_not_extrapolated() -> None:
+    result = Result(100, 8, _run(20.0, 900), _run(300.0), 100, _run(6.0, 2), _run(6.0), (2, 5))
+    assert result.rebuild_all == 300.0
+    text = "\n".join(result.lines())
+    assert "rebuild of 100: 300.0 s (measured)" in text
+    assert "(9.0/image beyond a no-op apply's 2)" in text
+    assert "rebase is 15.0x faster" in text
+
+
+def test_request_kinds() -> None:
+    base = "http://r/v2/acme/app"
+    digest = "sha256:" + "a" * 64
+    cases = {
+        ("HEAD", f"{base}/manifests/1.0"): "HEAD manifest:tag",
+        ("GET", f"{base}/manifests/{digest}"): "GET manifest@digest",
+        ("GET", f"{base}/blobs/{digest}"): "GET blob",
+        ("POST", f"{base}/blobs/uploads/?mount={digest}&from=x"): "POST mount",
+        ("POST", f"{base}/blobs/uploads/?digest={digest}"): "POST upload+digest",
+        ("POST", f"{base}/blobs/uploads/"): "POST upload",
+        ("PUT", f"{base}/blobs/uploads/u1?digest={digest}"): "PUT upload+digest",
+    }
+    for (method, url), kind in cases.items():
+        assert request_kind(httpx.Request(method, url)) == kind

@@ -1,0 +1,85 @@
+"""`push_small_blob`: one request where the registry takes a single-POST upload."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from imagectl.errors import RegistryError
+from imagectl.registry import RegistryClient, parse_reference
+from imagectl.registry.credentials import StaticCredentials
+from imagectl.registry.manifests import compute_digest
+
+REF = parse_reference("registry.test/acme/app:1")
+DATA = b'{"config":{}}'
+
+
+def _client(handler: httpx.MockTransport) -> RegistryClient:
+    return RegistryClient(credentials=StaticCredentials({}), transport=handler)
+
+
+def test_a_registry_taking_a_single_post_gets_one_request() -> None:
+    seen: list[tuple[str, str, bytes]] = []
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, str(request.url), request.content))
+        digest = request.url.params["digest"]
+        return httpx.Response(201, headers={"Docker-Content-Digest": digest})
+
+    with _client(httpx.MockTransport(registry)) as client:
+        assert client.push_small_blob(REF, DATA) == compute_digest(DATA)
+        assert client.push_small_blob(REF, DATA) == compute_digest(DATA)
+    url = f"https://registry.test/v2/acme/app/blobs/uploads/?digest={compute_digest(DATA)}"
+    assert seen == [("POST", url, DATA)] * 2
+
+
+def test_a_registry_starting_a_session_gets_the_bytes_by_put_and_is_remembered() -> None:
+    seen: list[tuple[str, str, bytes]] = []
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, request.url.path, request.content))
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/acme/app/blobs/uploads/u1?s=1"})
+        assert request.url.params["digest"] == compute_digest(DATA)
+        return httpx.Response(201)
+
+    with _client(httpx.MockTransport(registry)) as client:
+        client.push_small_blob(REF, DATA)
+        client.push_small_blob(REF, DATA)
+    post, put = ("POST", "/v2/acme/app/blobs/uploads/"), ("PUT", "/v2/acme/app/blobs/uploads/u1")
+    assert seen == [(*post, DATA), (*put, DATA), (*post, b""), (*put, DATA)]
+
+
+def test_a_registry_storing_other_bytes_is_an_error() -> None:
+    def registry(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(201, headers={"Docker-Content-Digest": "sha256:" + "0" * 64})
+
+    with (
+        _client(httpx.MockTransport(registry)) as client,
+        pytest.raises(RegistryError, match=r"the registry stored sha256:0+, not sha256:"),
+    ):
+        client.push_small_blob(REF, DATA)
+
+
+def test_a_registry_refusing_the_single_post_gets_a_session_upload() -> None:
+    seen: list[tuple[str, str]] = []
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, str(request.url.params.get("digest", "-"))))
+        if request.method == "POST" and "digest" in request.url.params:
+            return httpx.Response(400, json={"errors": [{"code": "UNSUPPORTED"}]})
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": "/v2/acme/app/blobs/uploads/u1"})
+        return httpx.Response(201)
+
+    with _client(httpx.MockTransport(registry)) as client:
+        client.push_small_blob(REF, DATA)
+        client.push_small_blob(REF, DATA)
+    digest = compute_digest(DATA)
+    assert seen == [
+        ("POST", digest),
+        ("POST", "-"),
+        ("PUT", digest),
+        ("POST", "-"),
+        ("PUT", digest),
+    ]
