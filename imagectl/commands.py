@@ -21,7 +21,7 @@ from rich.markup import escape
 from imagectl.errors import GitOpsError, PlanError, RegistryUnreachable, UsageError
 from imagectl.explain import explain_command
 from imagectl.gcpause import paused_gc
-from imagectl.lockfile import Lock, read_lock, write_lock
+from imagectl.lockfile import read_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
@@ -36,13 +36,12 @@ from imagectl.output.plan_view import (
 from imagectl.pipeline import compute_plan, make_client
 from imagectl.plan.model import Observed, Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
-from imagectl.recovery import record_of
 from imagectl.supply.status import supply_cell
 from imagectl.textsafe import for_rich
 
 if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
-    from imagectl.apply.claims import GitSession, Me, Resolved
-    from imagectl.apply.engine import ApplyOptions, ApplyResult, Commit
+    from imagectl.apply.engine import ApplyResult
+    from imagectl.apply.run_record import RunRecord
     from imagectl.registry import RegistryClient
 
 EXIT_INTERRUPTED = 130
@@ -212,11 +211,14 @@ def apply_command(
     `allow_dirty`). Under `git_push` the planned versions are claimed in git before
     anything is pushed (imagectl/apply/claims.py); a claim refused because the remote
     moved re-plans from the remote's new state. `on_plan` sees the plan to apply.
+    The lock and git of the run have one owner (imagectl/apply/run_record.py): one
+    claim commit (under --git-push only), then one record commit.
     """
     from imagectl import gitops
     from imagectl.apply.claims import MAX_ATTEMPTS, GitSession, Me, claim_ttl, resolve, withhold
-    from imagectl.apply.engine import ApplyOptions, RemoteMoved, apply_plan, state_dir
-    from imagectl.apply.provenance import check_committed, run_revision
+    from imagectl.apply.engine import ApplyOptions, apply_plan, state_dir
+    from imagectl.apply.provenance import check_committed
+    from imagectl.apply.run_record import RemoteMoved, RunRecord, run_revision_of
     from imagectl.applymutex import ApplyMutex
     from imagectl.output.progress import Progress
 
@@ -227,11 +229,11 @@ def apply_command(
         make_client() as client,
     ):
         probe = gitops.find_worktree(manifest.root_dir)
-        worktree = probe if git else None
+        worktree = probe if git and push else None
         if pull:
-            manifest = _pull(manifest, worktree, console)
+            manifest = _pull(manifest, probe if git else None, console)
         options = ApplyOptions(jobs=jobs, push=push, git=git, git_push=git_push, author=author)
-        session = GitSession(worktree, author) if worktree and push and git_push else None
+        session = GitSession(worktree, author) if worktree and git_push else None
         if session is not None:
             gitops.check_pushable(session.worktree)  # before any claim is committed
         me = Me()
@@ -245,24 +247,25 @@ def apply_command(
                 plan, observed = compute_plan(
                     manifest, client, now=now, options=plan_options, refresh=refresh
                 )
-            resolved = resolve(
-                read_lock(manifest.lock_path) or Lock(), datetime.now(UTC), me=me, ttl=claim_ttl()
+            record = RunRecord(
+                manifest, worktree=worktree, author=author, session=session, git_push=git_push
             )
+            resolved = resolve(record.lock, datetime.now(UTC), me=me, ttl=claim_ttl())
             plan, withheld = withhold(plan, resolved.live)
             dirty = check_committed(probe, manifest, plan, allow_dirty=allow_dirty or not push)
-            options = dataclasses.replace(options, dirty=dirty)
-            notes = _drop_claims(manifest, resolved, push=push)
-            if push and observed is not None:
-                commit = session.commit if session else _plain(worktree, author)
-                _record_recovered(manifest, plan, observed, commit=commit, console=console)
+            head = plan.revision or (gitops.head_revision(probe) if probe else None)
+            record.revision = run_revision_of(head, dirty)  # fixed once: tags, labels, lock
+            options = dataclasses.replace(options, dirty=dirty, revision=record.revision)
+            if push:
+                record.drop_dead_claims(resolved)
+            if push and observed is not None and (found := record.recover(plan, observed)):
+                console.print(f"Found {found} image(s) in the registry that the lock lacks.")
             for line in withheld:
                 console.print(f"Left out: {escape(line)}", highlight=False)
             try:
                 if not plan.actions:
-                    return _nothing_to_do(
-                        manifest, plan, options, session, worktree, notes, console
-                    )
-                if session is None or _claim(manifest, plan, session, me, options, notes):
+                    return _nothing_to_do(plan, record if push else None, console)
+                if record.claim(plan, me):
                     break
             except RemoteMoved:
                 pass
@@ -281,7 +284,7 @@ def apply_command(
         if dirty:
             console.print(
                 "[yellow]Building from uncommitted inputs (--allow-dirty): the revision is "
-                f"{run_revision(probe, dirty)}[/yellow]"
+                f"{record.revision}[/yellow]"
             )
         if push:  # a key that cannot be read fails before anything is built
             from imagectl.supply.preflight import check_keys
@@ -299,17 +302,10 @@ def apply_command(
                 options,
                 on_step=progress,
                 stop=stop,
-                session=session,
+                record=record,
                 me=me,
-                notes=notes,
             )
     return _report_apply(plan, result, console)
-
-
-def _plain(worktree: Path | None, author: tuple[str, str] | None) -> Commit | None:
-    from imagectl.apply.engine import plain_commit
-
-    return plain_commit(worktree, author) if worktree is not None else None
 
 
 def _pull(manifest: Manifest, worktree: Path | None, console: Console) -> Manifest:
@@ -323,99 +319,17 @@ def _pull(manifest: Manifest, worktree: Path | None, console: Console) -> Manife
     return load_manifest(manifest.root) if synced.pulled else manifest
 
 
-def _drop_claims(manifest: Manifest, resolved: Resolved, *, push: bool) -> list[str]:
-    """Write the lock without claims left by runs that died; one note per claim."""
-    if not resolved.dropped or not push:
-        return []
-    write_lock(manifest.lock_path, resolved.lock)
-    return [
-        f"{name} {claim.version}: claim of pid {claim.pid} on {claim.host} dropped "
-        "(its run ended without recording it)"
-        for name, claim in sorted(resolved.dropped.items())
-    ]
-
-
-def _claim(
-    manifest: Manifest,
-    plan: Plan,
-    session: GitSession,
-    me: Me,
-    options: ApplyOptions,
-    notes: list[str],
-) -> bool:
-    """Commit and push this run's claims; False when the remote moved (re-plan)."""
-    from imagectl.apply.claims import claim_lines, with_claims
-    from imagectl.apply.provenance import run_revision
-
-    lock = read_lock(manifest.lock_path) or Lock()
-    revision = run_revision(session.worktree, options.dirty)
-    claimed = with_claims(lock, plan, datetime.now(UTC), me=me, revision=revision)
-    write_lock(manifest.lock_path, claimed)
-    count = len(plan.actions)
-    title = f"imagectl: claim {count} image{'s' if count != 1 else ''}"
-    session.commit([manifest.lock_path], title, [*claim_lines(plan), *notes])
-    notes.clear()  # said in the claim commit
-    return session.push()
-
-
-def _nothing_to_do(
-    manifest: Manifest,
-    plan: Plan,
-    options: ApplyOptions,
-    session: GitSession | None,
-    worktree: Path | None,
-    notes: list[str],
-    console: Console,
-) -> int:
-    from imagectl.apply.engine import settle
-
+def _nothing_to_do(plan: Plan, record: RunRecord | None, console: Console) -> int:
     console.print(summary_line(plan))
     console.print("Nothing to do: every image is up to date.")
-    if worktree is not None and options.push:
-        commit, pushed = settle(worktree, manifest, options, session, notes)
+    if record is not None:
+        commit, pushed = record.settle()
         if commit:
             console.print(f"Committed the lock: {commit[:12]}" + (" (pushed)" if pushed else ""))
         elif pushed:
             console.print("Pushed the branch: it was ahead of its upstream.")
     _github_plan_outputs(plan)
     return 0
-
-
-def _record_recovered(
-    manifest: Manifest,
-    plan: Plan,
-    observed: Observed,
-    *,
-    commit: Commit | None,
-    console: Console,
-) -> None:
-    """Write into the lock what the registry says was built and the lock lacks.
-
-    A lost lock (or one behind the registry, e.g. after builds on other runners)
-    is restored from the images' labels, and committed like any apply's record.
-    An image whose floating tags must be put back is recorded by its action
-    instead, once they are: until then the lock must not say it is done.
-    """
-
-    lock = read_lock(manifest.lock_path) or Lock()
-    recovered: list[str] = []
-    retag = {a.image for a in plan.actions if a.retag_only}
-    for name, state in sorted(observed.built.items()):
-        record = lock.images.get(name)
-        image = manifest.images.get(name)
-        if image is None or name in retag:
-            continue
-        if record is not None and record.digest == state.digest:
-            continue
-        lock = lock.with_image(name, record_of(state))
-        recovered.append(f"{name} {state.version} (recovered from the registry)")
-    if not recovered:
-        return
-    write_lock(manifest.lock_path, lock)
-    console.print(f"Recorded {len(recovered)} image(s) from the registry in the lock.")
-    if commit is not None:
-        title = f"imagectl: record {len(recovered)} image(s) found in the registry"
-        commit([manifest.lock_path], title, recovered)
 
 
 def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:
