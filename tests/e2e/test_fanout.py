@@ -20,17 +20,13 @@ import pytest
 from ruamel.yaml import YAML
 
 from devenv.registry import RegistryServer
-from tests.e2e.test_reconcile import (  # noqa: F401 (upstream is a fixture)
-    GIT_ENV,
-    GitOps,
-    UpstreamFactory,
-    make_gitops,
-    upstream,
-)
+from tests.e2e import test_reconcile as reconcile
+from tests.e2e.test_reconcile import GIT_ENV, GitOps, UpstreamFactory, make_gitops
 
 pytestmark = pytest.mark.e2e
 
 ENV = {**os.environ, **GIT_ENV}
+upstream = reconcile.upstream  # the fixture: a unique upstream base per test
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -106,3 +102,41 @@ def test_fan_out_records_every_image_in_one_commit(
         assert labels["org.opencontainers.image.revision"] == revision
     assert "claims" not in committed
     assert recorder.plan()["actions"] == []
+
+
+def test_the_revision_is_fixed_once_per_run(
+    tmp_path: Path, builder_registry: RegistryServer, upstream: UpstreamFactory
+) -> None:
+    """Under --git-push the claim commit moves HEAD before anything is built: the `{sha}`
+    tag, the revision label and the lock's `revision` still name the HEAD the plan saw
+    (`-dirty` with --allow-dirty)."""
+    repo = make_gitops(
+        tmp_path, builder_registry.host, upstream("vendor build 1"), images={"base": "upstream"}
+    )
+    manifest = repo.root / "imagectl.yaml"
+    manifest.write_text(
+        manifest.read_text() + '        tags: ["{version}", "{major}", "sha-{sha}"]\n'
+    )
+    git(repo.root, "commit", "-qam", "a {sha} tag")
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    git(repo.root, "remote", "add", "origin", str(remote))
+    git(repo.root, "push", "-q", "-u", "origin", "main")
+
+    for version, dirty in (("1.0.0", False), ("1.0.1", True)):
+        seen = git(repo.root, "rev-parse", "HEAD")
+        if dirty:
+            (repo.root / "base" / "base.txt").write_text("base v2 (uncommitted)\n")
+            repo.ok("apply", "--git-push", "--allow-dirty")
+        else:
+            repo.ok("apply", "--git-push")
+        subjects = git(remote, "log", "--format=%s", "-2", "main").splitlines()
+        assert subjects == ["imagectl: rebuild 1 image", "imagectl: claim 1 image"], subjects
+        assert git(remote, "rev-parse", "main~2") == seen
+        expected = seen + ("-dirty" if dirty else "")
+        record = repo.lock()["images"]["base"]  # type: ignore[index]
+        assert record["version"] == version
+        assert record["revision"] == expected
+        assert repo.labels("base", version)["org.opencontainers.image.revision"] == expected
+        assert f"sha-{seen[:7]}" in record["tags"], record["tags"]
+        assert repo.digest("base", f"sha-{seen[:7]}") == record["digest"]
