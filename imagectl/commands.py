@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from imagectl.errors import GitOpsError, PlanError, RegistryUnreachable, UsageError
+from imagectl import service
+from imagectl.errors import ExitCode, GitOpsError, PlanError, RegistryUnreachable, UsageError
 from imagectl.explain import explain_command
 from imagectl.gcpause import paused_gc
 from imagectl.lockfile import read_lock
@@ -34,17 +34,15 @@ from imagectl.output.plan_view import (
     summary_line,
 )
 from imagectl.pipeline import compute_plan, make_client
-from imagectl.plan.model import Observed, Plan, PlanOptions
+from imagectl.plan.model import Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
 from imagectl.supply.status import supply_cell
 from imagectl.textsafe import for_rich
 
 if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
     from imagectl.apply.engine import ApplyResult
-    from imagectl.apply.run_record import RunRecord
+    from imagectl.ports import Registry
     from imagectl.registry import RegistryClient
-
-EXIT_INTERRUPTED = 130
 
 
 def parse_author(text: str | None) -> tuple[str, str] | None:
@@ -85,13 +83,13 @@ def plan_command(
 ) -> int:
     """Plan and render; returns 1 when there are changes (for --detailed-exitcode), else 0."""
     options = PlanOptions(force=frozenset(force), only=frozenset(only))
-    _check_tools(manifest)  # `sbom: true` without trivy fails here
+    check_tools(manifest)  # `sbom: true` without trivy fails here
     with make_client() as client:
         plan, observed = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
         refused = _refused_bases(client, manifest, plan)  # `bases.<n>.verify:`
     if explain is not None:
         explain_command(manifest, explain, observed, plan.action(explain), now, console)
-        return 1 if plan.changed else 0
+        return _plan_exit(plan)
     if out is not None:
         save_plan(out, plan, manifest)
     if format == "json":
@@ -112,7 +110,12 @@ def plan_command(
     if github.active():
         github.write_summary(plan_markdown(plan))
     _refuse_blocked(plan)
-    return 1 if plan.changed else 0
+    return _plan_exit(plan)
+
+
+def _plan_exit(plan: Plan) -> int:
+    """FAILED (1) when there are changes, which `--detailed-exitcode` turns into CHANGES."""
+    return ExitCode.FAILED if plan.changed else ExitCode.OK
 
 
 def _refuse_blocked(plan: Plan) -> None:
@@ -127,7 +130,7 @@ def _refuse_blocked(plan: Plan) -> None:
         )
 
 
-def _check_tools(manifest: Manifest) -> None:
+def check_tools(manifest: Manifest) -> None:
     """`sbom: true` needs trivy: fail before anything is planned or built."""
     if any(image.sbom for image in manifest.images.values()):
         from imagectl.supply.preflight import check_tools
@@ -202,110 +205,98 @@ def apply_command(
     console: Console,
     pull: bool = False,
     allow_dirty: bool = False,
-    on_plan: Callable[[Plan], None] | None = None,
 ) -> int:
-    """Plan (or load a saved plan) and apply it under the repository lock.
+    """Plan (or load a saved plan) and apply it under the repository lock; the exit code.
 
     With `pull`, the branch is first fast-forwarded to its upstream (a diverged one
     is refused). The run's inputs must be committed (else exit 1, unless
     `allow_dirty`). Under `git_push` the planned versions are claimed in git before
     anything is pushed (imagectl/apply/claims.py); a claim refused because the remote
-    moved re-plans from the remote's new state. `on_plan` sees the plan to apply.
-    The lock and git of the run have one owner (imagectl/apply/run_record.py): one
-    claim commit (under --git-push only), then one record commit.
+    moved re-plans from the remote's new state. The work is done by the service layer
+    (imagectl/service.py); this function renders it.
     """
     from imagectl import gitops
-    from imagectl.apply.claims import MAX_ATTEMPTS, GitSession, Me, claim_ttl, resolve, withhold
-    from imagectl.apply.engine import ApplyOptions, apply_plan, state_dir
-    from imagectl.apply.provenance import check_committed
-    from imagectl.apply.run_record import RemoteMoved, RunRecord, run_revision_of
+    from imagectl.apply.engine import state_dir
     from imagectl.applymutex import ApplyMutex
-    from imagectl.output.progress import Progress
 
     read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
-    _check_tools(manifest)
+    check_tools(manifest)
+    settings = service.ApplySettings(
+        jobs=jobs,
+        push=push,
+        git=git,
+        git_push=git_push,
+        author=author,
+        allow_dirty=allow_dirty,
+        saved=plan_file is not None,
+    )
     with (
         ApplyMutex(state_dir(manifest) / "apply.lck", timeout=lock_timeout),
         make_client() as client,
     ):
-        probe = gitops.find_worktree(manifest.root_dir)
-        worktree = probe if git and push else None
+        worktree = gitops.find_worktree(manifest.root_dir)
         if pull:
-            manifest = _pull(manifest, probe if git else None, console)
-        options = ApplyOptions(jobs=jobs, push=push, git=git, git_push=git_push, author=author)
-        session = GitSession(worktree, author) if worktree and git_push else None
-        if session is not None:
-            gitops.check_pushable(session.worktree)  # before any claim is committed
-        me = Me()
-        for _ in range(MAX_ATTEMPTS):
-            observed: Observed | None = None
-            if plan_file is not None:
-                plan = load_plan(plan_file, manifest)
-                _check_saved_inputs(manifest, plan)
-            else:
-                plan_options = PlanOptions(force=frozenset(force), only=frozenset(only))
-                plan, observed = compute_plan(
-                    manifest, client, now=now, options=plan_options, refresh=refresh
-                )
-            record = RunRecord(
-                manifest, worktree=worktree, author=author, session=session, git_push=git_push
-            )
-            resolved = resolve(record.lock, datetime.now(UTC), me=me, ttl=claim_ttl())
-            plan, withheld = withhold(plan, resolved.live)
-            dirty = check_committed(probe, manifest, plan, allow_dirty=allow_dirty or not push)
-            head = plan.revision or (gitops.head_revision(probe) if probe else None)
-            record.revision = run_revision_of(head, dirty)  # fixed once: tags, labels, lock
-            options = dataclasses.replace(options, dirty=dirty, revision=record.revision)
-            if push:
-                record.drop_dead_claims(resolved)
-            if push and observed is not None and (found := record.recover(plan, observed)):
-                console.print(f"Found {found} image(s) in the registry that the lock lacks.")
-            for line in withheld:
-                console.print(f"Left out: {escape(line)}", highlight=False)
-            try:
-                if not plan.actions:
-                    return _nothing_to_do(plan, record if push else None, console)
-                if record.claim(plan, me):
-                    break
-            except RemoteMoved:
-                pass
-            if plan_file is not None:
-                raise GitOpsError(
-                    "the remote branch moved since the saved plan was made; the branch is "
-                    "now at the remote's head: run `imagectl plan --out` again"
-                )
-            console.print("The remote branch moved: re-planning from its new state.")
-            manifest = load_manifest(manifest.root)
-        else:
-            raise GitOpsError(
-                f"the remote branch moved {MAX_ATTEMPTS} times while claiming the plan; "
-                "nothing was built or pushed: re-run later"
-            )
-        if dirty:
-            console.print(
-                "[yellow]Building from uncommitted inputs (--allow-dirty): the revision is "
-                f"{record.revision}[/yellow]"
-            )
-        if push:  # a key that cannot be read fails before anything is built
-            from imagectl.supply.preflight import check_keys
+            manifest = _pull(manifest, worktree if git else None, console)
 
-            check_keys(manifest, (a.image for a in plan.actions))
-        if on_plan is not None:
-            on_plan(plan)
-        console.print(plan_table(plan))
-        console.print(summary_line(plan))
-        with _graceful_stop() as stop, Progress(console, plan.actions) as progress:
-            result = apply_plan(
-                manifest,
-                plan,
-                client,
-                options,
-                on_step=progress,
-                stop=stop,
-                record=record,
-                me=me,
-            )
-    return _report_apply(plan, result, console)
+        def planner(current: Manifest) -> service.Planned:
+            if plan_file is not None:
+                saved = load_plan(plan_file, current)
+                _check_saved_inputs(current, saved)
+                return service.Planned(saved)
+            options = PlanOptions(force=frozenset(force), only=frozenset(only))
+            return service.plan(current, client, now=now, options=options, refresh=refresh)
+
+        applied = run_apply(
+            manifest,
+            client,
+            settings,
+            first=planner(manifest),
+            replan=planner,
+            worktree=worktree,
+            console=console,
+        )
+    return exit_code(applied)
+
+
+def run_apply(
+    manifest: Manifest,
+    registry: Registry,
+    settings: service.ApplySettings,
+    *,
+    first: service.Planned,
+    replan: service.Planner,
+    worktree: Path | None,
+    console: Console,
+) -> service.Applied:
+    """Apply `first` (re-planning with `replan` when the remote moves) and render it all:
+    notes, the plan table, live progress, the summary. The caller holds the apply mutex."""
+    from imagectl.output.progress import Progress
+
+    def note(line: str) -> None:
+        console.print(escape(line), highlight=False)
+
+    prepared = service.prepare(
+        manifest, settings, first=first, replan=replan, worktree=worktree, note=note
+    )
+    if isinstance(prepared, service.Applied):
+        return _nothing_to_do(prepared, console)
+    if prepared.dirty:
+        console.print(
+            "[yellow]Building from uncommitted inputs (--allow-dirty): the revision is "
+            f"{escape(prepared.revision or '')}[/yellow]"
+        )
+    plan = prepared.plan
+    console.print(plan_table(plan))
+    console.print(summary_line(plan))
+    with _graceful_stop() as stop, Progress(console, plan.actions) as progress:
+        applied = service.run(prepared, registry, on_step=progress, stop=stop)
+    _report_apply(applied, console)
+    return applied
+
+
+def exit_code(applied: service.Applied) -> int:
+    """The exit code of an apply (errors.ExitCode)."""
+    return int(applied.exit_code)
 
 
 def _pull(manifest: Manifest, worktree: Path | None, console: Console) -> Manifest:
@@ -319,21 +310,24 @@ def _pull(manifest: Manifest, worktree: Path | None, console: Console) -> Manife
     return load_manifest(manifest.root) if synced.pulled else manifest
 
 
-def _nothing_to_do(plan: Plan, record: RunRecord | None, console: Console) -> int:
-    console.print(summary_line(plan))
+def _nothing_to_do(applied: service.Applied, console: Console) -> service.Applied:
+    console.print(summary_line(applied.plan))
     console.print("Nothing to do: every image is up to date.")
-    if record is not None:
-        commit, pushed = record.settle()
-        if commit:
-            console.print(f"Committed the lock: {commit[:12]}" + (" (pushed)" if pushed else ""))
-        elif pushed:
-            console.print("Pushed the branch: it was ahead of its upstream.")
-    _github_plan_outputs(plan)
-    return 0
+    if applied.commit:
+        console.print(
+            f"Committed the lock: {applied.commit[:12]}" + (" (pushed)" if applied.pushed else "")
+        )
+    elif applied.pushed:
+        console.print("Pushed the branch: it was ahead of its upstream.")
+    _github_plan_outputs(applied.plan)
+    return applied
 
 
-def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:
+def _report_apply(applied: service.Applied, console: Console) -> None:
     from imagectl.output.progress import summary_counts, summary_table
+
+    plan, result = applied.plan, applied.result
+    assert result is not None
 
     for name, mode in sorted(result.builder_modes.items()):
         console.print(f"builder {name}: {mode}")
@@ -367,9 +361,6 @@ def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:
             }
         )
         github.write_summary(_apply_markdown(plan, result))
-    if result.interrupted:
-        return EXIT_INTERRUPTED
-    return 1 if result.failed else 0
 
 
 def _apply_markdown(plan: Plan, result: ApplyResult) -> str:
