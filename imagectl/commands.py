@@ -40,7 +40,7 @@ from imagectl.supply.status import supply_cell
 from imagectl.textsafe import for_rich
 
 if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
-    from imagectl.apply.engine import ApplyResult
+    from imagectl.apply.engine import ApplyOptions, ApplyResult
     from imagectl.ports import Registry
     from imagectl.registry import RegistryClient
 
@@ -216,12 +216,12 @@ def apply_command(
     (imagectl/service.py); this function renders it.
     """
     from imagectl import gitops
-    from imagectl.apply.engine import state_dir
+    from imagectl.apply.engine import ApplyOptions, state_dir
     from imagectl.applymutex import ApplyMutex
 
     read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
     check_tools(manifest)
-    settings = service.ApplySettings(
+    settings = ApplyOptions(
         jobs=jobs,
         push=push,
         git=git,
@@ -261,7 +261,7 @@ def apply_command(
 def run_apply(
     manifest: Manifest,
     registry: Registry,
-    settings: service.ApplySettings,
+    settings: ApplyOptions,
     *,
     first: service.Planned,
     replan: service.Planner,

@@ -344,7 +344,7 @@ def apply_reconcile(
             if stopping():
                 return TickResult(code=ExitCode.INTERRUPTED, pulled=pulled)
             commands.check_tools(manifest)  # `sbom: true` without trivy fails here
-            settings = service.ApplySettings(jobs=jobs, git_push=git_push)
+            settings = ApplyOptions(jobs=jobs, git_push=git_push)
             with ApplyMutex(state_dir_of(manifest_path) / "apply.lck", timeout=0.0):
                 applied = commands.run_apply(
                     manifest,

@@ -14,6 +14,7 @@ plan before anything is built: `prepare` (plan, claims, checks) then `run`.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -64,19 +65,6 @@ Planner = Callable[[Manifest], Planned]
 """Plans (again) for a manifest: after the remote moved, the manifest is re-read."""
 
 
-@dataclass(frozen=True)
-class ApplySettings:
-    """How to apply (the command line's flags, or the daemon's)."""
-
-    jobs: int = 1
-    push: bool = True
-    git: bool = True
-    git_push: bool = False
-    author: tuple[str, str] | None = None
-    allow_dirty: bool = False
-    saved: bool = False  # the plan is a saved plan: applied exactly, never re-planned
-
-
 @dataclass
 class Prepared:
     """A plan ready to build: claimed under --git-push, checked, its revision fixed."""
@@ -120,7 +108,7 @@ def _client(registry: Registry) -> RegistryClient:
 
 def prepare(
     manifest: Manifest,
-    settings: ApplySettings,
+    settings: ApplyOptions,
     *,
     first: Planned,
     replan: Planner,
@@ -140,7 +128,6 @@ def prepare(
     """
     from imagectl import gitops
     from imagectl.apply.claims import MAX_ATTEMPTS, GitSession, Me, claim_ttl, resolve, withhold
-    from imagectl.apply.engine import ApplyOptions
     from imagectl.apply.provenance import check_committed
     from imagectl.apply.run_record import RemoteMoved, run_revision_of
 
@@ -172,15 +159,7 @@ def prepare(
             if not made.actions:
                 return _settle(made, record if push else None)
             if record.claim(made, me):
-                options = ApplyOptions(
-                    jobs=settings.jobs,
-                    push=push,
-                    git=settings.git,
-                    git_push=settings.git_push,
-                    author=settings.author,
-                    dirty=dirty,
-                    revision=record.revision,
-                )
+                options = dataclasses.replace(settings, dirty=dirty, revision=record.revision)
                 _check_keys(manifest, made, push)
                 return Prepared(manifest, made, record, options, me, dirty)
         except RemoteMoved:
@@ -201,7 +180,7 @@ def prepare(
 
 def _record(
     manifest: Manifest,
-    settings: ApplySettings,
+    settings: ApplyOptions,
     worktree: Path | None,
     session: GitSession | None,
 ) -> RunRecord:
@@ -258,7 +237,6 @@ def run(
 
 __all__ = [
     "Applied",
-    "ApplySettings",
     "Planned",
     "Planner",
     "Prepared",

@@ -34,6 +34,8 @@ class ApplyOptions:
     log_dir: Path | None = None
     dirty: bool = False  # inputs differ from HEAD (--allow-dirty): the revision is <sha>-dirty
     revision: str | None = None  # fixed once per run (the HEAD the plan saw); None: HEAD now
+    allow_dirty: bool = False  # --allow-dirty: build uncommitted inputs (then `dirty`)
+    saved: bool = False  # the plan is a saved plan: applied exactly, never re-planned
 
 
 @dataclass
