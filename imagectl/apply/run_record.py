@@ -77,7 +77,7 @@ def commit_lines(plan: Plan, outcomes: Mapping[str, Outcome]) -> list[str]:
     """One line per recorded image: `name old -> new (reasons)`; `-` for no old version,
     as in the plan table (`core - -> 0.1.0 (new)`)."""
     done = recorded_images(outcomes)
-    return [line for line in claim_lines(plan) if line.split(" ", 1)[0] in done]
+    return [line for line in claim_lines(plan) if _name(line) in done]
 
 
 def pending_lines(lock: Lock | None, head: str | None, done: set[str]) -> list[str]:
@@ -130,6 +130,11 @@ def found_records(
         records[name] = record
         lines.append(f"{name} {_previous_of(known)} -> {state.version} ({FOUND})")
     return records, lines
+
+
+def _name(line: str) -> str:
+    """The image a commit line names (its first word)."""
+    return line.split(" ", 1)[0]
 
 
 def _previous_of(known: ImageRecord | None) -> str:
@@ -324,15 +329,15 @@ class RunRecord:
         if empty and not gitops.is_tracked(worktree, self.path):
             return None  # nothing recorded, nothing pushed: no commit
         head = gitops.head_revision(worktree)
-        own = [*lines, *self.found_lines]
-        done = {line.split(" ", 1)[0] for line in own}
-        pending = pending_lines(lock, head, done)
-        every = [*lines, *pending, *self.found_lines]
+        built = {_name(line) for line in lines}  # a found image this run rebuilt: its own line
+        found = [line for line in self.found_lines if _name(line) not in built]
+        pending = pending_lines(lock, head, built | {_name(line) for line in found})
+        every = [*lines, *pending, *found]
         count = len(every)
         plural = "s" if count != 1 else ""
         if lines or pending:
             title = f"imagectl: rebuild {count} image{plural}"
-        elif self.found_lines:
+        elif found:
             title = f"imagectl: record {count} image{plural} found in the registry"
         else:  # claims released, or records HEAD has moved past
             title = "imagectl: update the lock"
