@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import git
+
 from imagectl import gitops
 from imagectl.apply.claims import (
     MAX_ATTEMPTS,
@@ -80,15 +82,44 @@ def commit_lines(plan: Plan, outcomes: Mapping[str, Outcome]) -> list[str]:
     return [line for line in claim_lines(plan) if _name(line) in done]
 
 
-def pending_lines(lock: Lock | None, head: str | None, done: set[str]) -> list[str]:
-    """Lines for images recorded at `head` but not by this run: what a killed apply left.
+CLAIM_TITLE = "imagectl: claim "
+
+
+def uncommitted_revisions(worktree: Path) -> set[str]:
+    """HEAD, and the commits before it back to the first that is not a claim commit.
+
+    A record carries the revision its run fixed (the HEAD its plan saw); under
+    --git-push that run's claim commit follows it before anything is recorded. A claim
+    commit holds claims only, so a record at any of these revisions is not committed.
+    """
+    try:
+        repo = git.Repo(worktree)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        return set()
+    try:
+        commit = repo.head.commit
+        revisions = {commit.hexsha}
+        while str(commit.message).startswith(CLAIM_TITLE) and commit.parents:
+            commit = commit.parents[0]
+            revisions.add(commit.hexsha)
+        return revisions
+    except ValueError:  # no commit yet
+        return set()
+    finally:
+        repo.close()
+
+
+def pending_lines(lock: Lock | None, heads: set[str], done: set[str]) -> list[str]:
+    """Lines for images recorded at one of `heads` but not by this run: what a killed
+    apply left (see `uncommitted_revisions`).
 
     A record carries the git-ops revision it was built at; once committed, HEAD moves
-    past it. So a record whose revision is still HEAD is not committed yet.
+    past it (by more than claim commits). So a record whose revision is still HEAD is
+    not committed yet.
     """
     lines = []
     for name, record in sorted((lock.images if lock else {}).items()):
-        if name in done or clean_revision(record.revision) != head:
+        if name in done or clean_revision(record.revision) not in heads:
             continue
         lines.append(
             f"{name} {_previous(record)} -> {record.version} (recorded by an interrupted apply)"
@@ -210,7 +241,7 @@ class RunRecord:
         claimed = with_claims(self.lock, plan, datetime.now(UTC), me=me, revision=self.revision)
         self._write(claimed)
         count = len(plan.actions)
-        title = f"imagectl: claim {count} image{'s' if count != 1 else ''}"
+        title = f"{CLAIM_TITLE}{count} image{'s' if count != 1 else ''}"
         self.session.commit([self.path], title, [*claim_lines(plan), *self.notes])
         self.notes.clear()  # said in the claim commit
         return self.session.push()
@@ -328,10 +359,10 @@ class RunRecord:
         empty = not (lock.images or lock.claims or keep_empty)
         if empty and not gitops.is_tracked(worktree, self.path):
             return None  # nothing recorded, nothing pushed: no commit
-        head = gitops.head_revision(worktree)
+        heads = uncommitted_revisions(worktree)
         built = {_name(line) for line in lines}  # a found image this run rebuilt: its own line
         found = [line for line in self.found_lines if _name(line) not in built]
-        pending = pending_lines(lock, head, built | {_name(line) for line in found})
+        pending = pending_lines(lock, heads, built | {_name(line) for line in found})
         every = [*lines, *pending, *found]
         count = len(every)
         plural = "s" if count != 1 else ""
