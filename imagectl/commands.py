@@ -33,7 +33,7 @@ from imagectl.output.plan_view import (
     plan_table,
     summary_line,
 )
-from imagectl.pipeline import compute_plan, make_client
+from imagectl.pipeline import make_client
 from imagectl.plan.model import Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
 from imagectl.supply.status import supply_cell
@@ -85,9 +85,10 @@ def plan_command(
     options = PlanOptions(force=frozenset(force), only=frozenset(only))
     check_tools(manifest)  # `sbom: true` without trivy fails here
     with make_client() as client:
-        plan, observed = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+        planned = service.plan(manifest, client, now=now, options=options, refresh=refresh)
+        plan, observed = planned.plan, planned.observed
         refused = _refused_bases(client, manifest, plan)  # `bases.<n>.verify:`
-    if explain is not None:
+    if explain is not None and observed is not None:  # a fresh plan always observed
         explain_command(manifest, explain, observed, plan.action(explain), now, console)
         return _plan_exit(plan)
     if out is not None:
@@ -439,7 +440,7 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
     rows: list[dict[str, Any]] = []
     try:
         with make_client() as client:
-            plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
+            plan = service.plan(manifest, client, now=now, options=PlanOptions()).plan
             rows = status_rows(manifest, plan, now)
             if any(image.sign is not None for image in manifest.images.values()):
                 from imagectl.supply.status import with_supply_state
