@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 
 from imagectl import __version__
-from imagectl.errors import ImagectlError, ManifestError, UsageError
+from imagectl.errors import ExitCode, ImagectlError, ManifestError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -85,7 +85,7 @@ def format_option(choices: type[StrEnum]) -> Any:
 def _print_version(value: bool) -> None:
     if value:
         sys.stdout.write(f"imagectl {__version__}\n")
-        raise typer.Exit(0)
+        raise typer.Exit(ExitCode.OK)
 
 
 class State:
@@ -321,7 +321,7 @@ def plan(
         explain=explain,
     )
     if detailed_exitcode and code:
-        raise typer.Exit(2)
+        raise typer.Exit(ExitCode.CHANGES)
 
 
 @app.command()
@@ -571,10 +571,10 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except typer.Abort:
         err_console().print("aborted")
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except KeyboardInterrupt:
         err_console().print("interrupted")
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:
         # click's usage errors (typer vendors click; its classes are not public API)
         show = getattr(exc, "show", None)
@@ -582,4 +582,4 @@ def main() -> None:
             show()
             sys.exit(exc.exit_code)  # type: ignore[attr-defined]
         raise
-    sys.exit(code if isinstance(code, int) else 0)
+    sys.exit(code if isinstance(code, int) else ExitCode.OK)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,10 +17,11 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
-from imagectl.errors import GitOpsError, PlanError, RegistryUnreachable, UsageError
+from imagectl import service
+from imagectl.errors import ExitCode, GitOpsError, PlanError, RegistryUnreachable, UsageError
 from imagectl.explain import explain_command
 from imagectl.gcpause import paused_gc
-from imagectl.lockfile import Lock, read_lock, write_lock
+from imagectl.lockfile import read_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
@@ -34,19 +34,16 @@ from imagectl.output.plan_view import (
     plan_table,
     summary_line,
 )
-from imagectl.pipeline import compute_plan, make_client
-from imagectl.plan.model import Observed, Plan, PlanOptions
+from imagectl.pipeline import make_client
+from imagectl.plan.model import Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
-from imagectl.recovery import record_of
 from imagectl.supply.status import supply_cell
 from imagectl.textsafe import for_rich
 
 if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
-    from imagectl.apply.claims import GitSession, Me, Resolved
-    from imagectl.apply.engine import ApplyOptions, ApplyResult, Commit
+    from imagectl.apply.engine import ApplyOptions, ApplyResult
+    from imagectl.ports import Registry
     from imagectl.registry import RegistryClient
-
-EXIT_INTERRUPTED = 130
 
 
 def parse_author(text: str | None) -> tuple[str, str] | None:
@@ -87,13 +84,14 @@ def plan_command(
 ) -> int:
     """Plan and render; returns 1 when there are changes (for --detailed-exitcode), else 0."""
     options = PlanOptions(force=frozenset(force), only=frozenset(only))
-    _check_tools(manifest)  # `sbom: true` without trivy fails here
+    check_tools(manifest)  # `sbom: true` without trivy fails here
     with make_client() as client:
-        plan, observed = compute_plan(manifest, client, now=now, options=options, refresh=refresh)
+        planned = service.plan(manifest, client, now=now, options=options, refresh=refresh)
+        plan, observed = planned.plan, planned.observed
         refused = _refused_bases(client, manifest, plan)  # `bases.<n>.verify:`
-    if explain is not None:
+    if explain is not None and observed is not None:  # a fresh plan always observed
         explain_command(manifest, explain, observed, plan.action(explain), now, console)
-        return 1 if plan.changed else 0
+        return _plan_exit(plan)
     if out is not None:
         save_plan(out, plan, manifest)
     if format == "json":
@@ -114,7 +112,12 @@ def plan_command(
     if github.active():
         github.write_summary(plan_markdown(plan))
     _refuse_blocked(plan)
-    return 1 if plan.changed else 0
+    return _plan_exit(plan)
+
+
+def _plan_exit(plan: Plan) -> int:
+    """FAILED (1) when there are changes, which `--detailed-exitcode` turns into CHANGES."""
+    return ExitCode.FAILED if plan.changed else ExitCode.OK
 
 
 def _refuse_blocked(plan: Plan) -> None:
@@ -129,7 +132,7 @@ def _refuse_blocked(plan: Plan) -> None:
         )
 
 
-def _check_tools(manifest: Manifest) -> None:
+def check_tools(manifest: Manifest) -> None:
     """`sbom: true` needs trivy: fail before anything is planned or built."""
     if any(image.sbom for image in manifest.images.values()):
         from imagectl.supply.preflight import check_tools
@@ -204,113 +207,98 @@ def apply_command(
     console: Console,
     pull: bool = False,
     allow_dirty: bool = False,
-    on_plan: Callable[[Plan], None] | None = None,
 ) -> int:
-    """Plan (or load a saved plan) and apply it under the repository lock.
+    """Plan (or load a saved plan) and apply it under the repository lock; the exit code.
 
     With `pull`, the branch is first fast-forwarded to its upstream (a diverged one
     is refused). The run's inputs must be committed (else exit 1, unless
     `allow_dirty`). Under `git_push` the planned versions are claimed in git before
     anything is pushed (imagectl/apply/claims.py); a claim refused because the remote
-    moved re-plans from the remote's new state. `on_plan` sees the plan to apply.
+    moved re-plans from the remote's new state. The work is done by the service layer
+    (imagectl/service.py); this function renders it.
     """
     from imagectl import gitops
-    from imagectl.apply.claims import MAX_ATTEMPTS, GitSession, Me, claim_ttl, resolve, withhold
-    from imagectl.apply.engine import ApplyOptions, RemoteMoved, apply_plan, state_dir
-    from imagectl.apply.provenance import check_committed, run_revision
+    from imagectl.apply.engine import ApplyOptions, state_dir
     from imagectl.applymutex import ApplyMutex
-    from imagectl.output.progress import Progress
 
     read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
-    _check_tools(manifest)
+    check_tools(manifest)
+    settings = ApplyOptions(
+        jobs=jobs,
+        push=push,
+        git=git,
+        git_push=git_push,
+        author=author,
+        allow_dirty=allow_dirty,
+        saved=plan_file is not None,
+    )
     with (
         ApplyMutex(state_dir(manifest) / "apply.lck", timeout=lock_timeout),
         make_client() as client,
     ):
-        probe = gitops.find_worktree(manifest.root_dir)
-        worktree = probe if git else None
+        worktree = gitops.find_worktree(manifest.root_dir)
         if pull:
-            manifest = _pull(manifest, worktree, console)
-        options = ApplyOptions(jobs=jobs, push=push, git=git, git_push=git_push, author=author)
-        session = GitSession(worktree, author) if worktree and push and git_push else None
-        if session is not None:
-            gitops.check_pushable(session.worktree)  # before any claim is committed
-        me = Me()
-        for _ in range(MAX_ATTEMPTS):
-            observed: Observed | None = None
+            manifest = _pull(manifest, worktree if git else None, console)
+
+        def planner(current: Manifest) -> service.Planned:
             if plan_file is not None:
-                plan = load_plan(plan_file, manifest)
-                _check_saved_inputs(manifest, plan)
-            else:
-                plan_options = PlanOptions(force=frozenset(force), only=frozenset(only))
-                plan, observed = compute_plan(
-                    manifest, client, now=now, options=plan_options, refresh=refresh
-                )
-            resolved = resolve(
-                read_lock(manifest.lock_path) or Lock(), datetime.now(UTC), me=me, ttl=claim_ttl()
-            )
-            plan, withheld = withhold(plan, resolved.live)
-            dirty = check_committed(probe, manifest, plan, allow_dirty=allow_dirty or not push)
-            options = dataclasses.replace(options, dirty=dirty)
-            notes = _drop_claims(manifest, resolved, push=push)
-            if push and observed is not None:
-                commit = session.commit if session else _plain(worktree, author)
-                _record_recovered(manifest, plan, observed, commit=commit, console=console)
-            for line in withheld:
-                console.print(f"Left out: {escape(line)}", highlight=False)
-            try:
-                if not plan.actions:
-                    return _nothing_to_do(
-                        manifest, plan, options, session, worktree, notes, console
-                    )
-                if session is None or _claim(manifest, plan, session, me, options, notes):
-                    break
-            except RemoteMoved:
-                pass
-            if plan_file is not None:
-                raise GitOpsError(
-                    "the remote branch moved since the saved plan was made; the branch is "
-                    "now at the remote's head: run `imagectl plan --out` again"
-                )
-            console.print("The remote branch moved: re-planning from its new state.")
-            manifest = load_manifest(manifest.root)
-        else:
-            raise GitOpsError(
-                f"the remote branch moved {MAX_ATTEMPTS} times while claiming the plan; "
-                "nothing was built or pushed: re-run later"
-            )
-        if dirty:
-            console.print(
-                "[yellow]Building from uncommitted inputs (--allow-dirty): the revision is "
-                f"{run_revision(probe, dirty)}[/yellow]"
-            )
-        if push:  # a key that cannot be read fails before anything is built
-            from imagectl.supply.preflight import check_keys
+                saved = load_plan(plan_file, current)
+                _check_saved_inputs(current, saved)
+                return service.Planned(saved)
+            options = PlanOptions(force=frozenset(force), only=frozenset(only))
+            return service.plan(current, client, now=now, options=options, refresh=refresh)
 
-            check_keys(manifest, (a.image for a in plan.actions))
-        if on_plan is not None:
-            on_plan(plan)
-        console.print(plan_table(plan))
-        console.print(summary_line(plan))
-        with _graceful_stop() as stop, Progress(console, plan.actions) as progress:
-            result = apply_plan(
-                manifest,
-                plan,
-                client,
-                options,
-                on_step=progress,
-                stop=stop,
-                session=session,
-                me=me,
-                notes=notes,
-            )
-    return _report_apply(plan, result, console)
+        applied = run_apply(
+            manifest,
+            client,
+            settings,
+            first=planner(manifest),
+            replan=planner,
+            worktree=worktree,
+            console=console,
+        )
+    return exit_code(applied)
 
 
-def _plain(worktree: Path | None, author: tuple[str, str] | None) -> Commit | None:
-    from imagectl.apply.engine import plain_commit
+def run_apply(
+    manifest: Manifest,
+    registry: Registry,
+    settings: ApplyOptions,
+    *,
+    first: service.Planned,
+    replan: service.Planner,
+    worktree: Path | None,
+    console: Console,
+) -> service.Applied:
+    """Apply `first` (re-planning with `replan` when the remote moves) and render it all:
+    notes, the plan table, live progress, the summary. The caller holds the apply mutex."""
+    from imagectl.output.progress import Progress
 
-    return plain_commit(worktree, author) if worktree is not None else None
+    def note(line: str) -> None:
+        console.print(escape(line), highlight=False)
+
+    prepared = service.prepare(
+        manifest, settings, first=first, replan=replan, worktree=worktree, note=note
+    )
+    if isinstance(prepared, service.Applied):
+        return _nothing_to_do(prepared, console)
+    if prepared.dirty:
+        console.print(
+            "[yellow]Building from uncommitted inputs (--allow-dirty): the revision is "
+            f"{escape(prepared.revision or '')}[/yellow]"
+        )
+    plan = prepared.plan
+    console.print(plan_table(plan))
+    console.print(summary_line(plan))
+    with _graceful_stop() as stop, Progress(console, plan.actions) as progress:
+        applied = service.run(prepared, registry, on_step=progress, stop=stop)
+    _report_apply(applied, console)
+    return applied
+
+
+def exit_code(applied: service.Applied) -> int:
+    """The exit code of an apply (errors.ExitCode)."""
+    return int(applied.exit_code)
 
 
 def _pull(manifest: Manifest, worktree: Path | None, console: Console) -> Manifest:
@@ -324,103 +312,24 @@ def _pull(manifest: Manifest, worktree: Path | None, console: Console) -> Manife
     return load_manifest(manifest.root) if synced.pulled else manifest
 
 
-def _drop_claims(manifest: Manifest, resolved: Resolved, *, push: bool) -> list[str]:
-    """Write the lock without claims left by runs that died; one note per claim."""
-    if not resolved.dropped or not push:
-        return []
-    write_lock(manifest.lock_path, resolved.lock)
-    return [
-        f"{name} {claim.version}: claim of pid {claim.pid} on {claim.host} dropped "
-        "(its run ended without recording it)"
-        for name, claim in sorted(resolved.dropped.items())
-    ]
-
-
-def _claim(
-    manifest: Manifest,
-    plan: Plan,
-    session: GitSession,
-    me: Me,
-    options: ApplyOptions,
-    notes: list[str],
-) -> bool:
-    """Commit and push this run's claims; False when the remote moved (re-plan)."""
-    from imagectl.apply.claims import claim_lines, with_claims
-    from imagectl.apply.provenance import run_revision
-
-    lock = read_lock(manifest.lock_path) or Lock()
-    revision = run_revision(session.worktree, options.dirty)
-    claimed = with_claims(lock, plan, datetime.now(UTC), me=me, revision=revision)
-    write_lock(manifest.lock_path, claimed)
-    count = len(plan.actions)
-    title = f"imagectl: claim {count} image{'s' if count != 1 else ''}"
-    session.commit([manifest.lock_path], title, [*claim_lines(plan), *notes])
-    notes.clear()  # said in the claim commit
-    return session.push()
-
-
-def _nothing_to_do(
-    manifest: Manifest,
-    plan: Plan,
-    options: ApplyOptions,
-    session: GitSession | None,
-    worktree: Path | None,
-    notes: list[str],
-    console: Console,
-) -> int:
-    from imagectl.apply.engine import settle
-
-    console.print(summary_line(plan))
+def _nothing_to_do(applied: service.Applied, console: Console) -> service.Applied:
+    console.print(summary_line(applied.plan))
     console.print("Nothing to do: every image is up to date.")
-    if worktree is not None and options.push:
-        commit, pushed = settle(worktree, manifest, options, session, notes)
-        if commit:
-            console.print(f"Committed the lock: {commit[:12]}" + (" (pushed)" if pushed else ""))
-        elif pushed:
-            console.print("Pushed the branch: it was ahead of its upstream.")
-    _github_plan_outputs(plan)
-    return 0
+    if applied.commit:
+        console.print(
+            f"Committed the lock: {applied.commit[:12]}" + (" (pushed)" if applied.pushed else "")
+        )
+    elif applied.pushed:
+        console.print("Pushed the branch: it was ahead of its upstream.")
+    _github_plan_outputs(applied.plan)
+    return applied
 
 
-def _record_recovered(
-    manifest: Manifest,
-    plan: Plan,
-    observed: Observed,
-    *,
-    commit: Commit | None,
-    console: Console,
-) -> None:
-    """Write into the lock what the registry says was built and the lock lacks.
-
-    A lost lock (or one behind the registry, e.g. after builds on other runners)
-    is restored from the images' labels, and committed like any apply's record.
-    An image whose floating tags must be put back is recorded by its action
-    instead, once they are: until then the lock must not say it is done.
-    """
-
-    lock = read_lock(manifest.lock_path) or Lock()
-    recovered: list[str] = []
-    retag = {a.image for a in plan.actions if a.retag_only}
-    for name, state in sorted(observed.built.items()):
-        record = lock.images.get(name)
-        image = manifest.images.get(name)
-        if image is None or name in retag:
-            continue
-        if record is not None and record.digest == state.digest:
-            continue
-        lock = lock.with_image(name, record_of(state))
-        recovered.append(f"{name} {state.version} (recovered from the registry)")
-    if not recovered:
-        return
-    write_lock(manifest.lock_path, lock)
-    console.print(f"Recorded {len(recovered)} image(s) from the registry in the lock.")
-    if commit is not None:
-        title = f"imagectl: record {len(recovered)} image(s) found in the registry"
-        commit([manifest.lock_path], title, recovered)
-
-
-def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:
+def _report_apply(applied: service.Applied, console: Console) -> None:
     from imagectl.output.progress import summary_counts, summary_table
+
+    plan, result = applied.plan, applied.result
+    assert result is not None
 
     for name, mode in sorted(result.builder_modes.items()):
         console.print(f"builder {name}: {mode}")
@@ -454,9 +363,6 @@ def _report_apply(plan: Plan, result: ApplyResult, console: Console) -> int:
             }
         )
         github.write_summary(_apply_markdown(plan, result))
-    if result.interrupted:
-        return EXIT_INTERRUPTED
-    return 1 if result.failed else 0
 
 
 def _apply_markdown(plan: Plan, result: ApplyResult) -> str:
@@ -535,7 +441,7 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
     rows: list[dict[str, Any]] = []
     try:
         with make_client() as client:
-            plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
+            plan = service.plan(manifest, client, now=now, options=PlanOptions()).plan
             rows = status_rows(manifest, plan, now)
             if any(image.sign is not None for image in manifest.images.values()):
                 from imagectl.supply.status import with_supply_state

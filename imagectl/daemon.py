@@ -32,10 +32,10 @@ from typing import Self
 import schedule
 from rich.console import Console
 
-from imagectl.errors import ImagectlError, UsageError
+from imagectl.errors import ExitCode, ImagectlError, UsageError
 from imagectl.proc import die_of
 
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = ExitCode.INTERRUPTED  # kept for callers of the old name
 
 Clock = Callable[[], datetime]
 """Returns the current time as an aware UTC datetime."""
@@ -100,7 +100,7 @@ class TickResult:
         images = f"{self.applied} image{'s' if self.applied != 1 else ''}"
         if self.failure is not None:
             return f"failed: {self.failure}"
-        if self.code == EXIT_INTERRUPTED:
+        if self.code == ExitCode.INTERRUPTED:
             if self.applied:
                 return f"interrupted: stopped applying {images} after the ones in flight"
             return "interrupted before applying"
@@ -208,7 +208,7 @@ class Daemon:
                 self._last = None
                 self._scheduler.run_pending()
                 self._log_tick(once=False)
-        return 0
+        return ExitCode.OK
 
     def run_once(self) -> int:
         """Run one tick and return its exit code."""
@@ -226,9 +226,9 @@ class Daemon:
         except Exception as exc:
             if not isinstance(exc, ImagectlError):
                 _logger.error("daemon tick failed unexpectedly", exc_info=exc)
-            code = exc.exit_code if isinstance(exc, ImagectlError) else 1
+            code = exc.exit_code if isinstance(exc, ImagectlError) else ExitCode.FAILED
             result = TickResult(code=code, failure=_one_line(exc))
-        if result.code == EXIT_INTERRUPTED or self._heard_stop_signal():
+        if result.code == ExitCode.INTERRUPTED or self._heard_stop_signal():
             # The apply inside caught the signal itself and finished its images in flight.
             self.request_stop()
         self._last = result
@@ -310,18 +310,20 @@ def apply_reconcile(
     3. Nothing to do: still commit a lock that differs from HEAD, and under
        `--git-push` push a branch that is ahead (a run that died before its commit
        or push is caught up by the next tick).
-    4. Else apply, as `imagectl apply` does (it re-plans under the lock and, under
-       `--git-push`, claims the versions in git first); the images counted are the
-       ones in the plan it applied.
+    4. Else apply that very plan, in memory, through the service layer as `imagectl
+       apply` does (under `--git-push` it claims the versions in git first; a claim
+       refused because the remote moved re-plans); the images counted are the ones
+       of the plan it applied.
     """
 
     def reconcile(now: datetime, stopping: Callable[[], bool]) -> TickResult:
-        from imagectl import commands, gitops
+        from imagectl import commands, gitops, service
         from imagectl.apply.engine import ApplyOptions, commit_pending
         from imagectl.applymutex import ApplyMutex
         from imagectl.manifest.loader import load_manifest
-        from imagectl.pipeline import compute_plan, make_client
-        from imagectl.plan.model import Plan, PlanOptions
+        from imagectl.manifest.models import Manifest
+        from imagectl.pipeline import make_client
+        from imagectl.plan.model import PlanOptions
 
         worktree = gitops.find_worktree(manifest_path.parent)
         pulled = 0
@@ -330,32 +332,31 @@ def apply_reconcile(
                 pulled = gitops.sync(worktree).pulled
         manifest = load_manifest(manifest_path)
         with make_client() as client:
-            plan, _ = compute_plan(manifest, client, now=now, options=PlanOptions())
-        if not plan.actions:
+
+            def planner(current: Manifest) -> service.Planned:
+                return service.plan(current, client, now=now, options=PlanOptions())
+
+            planned = planner(manifest)
+            if not planned.plan.actions:
+                with ApplyMutex(state_dir_of(manifest_path) / "apply.lck", timeout=0.0):
+                    commit_pending(manifest, ApplyOptions(git_push=git_push))
+                return TickResult(pulled=pulled)
+            if stopping():
+                return TickResult(code=ExitCode.INTERRUPTED, pulled=pulled)
+            commands.check_tools(manifest)  # `sbom: true` without trivy fails here
+            settings = ApplyOptions(jobs=jobs, git_push=git_push)
             with ApplyMutex(state_dir_of(manifest_path) / "apply.lck", timeout=0.0):
-                commit_pending(manifest, ApplyOptions(git_push=git_push))
-            return TickResult(pulled=pulled)
-        if stopping():
-            return TickResult(code=EXIT_INTERRUPTED, pulled=pulled)
-        applied: list[Plan] = []
-        code = commands.apply_command(
-            manifest,
-            plan_file=None,
-            jobs=jobs,
-            push=True,
-            git=True,
-            git_push=git_push,
-            force=(),
-            only=(),
-            refresh=False,
-            now=now,
-            lock_timeout=0.0,
-            author=None,
-            console=console,
-            on_plan=applied.append,
-        )
-        count = len(applied[-1].actions) if applied else 0
-        return TickResult(code=code, applied=count, pulled=pulled)
+                applied = commands.run_apply(
+                    manifest,
+                    client,
+                    settings,
+                    first=planned,
+                    replan=planner,
+                    worktree=worktree,
+                    console=console,
+                )
+        count = len(applied.plan.actions) if applied.result is not None else 0
+        return TickResult(code=commands.exit_code(applied), applied=count, pulled=pulled)
 
     return reconcile
 

@@ -13,11 +13,24 @@ a clean message and an exit code, never a traceback::
     ├── GitOpsError               git commit / push failed
     └── LockHeldError             another apply holds the repository lock
     UsageError                    exit 2: the command line itself is wrong
+
+`ExitCode` is the one table of exit codes (docs/design.md section 8).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Every exit code imagectl returns; commands and the daemon map results to these."""
+
+    OK = 0  # success; `plan --detailed-exitcode`: nothing to do
+    FAILED = 1  # an error, or an image that failed (or was skipped) in apply
+    USAGE = 2  # the command line is wrong
+    CHANGES = 2  # `plan --detailed-exitcode`: there are changes; `bases check`: behind
+    INTERRUPTED = 130  # apply (or the daemon) stopped by SIGINT/SIGTERM
 
 
 @dataclass(frozen=True, order=True)
@@ -58,13 +71,13 @@ class Problem:
 class ImagectlError(Exception):
     """Base of every expected imagectl failure."""
 
-    exit_code: int = 1
+    exit_code: int = ExitCode.FAILED
 
 
 class UsageError(ImagectlError):
     """The command line is wrong (exit code 2)."""
 
-    exit_code = 2
+    exit_code = ExitCode.USAGE
 
 
 class ManifestError(ImagectlError):

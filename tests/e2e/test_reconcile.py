@@ -238,7 +238,7 @@ def test_lost_lock_plans_nothing_and_refresh_detects_a_missing_tag(
     restored = repo.lock()["images"]
     assert isinstance(restored, dict)
     assert {n: r["digest"] for n, r in restored.items()} == before
-    assert repo.git_log()[0].startswith("imagectl: record 2 image(s) found in the registry")
+    assert repo.git_log()[0].startswith("imagectl: record 2 images found in the registry")
 
 
 def test_failed_image_fails_alone(

@@ -349,27 +349,42 @@ class FakeClient:
 @pytest.fixture
 def pipeline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     """Stub the load/plan/apply edges that apply_reconcile calls (outside any git repo)."""
-    state: dict[str, Any] = {"actions": (), "applied": [], "settled": []}
+    from imagectl import service
 
-    def compute_plan(manifest: object, client: object, **kw: Any) -> tuple[FakePlan, None]:
+    state: dict[str, Any] = {"actions": (), "applied": [], "settled": [], "planned": 0}
+
+    def plan(manifest: object, client: object, **kw: Any) -> service.Planned:
         state["now"] = kw["now"]
-        return FakePlan(state["actions"]), None
+        state["planned"] += 1
+        return service.Planned(FakePlan(state["actions"]))  # type: ignore[arg-type]
 
-    def apply_command(manifest: object, **kw: Any) -> int:
-        assert kw["plan_file"] is None  # apply re-plans under the repository lock
-        kw["on_plan"](FakePlan(state["actions"]))
-        state["applied"].append(kw)
-        return int(state.get("code", 0))
+    def run_apply(manifest: object, client: object, settings: Any, **kw: Any) -> Any:
+        state["applied"].append({"settings": settings, **kw})
+        return service.Applied(kw["first"].plan, FakeResult(int(state.get("code", 0))))  # type: ignore[arg-type]
 
     def commit_pending(manifest: object, options: Any) -> None:
         state["settled"].append(options)
 
     monkeypatch.setattr("imagectl.manifest.loader.load_manifest", lambda path: "manifest")
     monkeypatch.setattr("imagectl.pipeline.make_client", FakeClient)
-    monkeypatch.setattr("imagectl.pipeline.compute_plan", compute_plan)
+    monkeypatch.setattr("imagectl.service.plan", plan)
     monkeypatch.setattr("imagectl.apply.engine.commit_pending", commit_pending)
-    monkeypatch.setattr("imagectl.commands.apply_command", apply_command)
+    monkeypatch.setattr("imagectl.commands.check_tools", lambda manifest: None)
+    monkeypatch.setattr("imagectl.commands.run_apply", run_apply)
     return state
+
+
+@dataclass
+class FakeResult:
+    code: int
+
+    @property
+    def interrupted(self) -> bool:
+        return self.code == EXIT_INTERRUPTED
+
+    @property
+    def failed(self) -> bool:
+        return self.code == 1
 
 
 def test_apply_reconcile_does_nothing_when_the_plan_is_empty(
@@ -395,7 +410,10 @@ def test_apply_reconcile_applies_exactly_the_plan_it_made(
     )
     assert reconcile(T0, lambda: False) == TickResult(code=1, applied=2)
     [call] = pipeline["applied"]
-    assert call["jobs"] == 2 and call["git_push"] is True and call["push"] is True
+    settings = call["settings"]
+    assert settings.jobs == 2 and settings.git_push is True and settings.push is True
+    assert call["first"].plan == FakePlan(("base", "python"))  # the plan it made, in memory
+    assert pipeline["planned"] == 1, "planned twice: the daemon applies the plan it made"
 
 
 def test_apply_reconcile_does_not_start_an_apply_once_stopping(
