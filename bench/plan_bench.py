@@ -27,7 +27,6 @@ from bench.goals import Figure
 from devenv.dockerd import ensure_dockerd
 from devenv.registry import start_registry
 from devenv.upstream import push_upstream_base
-from imagectl import lockfile
 from imagectl.gcpause import paused_gc
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
 from imagectl.manifest.loader import load_manifest
@@ -99,9 +98,8 @@ def plan_in_process(manifest_path: Path) -> Run:
 
 
 def forget_process_caches() -> None:
-    """Empty imagectl's in-memory caches (memoized pure functions, the lock read cache),
+    """Empty imagectl's in-memory caches (memoized pure functions),
     so that a plan in this process costs what the first plan of a new process costs."""
-    lockfile._READ_CACHE.clear()
     for name, module in list(sys.modules.items()):
         if name == "imagectl" or name.startswith("imagectl."):
             for value in list(vars(module).values()):

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from imagectl import gitops
 from imagectl.domain.reference import without_digest
-from imagectl.errors import GitOpsError, RegistryError
+from imagectl.errors import ExitCode, GitOpsError, RegistryError
 from imagectl.manifest.loader import display_path
 from imagectl.manifest.models import Manifest
 from imagectl.manifest.writer import DigestChange, read_text, rewrite_digests, write_atomic
@@ -30,7 +30,7 @@ from imagectl.pipeline import make_client
 from imagectl.registry import RegistryClient, parse_reference
 
 State = Literal["current", "behind", "followed", "digest-only"]
-EXIT_BEHIND = 2
+EXIT_BEHIND = ExitCode.CHANGES  # `bases check`: a pin is behind its tag
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from rich.console import Console
 from rich.markup import escape
 
 from imagectl import service
+from imagectl.domain.reference import without_digest
 from imagectl.errors import ExitCode, GitOpsError, PlanError, RegistryUnreachable, UsageError
 from imagectl.explain import explain_command
 from imagectl.gcpause import paused_gc
-from imagectl.lockfile import read_lock
+from imagectl.lockfile import Lock, lock_stamp, read_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
 from imagectl.observe import image_inputs
@@ -221,7 +222,8 @@ def apply_command(
     from imagectl.apply.engine import ApplyOptions, state_dir
     from imagectl.applymutex import ApplyMutex
 
-    read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
+    lock = read_lock(manifest.lock_path)  # a bad lock fails here, before anything is written
+    stamp = lock_stamp(manifest.lock_path)
     check_tools(manifest)
     settings = ApplyOptions(
         jobs=jobs,
@@ -239,14 +241,23 @@ def apply_command(
         worktree = gitops.find_worktree(manifest.root_dir)
         if pull:
             manifest = _pull(manifest, worktree if git else None, console)
+        first: Lock | None = lock if lock_stamp(manifest.lock_path) == stamp else None
 
         def planner(current: Manifest) -> service.Planned:
+            # the lock read above serves the first plan, unless it changed meanwhile (a
+            # pull, another apply finishing); a re-plan after the remote moved reads it
+            nonlocal first
+            current_lock, first = first, None
+            if current_lock is None:
+                current_lock = read_lock(current.lock_path)
             if plan_file is not None:
                 saved = load_plan(plan_file, current)
                 _check_saved_inputs(current, saved)
-                return service.Planned(saved)
+                return service.Planned(saved, lock=current_lock)
             options = PlanOptions(force=frozenset(force), only=frozenset(only))
-            return service.plan(current, client, now=now, options=options, refresh=refresh)
+            return service.plan(
+                current, client, now=now, options=options, refresh=refresh, lock=current_lock
+            )
 
         applied = run_apply(
             manifest,
@@ -464,7 +475,7 @@ def status_command(manifest: Manifest, *, now: datetime, json_out: bool, console
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        base = (row["base"] or "-").split("@")[0]
+        base = without_digest(row["base"] or "-")
         cells = (row["image"], row["version"] or "-", (row["digest"] or "-")[:19], base)
         # lock values may come from a registry (recovery): inert text, never markup
         table.add_row(

@@ -499,19 +499,26 @@ def read_lock(path: Path) -> Lock | None:
     except OSError as exc:
         raise LockFileError(f"{display}: cannot read the lock: {exc.strerror or exc}") from exc
     lock_digest = hashlib.sha256(raw or b"").digest()
-    key = lock_digest + hashlib.sha256(journal).digest()
-    known = _READ_CACHE.get(str(path.absolute()))
-    if known is not None and known[0] == key:
-        return known[1]  # the same bytes as last read in this process: the same lock
     lock = Lock() if raw is None else _parse_lock(raw, display, path, lock_digest.hex())
     if journal:
         lock = replay_journal(lock, journal, "sha256:" + lock_digest.hex(), journal_path(path))
-    _READ_CACHE[str(path.absolute())] = (key, lock)
     return lock
 
 
-# path -> (sha256 of lock and journal bytes, lock): plan and apply read the lock more than once
-_READ_CACHE: dict[str, tuple[bytes, Lock]] = {}
+def lock_stamp(path: Path) -> tuple[tuple[int, int, int] | None, ...]:
+    """What tells whether the lock (or its journal) changed since a read: inode, size
+    and mtime of each, None for a missing file. `apply` reads the lock before taking the
+    apply mutex (a bad lock must fail before anything is written) and reads it again
+    under the mutex only when the stamp changed (another apply finished meanwhile)."""
+    stamps: list[tuple[int, int, int] | None] = []
+    for file in (path, journal_path(path)):
+        try:
+            info = file.stat()
+        except OSError:
+            stamps.append(None)
+            continue
+        stamps.append((info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(stamps)
 
 
 # --------------------------------------------------------------------------- journal
@@ -787,6 +794,7 @@ __all__ = [
     "journal_path",
     "keeping_history",
     "lock_fingerprint",
+    "lock_stamp",
     "read_lock",
     "render_lock",
     "replay_journal",

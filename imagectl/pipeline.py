@@ -9,6 +9,7 @@ from datetime import datetime
 
 from imagectl.errors import PlanError, UsageError
 from imagectl.gcpause import paused_gc
+from imagectl.lockfile import Lock
 from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
 from imagectl.plan.model import Observed, Plan, PlanOptions
@@ -68,15 +69,17 @@ def compute_plan(
     now: datetime,
     options: PlanOptions,
     refresh: bool = False,
+    lock: Lock | None = None,
 ) -> tuple[Plan, Observed]:
     """Observe the world and make the plan; its new version tags are checked to be free.
 
-    Every registry request of planning is bounded by the phase deadline; no cycle is
+    `lock` is the lock as the caller read it (read here when None). Every registry
+    request of planning is bounded by the phase deadline; no cycle is
     made, so the collector is paused. A plan with multi-platform images is refused
     when their builder cannot build them.
     """
     with client.phase("planning"), paused_gc():
-        observed = observe(manifest, client, refresh=refresh)
+        observed = observe(manifest, client, refresh=refresh, lock=lock)
         plan, observed = settle(
             manifest, client, observed, lambda o: make_plan(manifest, o, now, options)
         )

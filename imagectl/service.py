@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from imagectl.errors import ExitCode, GitOpsError
+from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
 from imagectl.pipeline import compute_plan
@@ -44,6 +45,7 @@ class Planned:
 
     plan: Plan
     observed: Observed | None = None
+    lock: Lock | None = None  # the lock the plan was made from: the run's one read
 
 
 def plan(
@@ -53,12 +55,19 @@ def plan(
     now: datetime,
     options: PlanOptions,
     refresh: bool = False,
+    lock: Lock | None = None,
 ) -> Planned:
-    """Observe the registry and make the plan (its new version tags checked free)."""
+    """Observe the registry and make the plan (its new version tags checked free).
+
+    `lock` is the lock as the caller read it; when None it is read here. Either way the
+    result carries it, and the run's record starts from it: one read per run.
+    """
+    if lock is None:
+        lock = read_lock(manifest.lock_path)
     made, observed = compute_plan(
-        manifest, _client(registry), now=now, options=options, refresh=refresh
+        manifest, _client(registry), now=now, options=options, refresh=refresh, lock=lock
     )
-    return Planned(made, observed)
+    return Planned(made, observed, lock)
 
 
 Planner = Callable[[Manifest], Planned]
@@ -139,7 +148,7 @@ def prepare(
     me = Me()
     planned = first
     for _ in range(MAX_ATTEMPTS):
-        record = _record(manifest, settings, target, session)
+        record = _record(manifest, settings, target, session, planned.lock)
         resolved = resolve(record.lock, datetime.now(UTC), me=me, ttl=claim_ttl())
         made, withheld = withhold(planned.plan, resolved.live)
         dirty = check_committed(
@@ -183,11 +192,13 @@ def _record(
     settings: ApplyOptions,
     worktree: Path | None,
     session: GitSession | None,
+    lock: Lock | None,
 ) -> RunRecord:
     from imagectl.apply.run_record import RunRecord
 
     return RunRecord(
         manifest,
+        lock=lock,
         worktree=worktree,
         author=settings.author,
         session=session,

@@ -192,6 +192,7 @@ class RunRecord:
         author: tuple[str, str] | None = None,
         session: GitSession | None = None,
         git_push: bool = False,
+        lock: Lock | None = None,
     ) -> None:
         self.manifest = manifest
         self.path = manifest.lock_path
@@ -200,7 +201,8 @@ class RunRecord:
         self.session = session
         self.git_push = git_push
         self.existed = self.path.exists()
-        self.lock: Lock = read_lock(self.path) or Lock()
+        # the lock the plan was made from (the run's one read), else read now
+        self.lock: Lock = lock if lock is not None else (read_lock(self.path) or Lock())
         self.revision: str | None = None
         self.found: dict[str, ImageRecord] = {}
         self.found_lines: list[str] = []

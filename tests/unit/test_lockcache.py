@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imagectl import lockcache, lockfile
+from imagectl import lockcache
 from imagectl.lockfile import Lock, read_lock, write_lock
 from tests.unit.test_lockfile import record, sample
 
@@ -16,12 +16,10 @@ from tests.unit.test_lockfile import record, sample
 @pytest.fixture
 def lock_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("IMAGECTL_NO_CACHE", raising=False)
-    monkeypatch.setattr(lockfile, "_READ_CACHE", {})  # every read is a new process's
     return tmp_path / "imagectl.lock"
 
 
 def fresh_read(path: Path) -> Lock | None:
-    lockfile._READ_CACHE.clear()
     return read_lock(path)
 
 
