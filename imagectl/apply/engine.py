@@ -21,6 +21,7 @@ from imagectl.apply.claims import (
 from imagectl.apply.protocol import (
     ImageRunner,
     Outcome,
+    OutcomeState,
     RunContext,
     Step,
     fault_point,
@@ -242,6 +243,7 @@ def apply_plan(
         now=now,
         push=options.push,
         on_step=on_step,
+        claimed=session is not None,  # the claim is the compare-and-swap: fewer registry reads
     )
     recorder = LockRecorder(manifest.lock_path, read_lock(manifest.lock_path))
     actions = {a.image: a for a in plan.actions}
@@ -257,7 +259,7 @@ def apply_plan(
 
     def skipped(name: str, reason: str) -> None:
         outcome = runner.outcomes[name]
-        outcome.state = "cancelled" if reason == "interrupted" else "skipped"
+        outcome.state = OutcomeState.CANCELLED if reason == "interrupted" else OutcomeState.SKIPPED
         outcome.error = reason
         if on_step:
             on_step(name, outcome.state)
@@ -283,7 +285,7 @@ def apply_plan(
         recorder.finish()  # the run's journal compacted into the lock: one atomic write
     for name, result in results.items():
         if result.state is JobState.FAILED and runner.outcomes[name].state != "failed":
-            runner.outcomes[name].state = "failed"
+            runner.outcomes[name].state = OutcomeState.FAILED
             runner.outcomes[name].error = str(result.error)
     outcome = ApplyResult(
         outcomes=runner.outcomes,

@@ -35,6 +35,7 @@ from imagectl.builders.base import (
     secret_values,
     staged,
 )
+from imagectl.builders.iid import ImageIds
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
 
@@ -113,14 +114,18 @@ def build_argv(
     *,
     isolation: str,
     secret_srcs: Mapping[str, Path],
+    iidfile: Path | None = None,
 ) -> list[str]:
-    """The buildah command line that builds `req` (pure; secret values never appear)."""
+    """The buildah command line that builds `req` (pure; secret values never appear);
+    `iidfile` receives the image id (config digest)."""
     argv = ["buildah", *setup.global_opts, "bud", "--format", "oci", "--isolation", isolation]
     if req.network and req.network != "default":
         argv += ["--network", req.network]
     if tls_verify_off(req):
         argv.append("--tls-verify=false")
     argv += ["--file", str(req.dockerfile_path), *buildah_output(req).build]
+    if iidfile is not None:
+        argv += ["--iidfile", str(iidfile)]
     argv += build_flags(req, secret_srcs)
     for key, value in sorted(req.annotations.items()):
         argv += ["--annotation", f"{key}={value}"]
@@ -145,6 +150,11 @@ class BuildahBuilder:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = dict(os.environ if environ is None else environ)
         self._setup: BuildahSetup | None = None
+        self._ids = ImageIds()
+
+    def image_id(self, req: BuildRequest) -> str | None:
+        """The config digest of the last build of `req.ref` (`--iidfile`)."""
+        return self._ids.get(req.ref)
 
     def _probe(self, argv: list[str]) -> ProcResult:
         try:
@@ -215,8 +225,8 @@ class BuildahBuilder:
             env.update({s.env: req.env[s.env] for s in req.secrets if s.env is not None})
         holder: AbstractContextManager[dict[str, Path]]
         holder = nullcontext({}) if setup.secret_env else secret_files(req)
-        with holder as srcs, staged(req, self.name) as sent:
-            argv = build_argv(setup, sent, isolation=isolation, secret_srcs=srcs)
+        with holder as srcs, staged(req, self.name) as sent, self._ids.capture(req.ref) as iid:
+            argv = build_argv(setup, sent, isolation=isolation, secret_srcs=srcs, iidfile=iid)
             result = run_bounded("buildah build", req, argv, env=env, secrets=secrets)
         if not result.ok:
             raise failure("buildah build", req, result)

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import pytest
 
 from imagectl.apply.engine import ApplyOptions, ApplyResult, apply_plan
+from imagectl.apply.steps import OutcomeState, StepEvent
 from imagectl.builders.base import BuildRequest
 from imagectl.labels import LABEL_CREATED, LABEL_VERSION
 from imagectl.lockfile import journal_path, read_lock, render_lock
@@ -123,7 +124,10 @@ def apply(
     stop = threading.Event()
     frozen: list[Snapshot] = []
 
-    def on_step(image: str, step: str) -> None:
+    def on_step(image: str, event: StepEvent | OutcomeState) -> None:
+        if isinstance(event, StepEvent) and event.begun:
+            return  # progress only: not a fault point
+        step = str(event)
         if steps is not None:
             steps.append((image, step))
         if (image, step) == kill_at:
