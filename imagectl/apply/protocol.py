@@ -384,7 +384,8 @@ class ImageRunner:
         its version comes from the lock's history when its digest is there, else from
         its labels. Under a claim the plan's view holds (held tags and conflicts come
         from the lock's history). The manifest bytes come from the job when in hand,
-        else one GET serves every PUT. Sets the job's moved, held and conflicting tags.
+        else one GET serves every PUT; the PUTs run at once. Sets the job's moved,
+        held and conflicting tags.
 
         Returns:
             Whether a tag was PUT.
@@ -393,15 +394,14 @@ class ImageRunner:
         repo = parse_reference(action.repository)
         known = self.recorder.image(action.image)
         version_of = {d: v for v, d in (known.versions if known else {}).items()}
-        moved: list[str] = []
+        already: set[str] = set()
         held: list[str] = list(action.held_tags)
         conflicts: list[Conflict] = []
-        put = False
         look = self.guarded or action.retag_only
         for tag in action.floating_tags:
             current = self.ctx.client.head_manifest(repo.with_tag(tag)) if look else None
             if current is not None and current.digest == digest:
-                moved.append(tag)
+                already.add(tag)
                 continue
             if current is not None:
                 holder = (  # the old build a rebase started from needs no label read
@@ -416,14 +416,18 @@ class ImageRunner:
                 if holder and not may_move_floating(action.to_version, holder):
                     held.append(tag)
                     continue
-            self.emit(action.image, StepEvent(StepName.TAGGED, tag, begun=True))
+        skipped = already | set(held) | {c.tag for c in conflicts}
+        to_put = [t for t in action.floating_tags if t not in skipped]
+        if to_put:
+            for tag in to_put:
+                self.emit(action.image, StepEvent(StepName.TAGGED, tag, begun=True))
             job.manifest = job.manifest or self.ctx.client.get_manifest(repo.with_digest(digest))
-            self.ctx.client.put_manifest(repo.with_tag(tag), job.manifest)
-            put = True
-            moved.append(tag)
-            self.emit(action.image, StepEvent(StepName.TAGGED, tag))
-        job.moved, job.held, job.conflicts = tuple(moved), tuple(held), tuple(conflicts)
-        return put
+            self.ctx.client.put_manifest_tags([repo.with_tag(t) for t in to_put], job.manifest)
+            for tag in to_put:
+                self.emit(action.image, StepEvent(StepName.TAGGED, tag))
+        job.moved = tuple(t for t in action.floating_tags if t in already or t in to_put)
+        job.held, job.conflicts = tuple(held), tuple(conflicts)
+        return bool(to_put)
 
     def record(self, job: Job) -> None:
         """Record the image; a retag keeps the build's own record (or its labels' facts)."""
