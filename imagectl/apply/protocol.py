@@ -268,13 +268,16 @@ class ImageRunner:
         try:
             self._run(name, outcome)
         except ImagectlError as exc:
-            outcome.state = OutcomeState.FAILED
-            outcome.error = str(exc)
+            self.failed(outcome, str(exc))
             raise
         except Exception as exc:  # an unexpected bug must fail this image, not the run
-            outcome.state = OutcomeState.FAILED
-            outcome.error = f"internal error: {exc!r}"
+            self.failed(outcome, f"internal error: {exc!r}")
             raise
+
+    def failed(self, outcome: Outcome, error: str) -> None:
+        outcome.state, outcome.error = OutcomeState.FAILED, error
+        if self.ctx.on_step is not None:
+            self.ctx.on_step(outcome.image, OutcomeState.FAILED)
 
     def _run(self, name: str, outcome: Outcome) -> None:
         action = self.actions[name]

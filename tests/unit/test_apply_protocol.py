@@ -353,7 +353,9 @@ def test_a_failed_build_fails_that_image_skips_its_descendants_and_others_go_on(
 ) -> None:
     manifest = write_repo(tmp_path, FLEET)
     builder = FakeBuilder(registry, fail=frozenset({"base"}))
-    result = apply(manifest, plan_of(manifest, client), client, builder, jobs=jobs)
+    steps: list[tuple[str, str]] = []
+    result = apply(manifest, plan_of(manifest, client), client, builder, jobs=jobs, steps=steps)
+    assert ("base", "failed") in steps and ("app", "skipped") in steps  # progress shows both
     states = {n: (o.state, o.error) for n, o in result.outcomes.items()}
     assert states["base"] == ("failed", "base: RUN false: exit code 1")
     assert states["app"] == ("skipped", "base base failed")
