@@ -124,7 +124,7 @@ def build_argv(
     if tls_verify_off(req):
         argv.append("--tls-verify=false")
     argv += ["--file", str(req.dockerfile_path), *buildah_output(req).build]
-    if iidfile is not None:
+    if iidfile is not None and req.output is not Output.INDEX:  # one image id: one image
         argv += ["--iidfile", str(iidfile)]
     argv += build_flags(req, secret_srcs)
     for key, value in sorted(req.annotations.items()):
