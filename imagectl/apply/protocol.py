@@ -422,8 +422,6 @@ class ImageRunner:
         skipped = already | set(held) | {c.tag for c in conflicts}
         to_put = [t for t in action.floating_tags if t not in skipped]
         if to_put:
-            for tag in to_put:
-                self.emit(action.image, StepEvent(StepName.TAGGED, tag, begun=True))
             job.manifest = job.manifest or self.ctx.client.get_manifest(repo.with_digest(digest))
             self.ctx.client.put_manifest_tags([repo.with_tag(t) for t in to_put], job.manifest)
             for tag in to_put:

@@ -182,7 +182,7 @@ def test_progress_names_each_step_by_what_really_runs() -> None:
         StepEvent(StepName.PUSHED),
         StepEvent(StepName.VERIFIED, begun=True),
         StepEvent(StepName.SIGNED, begun=True),
-        StepEvent(StepName.TAGGED, "1.0", begun=True),
+        StepEvent(StepName.TAGGED, begun=True),
         StepEvent(StepName.TAGGED, "1.0"),
         StepEvent(StepName.RECORDED, begun=True),
         StepEvent(StepName.RECORDED),
@@ -193,7 +193,7 @@ def test_progress_names_each_step_by_what_really_runs() -> None:
         "rebasing",
         "verifying",
         "signing and attesting",
-        "tagging 1.0",
+        "tagging",
         "recording",
         "done",
     ]
