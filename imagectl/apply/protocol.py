@@ -387,8 +387,7 @@ class ImageRunner:
         its version comes from the lock's history when its digest is there, else from
         its labels. Under a claim the plan's view holds (held tags and conflicts come
         from the lock's history). The manifest bytes come from the job when in hand,
-        else one GET serves every PUT; the PUTs run at once. Sets the job's moved,
-        held and conflicting tags.
+        else one GET serves every PUT. Sets the job's moved, held and conflicting tags.
 
         Returns:
             Whether a tag was PUT.
@@ -421,11 +420,10 @@ class ImageRunner:
                     continue
         skipped = already | set(held) | {c.tag for c in conflicts}
         to_put = [t for t in action.floating_tags if t not in skipped]
-        if to_put:
+        for tag in to_put:  # one at a time: a kill between two PUTs is a fault point
             job.manifest = job.manifest or self.ctx.client.get_manifest(repo.with_digest(digest))
-            self.ctx.client.put_manifest_tags([repo.with_tag(t) for t in to_put], job.manifest)
-            for tag in to_put:
-                self.emit(action.image, StepEvent(StepName.TAGGED, tag))
+            self.ctx.client.put_manifest(repo.with_tag(tag), job.manifest)
+            self.emit(action.image, StepEvent(StepName.TAGGED, tag))
         job.moved = tuple(t for t in action.floating_tags if t in already or t in to_put)
         job.held, job.conflicts = tuple(held), tuple(conflicts)
         return bool(to_put)

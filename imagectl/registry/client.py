@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
@@ -433,22 +433,6 @@ class RegistryClient:
                 "with storage.delete.enabled: true"
             )
         raise self._session.failure(response, subject, ref.registry)
-
-    def put_manifest_tags(self, refs: Sequence[Reference], manifest: OciManifest) -> None:
-        """PUT `manifest` under the tag of every reference of `refs`, at once.
-
-        A tag move: the blobs are in the repository already. Every PUT runs to its
-        end; then the first failure, in the order of `refs`, is raised.
-        """
-        if len(refs) <= 1:
-            for ref in refs:
-                self.put_manifest(ref, manifest)
-            return
-        workers = min(self._session.max_concurrency, len(refs))
-        with ThreadPoolExecutor(workers, thread_name_prefix="imagectl-tag") as pool:
-            futures = [pool.submit(self.put_manifest, ref, manifest) for ref in refs]
-        for future in futures:
-            future.result()
 
     def resolve_many(self, refs: Iterable[Reference]) -> dict[Reference, ManifestInfo | None]:
         """HEAD every distinct reference once, concurrently.
