@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from unittest import mock
@@ -21,28 +22,35 @@ from bench.fleet import FleetShape, base_repository, write_fleet
 from bench.goals import Figure
 from devenv.registry import start_registry
 from imagectl.apply.engine import ApplyOptions, apply_plan
+from imagectl.apply.protocol import ImageRunner
 from imagectl.builders.base import BuildRequest
 from imagectl.manifest.loader import load_manifest
 from imagectl.pipeline import compute_plan
 from imagectl.plan.model import PlanOptions
 from imagectl.registry import RegistryClient, parse_reference
-from imagectl.registry.manifests import OciManifest
+from imagectl.registry.manifests import OciManifest, compute_digest
 
 SHAPE = FleetShape(families=100)
 GOAL_PER_IMAGE_MS = 20.0
+GOAL_REQUESTS = 2.0  # beyond the builder's push and the tag PUTs
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 
 
-def push_image(client: RegistryClient, ref: str, labels: dict[str, str]) -> str:
-    """Push a layerless image with `labels` under the tag of `ref`; its digest."""
-    target = parse_reference(ref)
+def config_blob(labels: dict[str, str]) -> bytes:
+    """The config of a layerless image with `labels`."""
     config = {
         "architecture": "amd64",
         "os": "linux",
         "config": {"Labels": labels},
         "rootfs": {"type": "layers", "diff_ids": []},
     }
-    raw = json.dumps(config).encode()
+    return json.dumps(config).encode()
+
+
+def push_image(client: RegistryClient, ref: str, labels: dict[str, str]) -> str:
+    """Push a layerless image with `labels` under the tag of `ref`; its digest."""
+    target = parse_reference(ref)
+    raw = config_blob(labels)
     digest = client.push_blob(target, raw)
     manifest = {
         "schemaVersion": 2,
@@ -58,13 +66,19 @@ def push_image(client: RegistryClient, ref: str, labels: dict[str, str]) -> str:
 
 
 class StubBuilder:
-    """A builder whose push uploads a layerless image with the request's labels."""
+    """A builder whose push uploads a layerless image with the request's labels.
+
+    It reports the image id (config digest) of its build, as docker and buildah do
+    (`--iidfile`), and times its pushes apart: wall, this thread's CPU, requests.
+    """
 
     name = "docker"
 
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
         self.seconds = 0.0
+        self.cpu = 0.0
+        self.requests = 0
 
     def check(self) -> str:
         return "stub"
@@ -72,15 +86,48 @@ class StubBuilder:
     def build(self, req: BuildRequest) -> None:
         return None
 
+    def image_id(self, req: BuildRequest) -> str:
+        """The config digest of the build, as docker's and buildah's `--iidfile` say."""
+        return compute_digest(config_blob(dict(req.labels)))
+
     def push(self, req: BuildRequest) -> str:
-        start = time.perf_counter()
+        start, cpu, sent = time.perf_counter(), time.thread_time(), self.client.request_count
         try:
             return push_image(self.client, req.ref, dict(req.labels))
         finally:
             self.seconds += time.perf_counter() - start
+            self.cpu += time.thread_time() - cpu
+            self.requests += self.client.request_count - sent
 
 
-def measure(work: Path, runs: int, shape: FleetShape = SHAPE) -> list[Figure]:
+@dataclass(frozen=True)
+class Run:
+    """One in-process apply of the fleet, and the stub builder's share of it."""
+
+    built: int
+    wall: float
+    cpu: float
+    requests: int
+    tag_puts: int  # one manifest PUT per floating tag moved: the tag move itself
+    stub: StubBuilder
+
+    @property
+    def own_ms(self) -> float:
+        """imagectl's wall time per image: the apply minus the stub's pushes."""
+        return (self.wall - self.stub.seconds) / self.built * 1000
+
+    @property
+    def own_cpu_ms(self) -> float:
+        return (self.cpu - self.stub.cpu) / self.built * 1000
+
+    @property
+    def own_requests(self) -> float:
+        """Beyond the builder's push and the tag PUTs, as tests/reliability/test_requests.py."""
+        return (self.requests - self.stub.requests - self.tag_puts) / self.built
+
+
+def apply_once(work: Path, shape: FleetShape, claimed: bool) -> Run:
+    """Apply a fresh fleet in a fresh registry; `claimed`: as under a git claim."""
     registry = start_registry(work / "registry")
     try:
         with RegistryClient(insecure_registries=[registry.host], max_concurrency=16) as client:
@@ -91,19 +138,51 @@ def measure(work: Path, runs: int, shape: FleetShape = SHAPE) -> list[Figure]:
             plan, _ = compute_plan(manifest, client, now=datetime.now(UTC), options=PlanOptions())
             stub = StubBuilder(client)
             options = ApplyOptions(jobs=1, git=False)
-            with mock.patch("imagectl.apply.protocol.get_builder", return_value=stub):
-                start = time.perf_counter()
+            guarded = mock.PropertyMock(return_value=not claimed)
+            with (
+                mock.patch("imagectl.apply.protocol.get_builder", return_value=stub),
+                mock.patch.object(ImageRunner, "guarded", new_callable=lambda: guarded),
+            ):
+                start, cpu, sent = time.perf_counter(), time.process_time(), client.request_count
                 result = apply_plan(manifest, plan, client, options)
-                wall = time.perf_counter() - start
+                wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+                requests = client.request_count - sent
     finally:
         registry.stop()
     built = sum(1 for o in result.outcomes.values() if o.state == "built")
     if built != shape.images:
         states = {o.state for o in result.outcomes.values()}
         raise AssertionError(f"{built} of {shape.images} images built (states: {states})")
-    own = (wall - stub.seconds) / built * 1000
-    return [
-        Figure(f"apply {built:,} images (stub builder, --jobs 1), wall", wall, "s", "time"),
-        Figure("of which the stub builder's pushes", stub.seconds, "s", "time"),
-        Figure("imagectl's own overhead per image", own, "ms", "time", GOAL_PER_IMAGE_MS),
-    ]
+    tag_puts = sum(len(o.tags_moved) for o in result.outcomes.values())
+    return Run(built, wall, cpu, requests, tag_puts, stub)
+
+
+def measure(work: Path, runs: int, shape: FleetShape = SHAPE) -> list[Figure]:
+    figures: list[Figure] = []
+    for claimed in (True, False):
+        mode = "claimed (--git-push)" if claimed else "unclaimed"
+        best = min(
+            (apply_once(work / f"{mode[:9]}-{n}", shape, claimed) for n in range(runs)),
+            key=lambda r: r.own_ms,
+        )
+        requests_goal = GOAL_REQUESTS if claimed else None  # issue 12 goal 3 is the claimed mode
+        figures += [
+            Figure(f"{mode}: apply {best.built:,} images, --jobs 1, wall", best.wall, "s", "time"),
+            Figure(f"{mode}: of which the stub builder's pushes", best.stub.seconds, "s", "time"),
+            Figure(
+                f"{mode}: imagectl's registry requests per image",
+                best.own_requests,
+                "",
+                "count",
+                requests_goal,
+            ),
+            Figure(f"{mode}: imagectl's CPU per image", best.own_cpu_ms, "ms", "time"),
+            Figure(
+                f"{mode}: imagectl's own overhead per image",
+                best.own_ms,
+                "ms",
+                "time",
+                GOAL_PER_IMAGE_MS,
+            ),
+        ]
+    return figures

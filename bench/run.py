@@ -3,8 +3,11 @@
 Scenarios (default: all):
 
   apply    imagectl's own overhead per image of an in-process apply of a 2,000-image
-           fleet (--images) with a stub builder against a real local registry: the
-           apply's wall time minus the stub's pushes, per image (time goal < 20 ms).
+           fleet (--images) with a stub builder against a real local registry, as
+           under a git claim (--git-push) and unclaimed: the apply's wall time minus
+           the stub's pushes, per image (time goal < 20 ms), imagectl's CPU per image,
+           and its registry requests per image beyond the push and the tag PUTs
+           (count goal <= 2 when claimed).
   plan     in-process `plan --json` on generated fleets (bench/fleet.py: families of
            4 chains x depth 5 on 10 external bases) against a real local registry:
            one family (20 images, the fixed cost), 2,000 and 10,000 images, cold (no

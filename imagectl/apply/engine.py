@@ -11,7 +11,7 @@ from pathlib import Path
 
 from imagectl import fsutil, gitops
 from imagectl.apply.claims import Me
-from imagectl.apply.protocol import ImageRunner, Outcome, RunContext, Step
+from imagectl.apply.protocol import ImageRunner, Outcome, OutcomeState, RunContext, Step
 from imagectl.apply.provenance import run_revision
 from imagectl.apply.run_record import RunRecord
 from imagectl.apply.scheduler import JobState, run_dag
@@ -100,6 +100,8 @@ def apply_plan(
         now=now,
         push=options.push,
         on_step=on_step,
+        claimed=record.session
+        is not None,  # the claim is the compare-and-swap: fewer registry reads
     )
     recorder = record.recorder(push=options.push)
     actions = {a.image: a for a in plan.actions}
@@ -115,7 +117,7 @@ def apply_plan(
 
     def skipped(name: str, reason: str) -> None:
         outcome = runner.outcomes[name]
-        outcome.state = "cancelled" if reason == "interrupted" else "skipped"
+        outcome.state = OutcomeState.CANCELLED if reason == "interrupted" else OutcomeState.SKIPPED
         outcome.error = reason
         if on_step:
             on_step(name, outcome.state)
@@ -133,7 +135,7 @@ def apply_plan(
         recorder.finish()  # the run's journal compacted into the lock: one atomic write
     for name, result in results.items():
         if result.state is JobState.FAILED and runner.outcomes[name].state != "failed":
-            runner.outcomes[name].state = "failed"
+            runner.outcomes[name].state = OutcomeState.FAILED
             runner.outcomes[name].error = str(result.error)
     outcome = ApplyResult(
         outcomes=runner.outcomes,

@@ -1,16 +1,14 @@
 """The per-image apply protocol (docs/design.md section 7).
 
-1. build with the labels and `BASE_IMAGE` pinned by digest;
-2. push the immutable tag — adopt an identical existing one, refuse a different one;
-3. verify the registry's digest for the tag;
-4. move floating tags forward only (manifest PUT, no blob upload);
-5. record the image in the lock, written atomically.
+Each image is produced by the first producer of its chain that takes it
+(`apply/producers.py`: adopt an identical push, rebase, build), then passes the typed
+steps of `apply/pipeline.py` in order: verify, sign, tag, record. `ImageRunner` holds
+what the producers and steps share: the builders, the registry checks, the record.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,10 +16,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NoReturn
 
+from imagectl.apply.pipeline import STEPS, PipelineStep
+from imagectl.apply.producers import PRODUCERS, ProducerStep, chain
 from imagectl.apply.record import LockRecorder
+from imagectl.apply.steps import (
+    FAULT_KILL_ENV,
+    OutcomeState,
+    StepEvent,
+    StepHook,
+    StepName,
+    fault_point,
+)
 from imagectl.builders import get_builder
 from imagectl.builders.base import Builder, BuildRequest, SecretSpec
-from imagectl.domain.tags import conflict_message, may_move_floating
+from imagectl.domain.producers import Producer
+from imagectl.domain.tags import may_move_floating
 from imagectl.errors import BuildError, ImagectlError, PlanError, RegistryError
 from imagectl.frontend import frontend_build_args
 from imagectl.labels import (
@@ -37,26 +46,14 @@ from imagectl.lockfile import BaseRecord, ImageRecord
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
 from imagectl.platforms import read_config, read_labels
-from imagectl.rebase.publish import Rebaser, RebaseRefused, RebaseRequest
+from imagectl.rebase.publish import Rebaser
 from imagectl.recovery import is_our_build, record_of, state_from_labels
 from imagectl.registry import OciManifest, Reference, RegistryClient, parse_reference
+from imagectl.registry.manifests import config_digest_of
 from imagectl.supply.signing import without_signing_secrets
-from imagectl.supply.step import KeyRing, check_base, provenance_facts, sign_and_attest
+from imagectl.supply.step import KeyRing, check_base
 
-Step = Callable[[str, str], None]  # (image, step name) -> None: progress and test hooks
-
-# Test hook (tests/reliability): `IMAGECTL_FAULT_KILL_AT=<image>:<step>` makes the process
-# SIGKILL itself when `image` reaches `step` ("start", "built", "pushed", "verified",
-# "signed", "tagged:<tag>", "recorded", "adopted"; `*:commit` just before the git commit), to prove
-# that a crash at any point of the protocol loses nothing. Never set it in production.
-FAULT_KILL_ENV = "IMAGECTL_FAULT_KILL_AT"
-
-
-def fault_point(image: str, step: str, env: Mapping[str, str] | None = None) -> None:
-    """SIGKILL this process when `IMAGECTL_FAULT_KILL_AT` names `image:step` (a test hook)."""
-    wanted = (os.environ if env is None else env).get(FAULT_KILL_ENV)
-    if wanted and wanted == f"{image}:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
+Step = StepHook  # the name engine.py and older callers use
 
 
 @dataclass(frozen=True)
@@ -74,12 +71,12 @@ class Outcome:
     """What happened to one image during apply."""
 
     image: str
-    state: str = "pending"  # built | adopted | failed | skipped | cancelled
+    state: OutcomeState = OutcomeState.PENDING
     digest: str | None = None
     tags_moved: tuple[str, ...] = ()
     tags_held: tuple[str, ...] = ()
     error: str = ""
-    method: str = "build"  # build | rebase
+    method: Producer = Producer.BUILD  # the producer that took the image
     log_path: Path | None = None
     started: float | None = None
     finished: float | None = None
@@ -87,7 +84,13 @@ class Outcome:
 
 @dataclass
 class RunContext:
-    """What every image of one apply run shares."""
+    """What every image of one apply run shares.
+
+    `claimed`: this run's versions are claimed in git (--git-push, claims pushed). The
+    claim is the compare-and-swap the registry lacks, so the guards against a
+    concurrent run (a HEAD before the push, a HEAD per floating tag, the re-read after
+    the tag moves) are left out: see docs/versions-and-tags.md "Requests per build".
+    """
 
     manifest: Manifest
     client: RegistryClient
@@ -97,7 +100,37 @@ class RunContext:
     now: Callable[[], datetime]
     push: bool = True
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    on_step: Step | None = None
+    on_step: StepHook | None = None
+    claimed: bool = False
+
+
+@dataclass
+class Job:
+    """One image on its way through the runner: what its producer and steps share."""
+
+    action: Action
+    image: ImageConfig
+    outcome: Outcome
+    base_pinned: str  # BASE_IMAGE, pinned by digest
+    base_digest: str
+    digest: str = ""  # under the immutable tag, once produced
+    labels: Mapping[str, str] = field(default_factory=dict)  # an adopted build's labels
+    manifest: OciManifest | None = None  # the bytes under the immutable tag, when in hand
+    request: BuildRequest | None = None  # a build's request (verify compares its labels)
+    image_id: str | None = None  # the config digest the builder reports for its build
+    pushed_by_builder: bool = False  # verify re-reads the tag by GET
+    moved: tuple[str, ...] = ()
+    held: tuple[str, ...] = ()
+    conflicts: tuple[Conflict, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.action.image
+
+    @property
+    def ref(self) -> Reference:
+        """The immutable tag."""
+        return parse_reference(self.action.repository).with_tag(self.action.immutable_tag)
 
 
 class ImageRunner:
@@ -109,12 +142,17 @@ class ImageRunner:
         actions: Mapping[str, Action],
         recorder: LockRecorder,
         builders: Mapping[str, Builder] | None = None,
+        *,
+        producers: Mapping[Producer, ProducerStep] = PRODUCERS,
+        steps: tuple[PipelineStep, ...] = STEPS,
     ):
         """`builders` (name -> Builder) replaces `get_builder` for those names (a test seam);
         a name it lacks is still made by `get_builder`. Each builder is `check`ed once."""
         self.ctx = ctx
         self.actions = actions
         self.recorder = recorder
+        self.producers = producers
+        self.steps = steps
         self.outcomes: dict[str, Outcome] = {name: Outcome(name) for name in actions}
         self._given: Mapping[str, Builder] = builders or {}
         self._builders: dict[str, Builder] = {}
@@ -122,7 +160,11 @@ class ImageRunner:
         self.builder_modes: dict[str, str] = {}
         self.keys = KeyRing(ctx.env)  # signing keys, decrypted once per run
         self.rebaser = Rebaser(ctx.client)
-        self.published: dict[str, OciManifest] = {}  # image -> manifest a rebase PUT
+
+    @property
+    def guarded(self) -> bool:
+        """Whether to guard against a concurrent run with registry reads (no git claim)."""
+        return not self.ctx.claimed
 
     def builder(self, name: str) -> Builder:
         with self._builders_mutex:
@@ -132,10 +174,12 @@ class ImageRunner:
                 self._builders[name] = builder
             return self._builders[name]
 
-    def step(self, image: str, name: str) -> None:
-        fault_point(image, name, self.ctx.env)
+    def emit(self, image: str, event: StepEvent) -> None:
+        """Tell the hooks; a finished step is also a fault point."""
+        if not event.begun:
+            fault_point(image, event.key, self.ctx.env)
         if self.ctx.on_step is not None:
-            self.ctx.on_step(image, name)
+            self.ctx.on_step(image, event)
 
     def base_image(self, action: Action) -> tuple[str, str]:
         """(BASE_IMAGE pinned by digest, base digest) for the build."""
@@ -145,10 +189,9 @@ class ImageRunner:
             digest = self.outcomes[base.name].digest
         if digest is None:
             raise ImagectlError(f"{action.image}: the digest of base {base.name} is unknown")
-        repo = base.ref.rsplit(":", 1)[0] if ":" in base.ref.rsplit("/", 1)[-1] else base.ref
         if not self.ctx.push and base.internal and base.name in self.outcomes:
             return base.ref, digest  # --no-push: the parent exists only in the local store
-        return f"{repo}@{digest}", digest
+        return f"{parse_reference(base.ref).name}@{digest}", digest
 
     def request(
         self, action: Action, image: ImageConfig, base_pinned: str, base_digest: str
@@ -225,13 +268,16 @@ class ImageRunner:
         try:
             self._run(name, outcome)
         except ImagectlError as exc:
-            outcome.state = "failed"
-            outcome.error = str(exc)
+            self.failed(outcome, str(exc))
             raise
         except Exception as exc:  # an unexpected bug must fail this image, not the run
-            outcome.state = "failed"
-            outcome.error = f"internal error: {exc!r}"
+            self.failed(outcome, f"internal error: {exc!r}")
             raise
+
+    def failed(self, outcome: Outcome, error: str) -> None:
+        outcome.state, outcome.error = OutcomeState.FAILED, error
+        if self.ctx.on_step is not None:
+            self.ctx.on_step(outcome.image, OutcomeState.FAILED)
 
     def _run(self, name: str, outcome: Outcome) -> None:
         action = self.actions[name]
@@ -239,162 +285,76 @@ class ImageRunner:
             raise PlanError(action.blocked)  # reported by plan; nothing is built or pushed
         image = self.ctx.manifest.images[name]
         base_pinned, base_digest = self.base_image(action)
-        self.step(name, "start")
+        job = Job(action, image, outcome, base_pinned, base_digest)
+        self.emit(name, StepEvent(StepName.START))
         check_base(self.ctx.client, self.ctx.manifest, action, base_digest)  # `verify:` key
-        # A version tag the plan just found free needs no second look before the build.
-        check_first = self.ctx.push and not action.checked_free
-        found = self.existing(action, base_digest) if check_first else None
-        labels: Mapping[str, str] = found[1] if found else {}
-        if found is not None:
-            digest = found[0]
-            outcome.state = "adopted"
-            self.step(name, "adopted")
-        elif (rebased := self.try_rebase(action, image, base_pinned, base_digest)) is not None:
-            digest, outcome.state, outcome.method = rebased, "built", "rebase"
-            self.step(name, "pushed")
-        else:
-            builder = self.builder(image.builder)
-            req = self.request(action, image, base_pinned, base_digest)
-            req.log_path.parent.mkdir(parents=True, exist_ok=True)
-            builder.build(req)
-            self.step(name, "built")
-            if not self.ctx.push:
-                outcome.state = "built"
+        self.produce(job)
+        if not self.ctx.push:
+            return  # --no-push: built into the local store only
+        for step in self.steps:
+            if step.applies(self, job):
+                self.emit(name, StepEvent(step.name, begun=True))
+                step.run(self, job)
+
+    def produce(self, job: Job) -> None:
+        """Run the producers of the action's chain until one takes the image."""
+        for producer in chain(job.action, push=self.ctx.push):
+            self.emit(job.name, StepEvent.producing(producer))
+            if self.producers[producer].produce(self, job):
+                job.outcome.method = producer
                 return
-            again = self.existing(action, base_digest)  # someone may have pushed meanwhile
-            ours = False
-            if again is None:
-                digest = builder.push(req)
-                self.step(name, "pushed")
-                ours = self.pushed_is_ours(action, digest, req)
-            else:
-                digest, labels = again
-                self.step(name, "pushed")
-            outcome.state = "built" if ours else "adopted"
-        outcome.digest = digest
-        self.step(name, "verified")
-        # an adopted build keeps the git-ops commit it was built from (its label)
-        revision = labels.get(LABEL_REVISION) or self.ctx.revision
-        self.sign(action, image, digest, base_digest, revision)
-        moved, held, conflicts, retagged = self.move_floating(action, digest)
-        outcome.tags_moved, outcome.tags_held = moved, held
-        if retagged:
-            self.verify(action, digest)  # the tags moved to what the immutable tag names
-        self.record(action, digest, base_digest, moved, conflicts, labels)
-        self.step(name, "recorded")
-        if conflicts:
-            repository = action.repository
-            raise RegistryError(
-                "; ".join(
-                    conflict_message(c.tag, c.template, repository, c.version, c.digest)
-                    for c in conflicts
-                )
-            )
+        raise ImagectlError(f"{job.name}: no producer took the image")  # BUILD always does
 
-    def try_rebase(
-        self, action: Action, image: ImageConfig, base_pinned: str, base_digest: str
-    ) -> str | None:
-        """Rebase when the plan says so: the pushed digest, or None to build instead.
+    def verify_push(self, job: Job) -> None:
+        """One GET of the immutable tag after the builder's push.
 
-        The old image is checked first (its first layers must be exactly the old base's);
-        when it does not pass, the log says why and the image is built.
-        """
-        if action.method != "rebase" or not self.ctx.push or not action.old_digest:
-            return None
-        req = self.request(action, image, base_pinned, base_digest)
-        req.log_path.parent.mkdir(parents=True, exist_ok=True)
-        base_repo = parse_reference(base_pinned)
-        rebase = RebaseRequest(
-            repository=parse_reference(action.repository),
-            old_digest=action.old_digest,
-            old_base=base_repo.with_digest(action.old_base_digest or ""),
-            new_base=base_repo.with_digest(base_digest),
-            labels=req.labels,
-            annotations=req.annotations,
-            created=req.labels[LABEL_CREATED],
-        )
-        try:
-            manifest = self.rebaser.rebase(rebase)
-        except RebaseRefused as exc:
-            with req.log_path.open("a", encoding="utf-8") as log:
-                log.write(f"imagectl: not rebased, building instead: {exc}\n")
-            return None
-        again = self.existing(action, base_digest)  # someone may have pushed meanwhile
-        if again is not None:
-            return again[0]
-        ref = parse_reference(action.repository).with_tag(action.immutable_tag)
-        self.ctx.client.put_manifest(ref, manifest)
-        self.published[action.image] = manifest
-        with req.log_path.open("a", encoding="utf-8") as log:
-            log.write(f"imagectl: rebased {action.old_digest} onto {base_pinned}\n")
-        return manifest.digest
-
-    def pushed_is_ours(self, action: Action, digest: str, req: BuildRequest) -> bool:
-        """Re-read the immutable tag after the push: ours (True) or an identical build (False).
-
-        One read by tag answers both questions: does the tag name what the builder
-        pushed (else another apply pushed the same version meanwhile: a lost race),
-        and is that the build of this run? A docker daemon keeps one local image per
-        tag: another apply building the same version on the same daemon meanwhile
-        re-tags it, and `docker push` sends that build instead. Same inputs, base and
-        version: an identical build, adopted.
+        Its digest must be the one the builder pushed, else another apply pushed the
+        same version meanwhile (a lost race). Its config digest tells whether that is
+        this run's build: a docker daemon keeps one local image per tag, and another
+        apply building the same version on the same daemon meanwhile re-tags it, so
+        `docker push` sends that build. When the builder cannot say which config it
+        built (or for an index), the config's labels decide, as before: same inputs,
+        base and version is an identical build, adopted. The bytes then serve every
+        floating-tag PUT.
 
         Raises:
             RegistryError: a lost race, or the pushed image is a different build.
         """
-        ref = parse_reference(action.repository).with_tag(action.immutable_tag)
-        image = self.ctx.manifest.images.get(action.image)
-        config = read_config(self.ctx.client, ref, image.platforms if image else ())
-        holder = config.index_digest or config.manifest_digest
-        if holder != digest:
-            self.lost_race(action, ref, digest, holder, config.labels)
-        labels = config.labels
+        action, ref, client = job.action, job.ref, self.ctx.client
+        manifest = client.get_manifest(ref)
+        if manifest.digest != job.digest:
+            self.lost_race(action, ref, job.digest, manifest.digest, self.labels(action, ref))
+        job.manifest = manifest
+        ours = not manifest.is_index and config_digest_of(manifest, str(ref)) == job.image_id
+        if job.image_id and ours:
+            return  # this run's build: the config digest the builder reported
+        req = job.request
+        assert req is not None  # a builder's push always has its request
+        config = read_config(client, ref, job.image.platforms)
         for key in (LABEL_INPUTS, LABEL_BASE_DIGEST, LABEL_VERSION):
-            if labels.get(key) != req.labels.get(key):
+            if config.labels.get(key) != req.labels.get(key):
                 raise RegistryError(
                     f"{action.image}: the image pushed as {action.repository}:"
-                    f"{action.immutable_tag} ({digest}) is not the one this run built: its "
-                    f"{key} is {labels.get(key)!r}, not {req.labels.get(key)!r} (another build "
-                    "of that tag on the same builder replaced the local image meanwhile); "
+                    f"{action.immutable_tag} ({job.digest}) is not the one this run built: its "
+                    f"{key} is {config.labels.get(key)!r}, not {req.labels.get(key)!r} (another "
+                    "build of that tag on the same builder replaced the local image meanwhile); "
                     "re-run `imagectl plan --refresh`"
                 )
-        return labels.get(LABEL_CREATED) == req.labels.get(LABEL_CREATED)
+        if config.labels.get(LABEL_CREATED) != req.labels.get(LABEL_CREATED):
+            job.outcome.state = OutcomeState.ADOPTED  # an identical build, not ours
 
-    def verify(self, action: Action, digest: str) -> None:
-        """Re-read the immutable tag: it must name `digest`, else this run lost a race.
+    def reread(self, job: Job) -> None:
+        """Re-read the immutable tag: it must name the job's digest, else a lost race.
 
         Raises:
             RegistryError: "lost a race"; the lock then records the registry's build.
         """
-        ref = parse_reference(action.repository).with_tag(action.immutable_tag)
+        action, ref = job.action, job.ref
         info = self.ctx.client.head_manifest(ref)
-        if info is None or info.digest != digest:
+        if info is None or info.digest != job.digest:
             holder = info.digest if info else None
             labels = self.labels(action, ref) if info else {}
-            self.lost_race(action, ref, digest, holder, labels)
-
-    def sign(
-        self,
-        action: Action,
-        image: ImageConfig,
-        digest: str,
-        base_digest: str,
-        revision: str | None,
-    ) -> None:
-        """Sign and attest the verified digest (`sign:`); failure fails the image."""
-        if image.sign is None:
-            return
-        facts = provenance_facts(
-            self.ctx.manifest,
-            image,
-            action,
-            digest,
-            base_digest,
-            revision,
-            self.ctx.source,
-        )
-        sign_and_attest(self.ctx.client, self.keys, facts, image)
-        self.step(action.image, "signed")
+            self.lost_race(action, ref, job.digest, holder, labels)
 
     def lost_race(
         self,
@@ -420,29 +380,30 @@ class ImageRunner:
             "what the registry holds, and the next `imagectl apply` plans from there"
         )
 
-    def move_floating(
-        self, action: Action, digest: str
-    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Conflict, ...], bool]:
+    def move_floating(self, job: Job) -> bool:
         """Move the floating tags forward only; never one that names an immutable tag.
 
-        A holder's version comes from the lock's history when its digest is there,
-        else from its labels; the manifest is fetched once for all the tag PUTs.
+        Guarded (no claim) or for a retag, each tag's holder is looked up first (HEAD):
+        its version comes from the lock's history when its digest is there, else from
+        its labels. Under a claim the plan's view holds (held tags and conflicts come
+        from the lock's history). The manifest bytes come from the job when in hand,
+        else one GET serves every PUT. Sets the job's moved, held and conflicting tags.
 
         Returns:
-            (tags now on `digest`, tags held by a newer version, tags that are immutable
-            tags of other builds per their holders' version labels, whether a tag moved).
+            Whether a tag was PUT.
         """
+        action, digest = job.action, job.digest
         repo = parse_reference(action.repository)
         known = self.recorder.image(action.image)
         version_of = {d: v for v, d in (known.versions if known else {}).items()}
-        moved: list[str] = []
+        already: set[str] = set()
         held: list[str] = list(action.held_tags)
         conflicts: list[Conflict] = []
-        manifest: OciManifest | None = None
+        look = self.guarded or action.retag_only
         for tag in action.floating_tags:
-            current = self.ctx.client.head_manifest(repo.with_tag(tag))
+            current = self.ctx.client.head_manifest(repo.with_tag(tag)) if look else None
             if current is not None and current.digest == digest:
-                moved.append(tag)
+                already.add(tag)
                 continue
             if current is not None:
                 holder = (  # the old build a rebase started from needs no label read
@@ -457,33 +418,26 @@ class ImageRunner:
                 if holder and not may_move_floating(action.to_version, holder):
                     held.append(tag)
                     continue
-            published = self.published.get(action.image)
-            if published is not None and published.digest == digest:
-                manifest = published  # a rebase PUT it: in hand, no GET
-            manifest = manifest or self.ctx.client.get_manifest(repo.with_digest(digest))
-            self.ctx.client.put_manifest(repo.with_tag(tag), manifest)
-            moved.append(tag)
-            self.step(action.image, f"tagged:{tag}")
-        return tuple(moved), tuple(held), tuple(conflicts), manifest is not None
+        skipped = already | set(held) | {c.tag for c in conflicts}
+        to_put = [t for t in action.floating_tags if t not in skipped]
+        for tag in to_put:  # one at a time: a kill between two PUTs is a fault point
+            job.manifest = job.manifest or self.ctx.client.get_manifest(repo.with_digest(digest))
+            self.ctx.client.put_manifest(repo.with_tag(tag), job.manifest)
+            self.emit(action.image, StepEvent(StepName.TAGGED, tag))
+        job.moved = tuple(t for t in action.floating_tags if t in already or t in to_put)
+        job.held, job.conflicts = tuple(held), tuple(conflicts)
+        return bool(to_put)
 
-    def record(
-        self,
-        action: Action,
-        digest: str,
-        base_digest: str,
-        moved: tuple[str, ...],
-        conflicts: tuple[Conflict, ...] = (),
-        labels: Mapping[str, str] | None = None,
-    ) -> None:
+    def record(self, job: Job) -> None:
         """Record the image; a retag keeps the build's own record (or its labels' facts)."""
-        known = {c.version: c.digest for c in conflicts}  # other builds of the repository
-        tags = [action.immutable_tag, *moved]
+        action, digest, labels = job.action, job.digest, job.labels
+        known = {c.version: c.digest for c in job.conflicts}  # other builds of the repository
+        tags = [action.immutable_tag, *job.moved]
         if action.retag_only:
             previous = self.recorder.image(action.image)
             if previous is None or previous.digest != digest:
-                image = self.ctx.manifest.images[action.image]
                 previous = record_of(
-                    state_from_labels(image, action.to_version, digest, labels or {})
+                    state_from_labels(job.image, action.to_version, digest, labels)
                 )
             versions = {**previous.versions, **known}
             record = previous.model_copy(update={"tags": tags, "versions": versions})
@@ -491,7 +445,7 @@ class ImageRunner:
             return
         bases: dict[str, BaseRecord] = {}
         base = BaseRecord(
-            ref=action.base.ref, digest=base_digest, platforms=dict(action.base.platforms)
+            ref=action.base.ref, digest=job.base_digest, platforms=dict(action.base.platforms)
         )
         if not action.base.internal:
             bases[action.base.name] = base
@@ -503,7 +457,7 @@ class ImageRunner:
             base=base,
             inputs=action.inputs,
             built_at=self.ctx.now().astimezone(UTC).replace(microsecond=0),
-            revision=(labels or {}).get(LABEL_REVISION) or self.ctx.revision,
+            revision=labels.get(LABEL_REVISION) or self.ctx.revision,
             versions=known,
             frontend=action.frontend,
         )
@@ -514,8 +468,12 @@ __all__ = [
     "FAULT_KILL_ENV",
     "BuildError",
     "ImageRunner",
+    "Job",
     "LockRecorder",
     "Outcome",
+    "OutcomeState",
     "RunContext",
+    "StepEvent",
+    "StepName",
     "fault_point",
 ]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagectl.builders import base
+from imagectl.builders.iid import ImageIds
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
 
@@ -104,14 +105,18 @@ def build_argv(
     *,
     isolation: str,
     secret_srcs: Mapping[str, Path],
+    iidfile: Path | None = None,
 ) -> list[str]:
-    """The buildah command line that builds `req` (pure; secret values never appear)."""
+    """The buildah command line that builds `req` (pure; secret values never appear);
+    `iidfile` receives the image id (config digest)."""
     argv = ["buildah", *setup.global_opts, "bud", "--format", "oci", "--isolation", isolation]
     if req.network and req.network != "default":
         argv += ["--network", req.network]
     if tls_verify_off(req):
         argv.append("--tls-verify=false")
     argv += ["--file", str(req.dockerfile_path), *buildah_output(req).build]
+    if iidfile is not None and req.output is not base.Output.INDEX:  # one image id: one image
+        argv += ["--iidfile", str(iidfile)]
     argv += base.build_flags(req, secret_srcs)
     for key, value in sorted(req.annotations.items()):
         argv += ["--annotation", f"{key}={value}"]
@@ -136,6 +141,11 @@ class BuildahBuilder:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = dict(os.environ if environ is None else environ)
         self._setup: BuildahSetup | None = None
+        self._ids = ImageIds()
+
+    def image_id(self, req: base.BuildRequest) -> str | None:
+        """The config digest of the last build of `req.ref` (`--iidfile`)."""
+        return self._ids.get(req.ref)
 
     def _probe(self, argv: list[str]) -> ProcResult:
         try:
@@ -206,8 +216,8 @@ class BuildahBuilder:
             env.update({s.env: req.env[s.env] for s in req.secrets if s.env is not None})
         holder: AbstractContextManager[dict[str, Path]]
         holder = nullcontext({}) if setup.secret_env else base.secret_files(req)
-        with holder as srcs, base.staged(req, self.name) as sent:
-            argv = build_argv(setup, sent, isolation=isolation, secret_srcs=srcs)
+        with holder as srcs, base.staged(req, self.name) as sent, self._ids.capture(req.ref) as iid:
+            argv = build_argv(setup, sent, isolation=isolation, secret_srcs=srcs, iidfile=iid)
             result = base.run_bounded("buildah build", req, argv, env=env, secrets=secrets)
         if not result.ok:
             raise base.failure("buildah build", req, result)

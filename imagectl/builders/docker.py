@@ -36,6 +36,7 @@ from imagectl.builders.base import (
     secret_values,
     staged,
 )
+from imagectl.builders.iid import ImageIds
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
 
@@ -280,6 +281,7 @@ def build_argv(
     *,
     secret_srcs: Mapping[str, Path],
     push_to: Path | None = None,
+    iidfile: Path | None = None,
 ) -> list[str]:
     """The docker command line that builds `req` (pure; secret values never appear).
 
@@ -290,6 +292,7 @@ def build_argv(
             from its environment.
         push_to: multi-platform buildx only: push from the build cache and write the
             build metadata (digest) to this file.
+        iidfile: single-platform only: write the image id (config digest) here.
     """
     binary, mode = choice.probe.binary, choice.mode
     argv = [binary, "buildx", "build"] if mode is DockerMode.BUILDX else [binary, "build"]
@@ -309,6 +312,8 @@ def build_argv(
         if mode is DockerMode.BUILDX:
             argv.append("--load")
         argv += ["--tag", req.ref]
+        if iidfile is not None:
+            argv += ["--iidfile", str(iidfile)]
     argv += ["--file", str(req.dockerfile_path)]
     network = build_network(choice, req.network)
     if network:
@@ -345,6 +350,11 @@ class DockerBuilder:
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = dict(os.environ if environ is None else environ)
         self._choice: DockerChoice | None = None
+        self._ids = ImageIds()
+
+    def image_id(self, req: BuildRequest) -> str | None:
+        """The config digest of the last build of `req.ref` (`--iidfile`)."""
+        return self._ids.get(req.ref)
 
     def detect(self) -> DockerChoice:
         """Probe the docker clients once and remember the choice."""
@@ -373,7 +383,9 @@ class DockerBuilder:
                     env[spec.env] = req.env[spec.env]
         return env
 
-    def _run_build(self, req: BuildRequest, push_to: Path | None = None) -> ProcResult:
+    def _run_build(
+        self, req: BuildRequest, push_to: Path | None = None, iidfile: Path | None = None
+    ) -> ProcResult:
         check_request(req)
         choice = self.detect()
         if req.secrets and choice.mode is DockerMode.CLASSIC:
@@ -390,14 +402,18 @@ class DockerBuilder:
         holder: AbstractContextManager[dict[str, Path]]
         holder = nullcontext({}) if use_env else secret_files(req)
         with holder as srcs, staged(req, self.name) as sent:
-            argv = build_argv(choice, sent, secret_srcs=srcs, push_to=push_to)
+            argv = build_argv(choice, sent, secret_srcs=srcs, push_to=push_to, iidfile=iidfile)
             what = "docker buildx push" if push_to else "docker build"
             env = self._env(choice, req, use_env)
             return run_bounded(what, req, argv, env=env, secrets=secret_values(req))
 
     def build(self, req: BuildRequest) -> None:
         """See `Builder.build`."""
-        result = self._run_build(req)
+        if req.output is Output.INDEX:
+            result = self._run_build(req)
+        else:
+            with self._ids.capture(req.ref) as iidfile:
+                result = self._run_build(req, iidfile=iidfile)
         if not result.ok and _NO_BRIDGE.search(result.output):
             # the bridge probe said it exists (or could not tell): name the fix anyway
             raise BuildError(

@@ -14,20 +14,45 @@ from rich.table import Table
 from rich.text import Text
 
 from imagectl.apply.protocol import Outcome
+from imagectl.apply.steps import OutcomeState, StepEvent, StepName
+from imagectl.domain.producers import Producer
 from imagectl.plan.model import Action
 
-STEP_WORDS = {
-    "start": "building",
-    "built": "pushing",
-    "pushed": "verifying",
-    "verified": "tagging",
-    "signed": "signed and attested, tagging",
-    "adopted": "adopted existing, verifying",
-    "recorded": "done",
-    "skipped": "skipped",
-    "cancelled": "cancelled",
-    "failed": "failed",
+# What an image is doing while a step runs (its `begun` event), by step; the producing
+# step by producer.
+DOING = {
+    StepName.START: "starting",
+    StepName.ADOPTED: "adopting",
+    StepName.PUSHED: "pushing",
+    StepName.VERIFIED: "verifying",
+    StepName.SIGNED: "signing and attesting",
+    StepName.TAGGED: "tagging",
+    StepName.RECORDED: "recording",
 }
+PRODUCING = {
+    Producer.BUILD: "building",
+    Producer.REBASE: "rebasing",
+    Producer.ADOPT: "looking for an earlier push",
+}
+# Words for the end of an image: its last step, or the state it ended in.
+ENDED = {
+    StepName.RECORDED: "done",
+    OutcomeState.SKIPPED: "skipped",
+    OutcomeState.CANCELLED: "cancelled",
+    OutcomeState.FAILED: "failed",
+}
+
+
+def describe(event: StepEvent | OutcomeState) -> str | None:
+    """The word for `event`; None for a finished step that changes nothing shown."""
+    if isinstance(event, OutcomeState):
+        return ENDED.get(event, str(event))
+    if not event.begun:
+        return ENDED.get(event.step)
+    if event.step is StepName.BUILT:
+        return PRODUCING.get(Producer(event.detail), "building") if event.detail else "building"
+    word = DOING.get(event.step, str(event.step))
+    return f"{word} {event.detail}" if event.detail else word
 
 
 # A live view of more images than this shows only those in flight, and counts the rest.
@@ -105,11 +130,13 @@ class Progress:
             table.add_row(action.image, action.to_version, state[action.image], elapsed)
         return table
 
-    def __call__(self, image: str, step: str) -> None:
+    def __call__(self, image: str, event: StepEvent | OutcomeState) -> None:
+        word = describe(event)
         with self.mutex:
-            if step == "start":
+            if event == StepEvent(StepName.START):
                 self.started[image] = time.monotonic()
-            word = STEP_WORDS.get(step, step.replace("tagged:", "tagged "))
+            if word is None:
+                return
             self.state[image] = word
             started = self.started.get(image)
         if self.live is None:
@@ -128,8 +155,8 @@ def summary_table(actions: Iterable[Action], outcomes: dict[str, Outcome]) -> Ta
         if outcome.started is not None and outcome.finished is not None:
             duration = f"{outcome.finished - outcome.started:.1f}s"
         tags = [action.immutable_tag, *outcome.tags_moved] if outcome.digest else []
-        state = outcome.state
-        if state == "built" and outcome.method == "rebase":
+        state = str(outcome.state)
+        if outcome.state is OutcomeState.BUILT and outcome.method is Producer.REBASE:
             state = "built (rebased)"
         if outcome.tags_held:
             state += f" (kept: {', '.join(outcome.tags_held)})"

@@ -12,6 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any
 
+from imagectl.domain.producers import Producer
 from imagectl.domain.reference import written_tag
 
 
@@ -124,6 +125,11 @@ class Action:
     templates: tuple[str, ...] = ()  # the template each tag of `tags` was rendered from
     # the plan found `to_version`'s tag free just now (never saved: a saved plan re-checks)
     checked_free: bool = False
+
+    @property
+    def producer(self) -> Producer:
+        """How the image is produced: `build` or `rebase` (`adopt` is decided at apply)."""
+        return Producer(self.method)
 
     @property
     def retag_only(self) -> bool:

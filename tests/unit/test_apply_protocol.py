@@ -19,6 +19,9 @@ from typing import NamedTuple
 import pytest
 
 from imagectl.apply.engine import ApplyOptions, ApplyResult, apply_plan
+from imagectl.apply.protocol import ImageRunner, RunContext
+from imagectl.apply.record import LockRecorder
+from imagectl.apply.steps import OutcomeState, StepEvent
 from imagectl.builders.base import BuildRequest
 from imagectl.labels import LABEL_CREATED, LABEL_VERSION
 from imagectl.lockfile import journal_path, read_lock, render_lock
@@ -29,7 +32,7 @@ from imagectl.plan.model import Plan
 from imagectl.plan.plan import make_plan
 from imagectl.registry import RegistryClient
 from tests.fixtures.fake_builder import FakeBuilder, repo_and_tag
-from tests.fixtures.fake_registry import FakeRegistry, digest_of
+from tests.fixtures.fake_registry import FakeRegistry, config_blob, digest_of
 from tests.unit.test_registry_client import client_for
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -123,7 +126,10 @@ def apply(
     stop = threading.Event()
     frozen: list[Snapshot] = []
 
-    def on_step(image: str, step: str) -> None:
+    def on_step(image: str, event: StepEvent | OutcomeState) -> None:
+        if isinstance(event, StepEvent) and event.begun:
+            return  # progress only: not a fault point
+        step = str(event)
         if steps is not None:
             steps.append((image, step))
         if (image, step) == kill_at:
@@ -347,7 +353,9 @@ def test_a_failed_build_fails_that_image_skips_its_descendants_and_others_go_on(
 ) -> None:
     manifest = write_repo(tmp_path, FLEET)
     builder = FakeBuilder(registry, fail=frozenset({"base"}))
-    result = apply(manifest, plan_of(manifest, client), client, builder, jobs=jobs)
+    steps: list[tuple[str, str]] = []
+    result = apply(manifest, plan_of(manifest, client), client, builder, jobs=jobs, steps=steps)
+    assert ("base", "failed") in steps and ("app", "skipped") in steps  # progress shows both
     states = {n: (o.state, o.error) for n, o in result.outcomes.items()}
     assert states["base"] == ("failed", "base: RUN false: exit code 1")
     assert states["app"] == ("skipped", "base base failed")
@@ -421,3 +429,82 @@ def test_a_kill_at_any_step_then_a_second_run_converges_to_the_same_registry_and
         n for n, (_, v) in FLEET.items() if f"acme/{n}:{v}.0" not in after_kill
     )
     assert plan_of(manifest, client).actions == ()
+
+
+# -- requests per built image ----------------------------------------------------------------
+
+
+def run_claimed(
+    manifest: Manifest, plan: Plan, client: RegistryClient, builder: FakeBuilder
+) -> None:
+    """Run every action as a run whose versions are claimed in git (--git-push) does."""
+    ctx = RunContext(
+        manifest=manifest,
+        client=client,
+        log_dir=manifest.root_dir / "logs",
+        revision=None,
+        source=None,
+        now=lambda: NOW,
+        claimed=True,
+    )
+    recorder = LockRecorder(manifest.lock_path, read_lock(manifest.lock_path))
+    runner = ImageRunner(ctx, {a.image: a for a in plan.actions}, recorder, {"docker": builder})
+    for action in plan.actions:  # parents first
+        runner.run(action.image)
+    recorder.finish()
+    assert {o.state for o in runner.outcomes.values()} == {"built"}
+
+
+def added(registry: FakeRegistry, plan: Plan) -> list[str]:
+    """imagectl's requests to the images' repositories, without the floating-tag PUTs."""
+    floating = {
+        f"/v2/{a.repository.split('/', 1)[1]}/manifests/{t}"
+        for a in plan.actions
+        for t in a.floating_tags
+    }
+    return [
+        f"{method} {path}"
+        for method, path in registry.calls
+        if path.startswith("/v2/acme/") and not (method == "PUT" and path in floating)
+    ]
+
+
+def test_a_claimed_run_adds_at_most_two_requests_per_built_image(
+    tmp_path: Path, registry: FakeRegistry, client: RegistryClient
+) -> None:
+    manifest = write_repo(tmp_path, FLEET)
+    builder = FakeBuilder(registry)
+    registry.calls.clear()
+    first = plan_of(manifest, client)  # a first build: the repositories do not exist
+    run_claimed(manifest, first, client, builder)
+    assert len(added(registry, first)) <= 2 * len(FLEET), added(registry, first)
+
+    registry.add_image(DEBIAN, "12", {"fix": "yes"})  # the base moved: everything rebuilds
+    registry.calls.clear()
+    update = plan_of(manifest, client)
+    assert len(update.actions) == len(FLEET)
+    run_claimed(manifest, update, client, builder)
+    requests = added(registry, update)
+    # per image: the plan's HEAD of the new version tag, then one GET after the push
+    assert sorted(requests) == sorted(
+        f"{m} /v2/acme/{n}/manifests/{v}.1" for n, (_, v) in FLEET.items() for m in ("HEAD", "GET")
+    )
+    tags = tags_of(registry)
+    for name, (_, version) in FLEET.items():
+        major = version.split(".")[0]
+        assert tags[f"acme/{name}:{version}"] == tags[f"acme/{name}:{major}"]
+        assert tags[f"acme/{name}:{version}"] == tags[f"acme/{name}:{version}.1"]
+
+
+@pytest.mark.parametrize("identify", [True, False])
+def test_the_image_id_tells_this_runs_build_else_the_config_does(
+    tmp_path: Path, registry: FakeRegistry, client: RegistryClient, identify: bool
+) -> None:
+    manifest = write_repo(tmp_path, {"base": ("", "1.0")})
+    plan = plan_of(manifest, client)
+    builder = FakeBuilder(registry, identify=identify)
+    registry.calls.clear()
+    result = apply(manifest, plan, client, builder)
+    assert result.outcomes["base"].state == "built"
+    config = digest_of(config_blob(dict(builder.built[0].labels)))
+    assert (("GET", f"/v2/acme/base/blobs/{config}") in registry.calls) is not identify

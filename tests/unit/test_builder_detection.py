@@ -19,6 +19,7 @@ from imagectl.builders.docker import (
     detect_mode,
     parse_push_digest,
 )
+from imagectl.builders.iid import ImageIds
 from imagectl.errors import BuildError
 
 # What the clients on the reference machine report (docker 20.10 from Debian, and a
@@ -298,3 +299,29 @@ def test_platforms_make_one_output_decision(tmp_path: Path) -> None:
     argv = docker_mod.build_argv(DockerChoice(container, DockerMode.BUILDX), multi, secret_srcs={})
     assert "--load" not in argv and "--tag" not in argv
     assert argv[argv.index("--output") + 1].startswith(f"type=image,name={multi.ref},push=false")
+
+
+def test_single_image_builds_write_their_image_id_and_indexes_do_not(tmp_path: Path) -> None:
+    """apply's read after the push compares the image id with the config under the tag."""
+    iid = tmp_path / "iid"
+    one, multi = _request(tmp_path), _request(tmp_path, platforms=["linux/amd64", "linux/arm64"])
+    argv = buildah_mod.build_argv(SETUP, one, isolation="chroot", secret_srcs={}, iidfile=iid)
+    assert argv[argv.index("--iidfile") + 1] == str(iid)
+    argv = buildah_mod.build_argv(SETUP, multi, isolation="chroot", secret_srcs={}, iidfile=iid)
+    assert "--iidfile" not in argv  # buildah refuses one id file for several images
+    choice = DockerChoice(DEBIAN_20, DockerMode.BUILDKIT)
+    argv = docker_mod.build_argv(choice, one, secret_srcs={}, iidfile=iid)
+    assert argv[argv.index("--iidfile") + 1] == str(iid)
+
+
+def test_image_ids_keep_what_the_build_wrote(tmp_path: Path) -> None:
+    ids = ImageIds()
+    with ids.capture("r/a:1") as path:
+        path.write_text("sha256:" + "a" * 64 + "\n")
+    with ids.capture("r/b:1") as path:
+        path.write_text("b" * 64)  # without the algorithm, as some builders write it
+    with ids.capture("r/c:1"):
+        pass  # nothing written: unknown
+    assert ids.get("r/a:1") == "sha256:" + "a" * 64
+    assert ids.get("r/b:1") == "sha256:" + "b" * 64
+    assert ids.get("r/c:1") is None

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console, RenderableType
 
+from imagectl.apply.steps import OutcomeState, StepEvent, StepName
+from imagectl.domain.producers import Producer
 from imagectl.output.failures import describe_failure
 from imagectl.output.plan_view import github_matrix, plan_table
 from imagectl.output.progress import Progress
@@ -122,24 +124,37 @@ def render(view: RenderableType) -> str:
     return buffer.getvalue()
 
 
+START = StepEvent(StepName.START)
+A_BUILD = (
+    START,
+    StepEvent.producing(Producer.BUILD),
+    StepEvent(StepName.BUILT),
+    StepEvent(StepName.PUSHED, begun=True),
+    StepEvent(StepName.PUSHED),
+    StepEvent(StepName.VERIFIED),
+    StepEvent(StepName.RECORDED),
+)
+
+
 def test_live_progress_of_a_big_apply_is_not_redrawn_per_event() -> None:
     plan = chain_plan(2000)
     console = Console(file=io.StringIO(), force_terminal=True, width=120)
     CountingProgress.builds = 0
     with CountingProgress(console, plan.actions) as progress:
         for action in plan.actions:
-            for step in ("start", "built", "pushed", "verified", "recorded"):
-                progress(action.image, step)
+            for event in A_BUILD:
+                progress(action.image, event)
     assert CountingProgress.builds < 200  # 10,000 events; redrawn at 4 Hz, not per event
 
 
 def test_live_progress_shows_images_in_flight_and_counts_the_rest() -> None:
     plan = chain_plan(40)
     progress = Progress(Console(file=io.StringIO(), force_terminal=True), plan.actions)
-    progress("img0", "start")
-    progress("img0", "recorded")
-    progress("img1", "start")
-    progress("img2", "skipped")
+    for event in A_BUILD:
+        progress("img0", event)
+    progress("img1", START)
+    progress("img1", StepEvent.producing(Producer.BUILD))
+    progress("img2", OutcomeState.SKIPPED)
     shown = render(progress._view())
     assert "img1" in shown and "building" in shown
     assert "img0 " not in shown and "img3 " not in shown
@@ -151,10 +166,38 @@ def test_live_progress_shows_images_in_flight_and_counts_the_rest() -> None:
 def test_progress_off_a_terminal_prints_one_line_per_event() -> None:
     buffer = io.StringIO()
     progress = Progress(Console(file=buffer, width=120), chain_plan(2).actions)
-    progress("img0", "start")
-    progress("img0", "recorded")
+    for event in A_BUILD:
+        progress("img0", event)
     lines = buffer.getvalue().splitlines()
-    assert lines[0] == "img0: building (0.0s)" and lines[1].startswith("img0: done (")
+    assert lines[0] == "img0: building (0.0s)" and lines[1].startswith("img0: pushing (")
+    assert lines[-1].startswith("img0: done (") and len(lines) == 3
+
+
+def test_progress_names_each_step_by_what_really_runs() -> None:
+    buffer = io.StringIO()
+    progress = Progress(Console(file=buffer, width=120), chain_plan(1).actions)
+    for event in (
+        START,
+        StepEvent.producing(Producer.REBASE),
+        StepEvent(StepName.PUSHED),
+        StepEvent(StepName.VERIFIED, begun=True),
+        StepEvent(StepName.SIGNED, begun=True),
+        StepEvent(StepName.TAGGED, begun=True),
+        StepEvent(StepName.TAGGED, "1.0"),
+        StepEvent(StepName.RECORDED, begun=True),
+        StepEvent(StepName.RECORDED),
+    ):
+        progress("img0", event)
+    words = [line.split(": ", 1)[1].split(" (")[0] for line in buffer.getvalue().splitlines()]
+    assert words == [
+        "rebasing",
+        "verifying",
+        "signing and attesting",
+        "tagging",
+        "recording",
+        "done",
+    ]
+    assert str(StepEvent(StepName.TAGGED, "1.0")) == "tagged:1.0"  # the fault-point key
 
 
 def test_github_outputs_are_computed_only_inside_github_actions(
