@@ -283,7 +283,7 @@ def test_apply_succeeds_through_transient_faults(
         ns = repo.namespace
         rules: list[Rule] = [
             proxy.fail("HEAD", f"/{ns}/base/manifests/1.0.0", 500),
-            proxy.fail("GET", f"/{ns}/app/manifests/sha256:", 502),
+            proxy.fail("GET", f"/{ns}/app/manifests/1.0.0$", 502),  # verify's read by tag
             proxy.fail("PUT", f"/{ns}/base/manifests/1.0$", 503),
             proxy.add("drop", "PUT", f"/{ns}/base/manifests/1$"),
             proxy.fail("PUT", f"/{ns}/app/manifests/1$", 429),
@@ -335,7 +335,7 @@ def test_apply_fails_clearly_on_persistent_faults_and_a_rerun_recovers(
 def test_corrupted_manifest_is_never_tagged(
     proxy: FaultProxy, make_repo: Callable[..., Repo], upstream: UpstreamFactory
 ) -> None:
-    injected = "one hex digit flipped in the manifest GET that retag copies to a floating tag"
+    injected = "one hex digit flipped in the manifest GET whose bytes the floating-tag PUTs copy"
     with result("faults", "apply: corrupted manifest while moving a floating tag", injected) as rec:
         upstream("v1")
         repo = make_repo("gitops", {"base": "upstream"}, upstream, host=proxy.host)
@@ -343,9 +343,9 @@ def test_corrupted_manifest_is_never_tagged(
         old = repo.digest("base", "1.0")
         assert old is not None and old == repo.digest("base", "1.0.0")
         upstream("v2")
-        # the one GET by digest is retag's source (what was pushed is re-read by tag)
-        by_digest = f"/{repo.namespace}/base/manifests/sha256:"
-        rule = proxy.add("corrupt", "GET", by_digest, times=None)
+        # verify's one GET by tag is also the source of every floating-tag PUT
+        by_tag = f"/{repo.namespace}/base/manifests/1.0.1$"
+        rule = proxy.add("corrupt", "GET", by_tag, times=None)
         failed = repo.run("apply")
         out = failed.stdout + failed.stderr
         assert failed.returncode == 1, out
