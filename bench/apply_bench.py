@@ -21,11 +21,11 @@ from unittest import mock
 from bench.fleet import FleetShape, base_repository, write_fleet
 from bench.goals import Figure
 from devenv.registry import start_registry
+from imagectl import service
 from imagectl.apply.engine import ApplyOptions, apply_plan
 from imagectl.apply.protocol import ImageRunner
 from imagectl.builders.base import BuildRequest
 from imagectl.manifest.loader import load_manifest
-from imagectl.pipeline import compute_plan
 from imagectl.plan.model import PlanOptions
 from imagectl.registry import RegistryClient, parse_reference
 from imagectl.registry.manifests import OciManifest, compute_digest
@@ -135,7 +135,7 @@ def apply_once(work: Path, shape: FleetShape, claimed: bool) -> Run:
                 push_image(client, f"{registry.host}/{base_repository(b)}:1", {})
             path = write_fleet(work / "fleet", registry.host, shape)
             manifest = load_manifest(path)
-            plan, _ = compute_plan(manifest, client, now=datetime.now(UTC), options=PlanOptions())
+            plan = service.plan(manifest, client, now=datetime.now(UTC), options=PlanOptions()).plan
             stub = StubBuilder(client)
             options = ApplyOptions(jobs=1, git=False)
             guarded = mock.PropertyMock(return_value=not claimed)

@@ -27,11 +27,11 @@ from bench.goals import Figure
 from devenv.dockerd import ensure_dockerd
 from devenv.registry import start_registry
 from devenv.upstream import push_upstream_base
+from imagectl import service
 from imagectl.gcpause import paused_gc
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, write_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.output.jsontext import dumps_indented
-from imagectl.pipeline import compute_plan
 from imagectl.plan.model import Plan, PlanOptions
 from imagectl.registry import RegistryClient
 
@@ -90,7 +90,7 @@ def plan_in_process(manifest_path: Path) -> Run:
     cpu, wall = time.process_time(), time.perf_counter()
     manifest = load_manifest(manifest_path)
     with RegistryClient(max_concurrency=16) as client, paused_gc():
-        plan, _ = compute_plan(manifest, client, now=NOW, options=PlanOptions())
+        plan = service.plan(manifest, client, now=NOW, options=PlanOptions()).plan
         with redirect_stdout(io.StringIO()):
             print(dumps_indented(plan.to_json()))
         requests = client.request_count

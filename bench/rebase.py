@@ -43,10 +43,10 @@ import httpx
 from devenv.dockerd import ensure_dockerd
 from devenv.registry import RegistryServer, start_registry
 from devenv.upstream import push_upstream_base
+from imagectl import service
 from imagectl.labels import base_annotations, build_labels
 from imagectl.lockfile import BaseRecord, ImageRecord, Lock, read_lock, write_lock
 from imagectl.manifest.loader import load_manifest
-from imagectl.pipeline import compute_plan
 from imagectl.plan.model import Action, PlanOptions
 from imagectl.rebase.publish import Rebaser, RebaseRequest
 from imagectl.registry import RegistryClient, parse_reference
@@ -194,7 +194,7 @@ def seed(manifest_path: Path, host: str) -> int:
     """Build image 0 for real, publish the others as clones, record them all; N."""
     manifest = load_manifest(manifest_path)
     with RegistryClient(insecure_registries=[host], max_concurrency=16) as client:
-        plan, _ = compute_plan(manifest, client, now=NOW, options=PlanOptions())
+        plan = service.plan(manifest, client, now=NOW, options=PlanOptions()).plan
         first = plan.actions[0]
         model_build = ["apply", "--no-git", "--only", first.image]
         cli = [str(REPO / ".venv" / "bin" / "imagectl"), "-f", str(manifest_path)]

@@ -26,8 +26,8 @@ from imagectl.errors import ExitCode, GitOpsError, RegistryError
 from imagectl.manifest.loader import display_path
 from imagectl.manifest.models import Manifest
 from imagectl.manifest.writer import DigestChange, read_text, rewrite_digests, write_atomic
-from imagectl.pipeline import make_client
 from imagectl.registry import RegistryClient, parse_reference
+from imagectl.registry.settings import make_client
 
 State = Literal["current", "behind", "followed", "digest-only"]
 EXIT_BEHIND = ExitCode.CHANGES  # `bases check`: a pin is behind its tag

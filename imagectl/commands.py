@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -35,9 +33,10 @@ from imagectl.output.plan_view import (
     plan_table,
     summary_line,
 )
-from imagectl.pipeline import make_client
 from imagectl.plan.model import Plan, PlanOptions
 from imagectl.planfile import load_plan, save_plan
+from imagectl.registry.settings import make_client
+from imagectl.stopsignals import two_stage_stop
 from imagectl.supply.status import supply_cell
 from imagectl.textsafe import for_rich
 
@@ -166,29 +165,11 @@ def _graceful_stop() -> Iterator[threading.Event]:
     """First SIGINT/SIGTERM: start no new image, let running ones finish. Second: kill the
     builds (`proc.die_of`) and die of the signal."""
     stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
+    message = (
+        "imagectl: {signal}: finishing images in flight, starting no new ones (send again to abort)"
+    )
+    with two_stage_stop(stop.is_set, stop.set, message):
         yield stop
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            from imagectl.proc import die_of
-
-            die_of(signum)  # no build may outlive imagectl
-        stop.set()
-        print(
-            f"imagectl: {signal.Signals(signum).name}: finishing images in flight, "
-            "starting no new ones (send again to abort)",
-            file=sys.stderr,
-            flush=True,
-        )
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def apply_command(

@@ -18,22 +18,19 @@ import logging
 import re
 import signal
 import socket
-import sys
-import threading
 import time
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from types import FrameType
 from typing import Self
 
 import schedule
 from rich.console import Console
 
 from imagectl.errors import ExitCode, ImagectlError, UsageError
-from imagectl.proc import die_of
+from imagectl.stopsignals import STOP_SIGNALS, two_stage_stop
 
 EXIT_INTERRUPTED = ExitCode.INTERRUPTED  # kept for callers of the old name
 
@@ -42,7 +39,6 @@ Clock = Callable[[], datetime]
 
 _logger = logging.getLogger(__name__)
 
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -256,36 +252,26 @@ class Daemon:
         in flight); the wakeup socket still hears it, so the loop stops after that
         tick even when the apply had nothing left to cancel.
         """
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            if self._stop:
-                die_of(signum)  # no build may outlive imagectl
-            self.request_stop()
-            print(
-                f"imagectl daemon: {signal.Signals(signum).name}: finishing the tick in flight, "
-                "then exiting (send again to abort)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-        reader, writer = socket.socketpair()
-        reader.setblocking(False)
-        writer.setblocking(False)
-        previous = {s: signal.signal(s, handler) for s in _STOP_SIGNALS}
-        previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-        self._wakeup = reader
-        try:
-            yield
-        finally:
-            self._wakeup = None
-            signal.set_wakeup_fd(previous_fd)
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-            reader.close()
-            writer.close()
+        message = (
+            "imagectl daemon: {signal}: finishing the tick in flight, then exiting "
+            "(send again to abort)"
+        )
+        with two_stage_stop(lambda: self._stop, self.request_stop, message) as installed:
+            if not installed:
+                yield
+                return
+            reader, writer = socket.socketpair()
+            reader.setblocking(False)
+            writer.setblocking(False)
+            previous_fd = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+            self._wakeup = reader
+            try:
+                yield
+            finally:
+                self._wakeup = None
+                signal.set_wakeup_fd(previous_fd)
+                reader.close()
+                writer.close()
 
     def _heard_stop_signal(self) -> bool:
         """Drain the wakeup socket; True if SIGINT or SIGTERM arrived since the last look."""
@@ -294,7 +280,7 @@ class Daemon:
         heard = False
         with contextlib.suppress(BlockingIOError):
             while data := self._wakeup.recv(512):
-                heard = heard or any(byte in _STOP_SIGNALS for byte in data)
+                heard = heard or any(byte in STOP_SIGNALS for byte in data)
         return heard
 
 
@@ -322,8 +308,8 @@ def apply_reconcile(
         from imagectl.applymutex import ApplyMutex
         from imagectl.manifest.loader import load_manifest
         from imagectl.manifest.models import Manifest
-        from imagectl.pipeline import make_client
         from imagectl.plan.model import PlanOptions
+        from imagectl.registry.settings import make_client
 
         worktree = gitops.find_worktree(manifest_path.parent)
         pulled = 0

@@ -22,12 +22,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from imagectl.errors import ExitCode, GitOpsError
+from imagectl.errors import ExitCode, GitOpsError, PlanError
+from imagectl.gcpause import paused_gc
 from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
-from imagectl.pipeline import compute_plan
+from imagectl.observe import observe
 from imagectl.plan.model import Observed, Plan, PlanOptions
+from imagectl.plan.plan import make_plan
+from imagectl.recovery import settle
 
 if TYPE_CHECKING:  # apply, git and builders stay out of the plan path (docs/commands.md)
     from imagectl.apply.claims import GitSession, Me
@@ -57,16 +60,28 @@ def plan(
     refresh: bool = False,
     lock: Lock | None = None,
 ) -> Planned:
-    """Observe the registry and make the plan (its new version tags checked free).
+    """Observe the registry and make the plan (its new version tags checked free); a
+    plan with multi-platform images their builder cannot build is refused.
 
     `lock` is the lock as the caller read it; when None it is read here. Either way the
     result carries it, and the run's record starts from it: one read per run.
     """
     if lock is None:
         lock = read_lock(manifest.lock_path)
-    made, observed = compute_plan(
-        manifest, _client(registry), now=now, options=options, refresh=refresh, lock=lock
-    )
+    client = _client(registry)
+    with client.phase("planning"), paused_gc():  # bounded by the phase deadline; no cycles
+        observed = observe(manifest, client, refresh=refresh, lock=lock)
+        made, observed = settle(
+            manifest, client, observed, lambda o: make_plan(manifest, o, now, options)
+        )
+    multi = [manifest.images[a.image] for a in made.actions]
+    if any(len(image.platforms) > 1 for image in multi):
+        # imported only when needed: the plan path stays free of the builders
+        from imagectl.builders.capability import capability_problems
+
+        problems = capability_problems(multi)
+        if problems:
+            raise PlanError("\n".join(problems))
     return Planned(made, observed, lock)
 
 

@@ -21,7 +21,6 @@ from imagectl.errors import RegistryError
 from imagectl.labels import LABEL_BASE_DIGEST, LABEL_BASE_NAME, LABEL_CREATED, LABEL_REVISION
 from imagectl.lockfile import Lock, read_lock
 from imagectl.manifest.models import Manifest
-from imagectl.pipeline import make_client
 from imagectl.platforms import read_config
 from imagectl.prune.own_tags import own_tags
 from imagectl.prune.policy import (
@@ -33,6 +32,7 @@ from imagectl.prune.policy import (
     prune_images,
 )
 from imagectl.registry import Reference, RegistryClient, parse_reference
+from imagectl.registry.settings import make_client
 from imagectl.supply.attach import delete_attachments
 
 _WORKERS = 8

@@ -25,8 +25,8 @@ from imagectl.errors import ImagectlError, UsageError
 from imagectl.lockfile import ImageRecord, Lock, read_lock
 from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.output import github
-from imagectl.pipeline import make_client
 from imagectl.registry import RegistryClient, parse_reference
+from imagectl.registry.settings import make_client
 from imagectl.supply.attach import read_layers
 from imagectl.supply.formats import (
     CYCLONEDX,

@@ -18,8 +18,8 @@ import pytest
 
 from devenv.registry import RegistryServer
 from imagectl.errors import RegistryError, UsageError
-from imagectl.pipeline import retry_policy
 from imagectl.registry import RegistryClient, RetryPolicy, StaticCredentials, parse_reference
+from imagectl.registry.settings import retry_policy
 from tests.fixtures.oci import push_image
 from tests.reliability.conftest import Repo, UpstreamFactory
 from tests.reliability.fault_proxy import FaultProxy, Rule

@@ -123,7 +123,7 @@ def test_cli_module_imports_only_the_framework() -> None:
 def test_plan_path_leaves_out_apply_builders_and_git() -> None:
     """What `plan --json` imports: the commands, pipeline, registry and plan views."""
     loaded = imported_after(
-        "import imagectl.cli, imagectl.commands, imagectl.pipeline, imagectl.planfile\n"
+        "import imagectl.cli, imagectl.commands, imagectl.registry.settings, imagectl.planfile\n"
         "import imagectl.manifest.loader, imagectl.output.plan_view"
     )
     assert "imagectl.registry" in loaded  # the plan path does what it needs

@@ -366,7 +366,7 @@ def pipeline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
         state["settled"].append(options)
 
     monkeypatch.setattr("imagectl.manifest.loader.load_manifest", lambda path: "manifest")
-    monkeypatch.setattr("imagectl.pipeline.make_client", FakeClient)
+    monkeypatch.setattr("imagectl.registry.settings.make_client", FakeClient)
     monkeypatch.setattr("imagectl.service.plan", plan)
     monkeypatch.setattr("imagectl.apply.engine.commit_pending", commit_pending)
     monkeypatch.setattr("imagectl.commands.check_tools", lambda manifest: None)

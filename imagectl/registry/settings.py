@@ -1,20 +1,12 @@
-"""The plan pipeline shared by `plan`, `apply`, `status` and `daemon`: load, observe, plan."""
+"""The registry client of this process and its environment settings (retries, insecure hosts)."""
 
 from __future__ import annotations
 
 import math
 import os
 from collections.abc import Mapping
-from datetime import datetime
 
-from imagectl.errors import PlanError, UsageError
-from imagectl.gcpause import paused_gc
-from imagectl.lockfile import Lock
-from imagectl.manifest.models import Manifest
-from imagectl.observe import observe
-from imagectl.plan.model import Observed, Plan, PlanOptions
-from imagectl.plan.plan import make_plan
-from imagectl.recovery import settle
+from imagectl.errors import UsageError
 from imagectl.registry import RegistryClient, RetryPolicy
 
 # Environment variable -> RetryPolicy field (README "Registry access").
@@ -60,35 +52,3 @@ def retry_policy(env: Mapping[str, str] | None = None) -> RetryPolicy:
 def make_client() -> RegistryClient:
     """The registry client for this process (docker config credentials, env settings)."""
     return RegistryClient(insecure_registries=insecure_registries(), retry=retry_policy())
-
-
-def compute_plan(
-    manifest: Manifest,
-    client: RegistryClient,
-    *,
-    now: datetime,
-    options: PlanOptions,
-    refresh: bool = False,
-    lock: Lock | None = None,
-) -> tuple[Plan, Observed]:
-    """Observe the world and make the plan; its new version tags are checked to be free.
-
-    `lock` is the lock as the caller read it (read here when None). Every registry
-    request of planning is bounded by the phase deadline; no cycle is
-    made, so the collector is paused. A plan with multi-platform images is refused
-    when their builder cannot build them.
-    """
-    with client.phase("planning"), paused_gc():
-        observed = observe(manifest, client, refresh=refresh, lock=lock)
-        plan, observed = settle(
-            manifest, client, observed, lambda o: make_plan(manifest, o, now, options)
-        )
-    multi = [manifest.images[a.image] for a in plan.actions]
-    if any(len(image.platforms) > 1 for image in multi):
-        # imported only when needed: the plan path stays free of the builders
-        from imagectl.builders.capability import capability_problems
-
-        problems = capability_problems(multi)
-        if problems:
-            raise PlanError("\n".join(problems))
-    return plan, observed
