@@ -17,6 +17,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from imagectl.builders.iid import ImageIds
 from imagectl.domain.reference import InvalidReferenceError, parse_reference
 from imagectl.durations import format_duration
 from imagectl.errors import BuildError
@@ -131,6 +132,19 @@ class Builder(Protocol):
             BuildError: the push failed.
         """
         ...
+
+
+class CliBuilder:
+    """What the command-line builders share: the environment they run in, and the image
+    id (config digest) each build wrote with ``--iidfile``."""
+
+    def __init__(self, environ: Mapping[str, str] | None = None) -> None:
+        self.environ = dict(os.environ if environ is None else environ)
+        self._ids = ImageIds()
+
+    def image_id(self, req: BuildRequest) -> str | None:
+        """The config digest of the last build of `req.ref` (`--iidfile`)."""
+        return self._ids.get(req.ref)
 
 
 def registry_host(ref: str) -> str:

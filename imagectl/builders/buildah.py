@@ -15,7 +15,6 @@ lives on one, buildah gets ``--tls-verify=false`` (for that command as a whole).
 
 from __future__ import annotations
 
-import os
 import re
 import tempfile
 from collections.abc import Mapping
@@ -24,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imagectl.builders import base
-from imagectl.builders.iid import ImageIds
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
 
@@ -133,19 +131,14 @@ def push_argv(setup: BuildahSetup, req: base.BuildRequest, digestfile: Path) -> 
     return [*argv, req.ref, f"docker://{req.ref}"]
 
 
-class BuildahBuilder:
+class BuildahBuilder(base.CliBuilder):
     """Builds with buildah (no daemon), in the system store or ``$IMAGECTL_BUILDAH_ROOT``."""
 
     name = "buildah"
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
+        super().__init__(environ)
         self._setup: BuildahSetup | None = None
-        self._ids = ImageIds()
-
-    def image_id(self, req: base.BuildRequest) -> str | None:
-        """The config digest of the last build of `req.ref` (`--iidfile`)."""
-        return self._ids.get(req.ref)
 
     def _probe(self, argv: list[str]) -> ProcResult:
         try:

@@ -26,6 +26,7 @@ from typing import Any
 
 from imagectl.builders.base import (
     BuildRequest,
+    CliBuilder,
     Output,
     build_flags,
     check_request,
@@ -36,7 +37,6 @@ from imagectl.builders.base import (
     secret_values,
     staged,
 )
-from imagectl.builders.iid import ImageIds
 from imagectl.errors import BuildError
 from imagectl.proc import CommandTimeout, ExecutableNotFound, ProcResult, run
 
@@ -342,19 +342,14 @@ def parse_push_digest(output: str) -> str | None:
     return found[-1] if found else None
 
 
-class DockerBuilder:
+class DockerBuilder(CliBuilder):
     """Builds with the docker CLI against a local or remote (DOCKER_HOST) daemon."""
 
     name = "docker"
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self.environ = dict(os.environ if environ is None else environ)
+        super().__init__(environ)
         self._choice: DockerChoice | None = None
-        self._ids = ImageIds()
-
-    def image_id(self, req: BuildRequest) -> str | None:
-        """The config digest of the last build of `req.ref` (`--iidfile`)."""
-        return self._ids.get(req.ref)
 
     def detect(self) -> DockerChoice:
         """Probe the docker clients once and remember the choice."""
