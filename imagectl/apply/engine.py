@@ -91,18 +91,9 @@ def apply_plan(
     source = gitops.source_url(probe) if probe else None
     log_dir = options.log_dir or (state_dir(manifest) / "logs" / now().strftime("%Y%m%dT%H%M%SZ"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    ctx = RunContext(
-        manifest=manifest,
-        client=client,
-        log_dir=log_dir,
-        revision=revision,
-        source=source,
-        now=now,
-        push=options.push,
-        on_step=on_step,
-        claimed=record.session
-        is not None,  # the claim is the compare-and-swap: fewer registry reads
-    )
+    claimed = record.session is not None  # the git claim is the compare-and-swap
+    shared = (manifest, client, log_dir, revision, source, now, options.push)
+    ctx = RunContext(*shared, on_step=on_step, claimed=claimed)
     recorder = record.recorder(push=options.push)
     actions = {a.image: a for a in plan.actions}
     runner = ImageRunner(ctx, actions, recorder, builders)
