@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -42,6 +43,14 @@ from imagectl.registry.retry import RETRY_STATUSES, RetryPolicy, parse_retry_aft
 from imagectl.textsafe import clean
 
 log = logging.getLogger("imagectl.registry")
+
+
+class _Pool(NamedTuple):
+    """An origin's connection pool, and the client over it that follows redirects."""
+
+    client: httpx.Client
+    transport: httpx.BaseTransport
+
 
 # Failures that a second attempt cannot fix.
 _PERMANENT = (
@@ -124,7 +133,7 @@ class RegistrySession:
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._lock = threading.Lock()
         self._creating = threading.Lock()  # held while an origin's client is made
-        self._clients: dict[str, httpx.Client] = {}
+        self._pools: dict[str, _Pool] = {}
         self._schemes: dict[str, str] = {}  # loopback hosts: the scheme that answered
         # Per-request work done once (host -> its candidate schemes; scheme://host -> origin).
         self._candidates: dict[str, tuple[str, ...]] = {}
@@ -134,7 +143,7 @@ class RegistrySession:
         self.auth = Authenticator(credentials, self.send, clock)
 
     def __repr__(self) -> str:
-        return f"RegistrySession(clients={sorted(self._clients)!r}, requests={self._count})"
+        return f"RegistrySession(clients={sorted(self._pools)!r}, requests={self._count})"
 
     @property
     def request_count(self) -> int:
@@ -215,32 +224,30 @@ class RegistrySession:
     def close(self) -> None:
         """Close every connection pool."""
         with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            client.close()
-
-    def _count_request(self, request: httpx.Request) -> None:
-        with self._lock:
-            self._count += 1
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.client.close()
 
     def _client_for(self, url: httpx.URL) -> httpx.Client:
+        return self._pool_for(url).client
+
+    def _pool_for(self, url: httpx.URL) -> _Pool:
         key = f"{url.scheme}://{url.netloc.decode('ascii')}"
-        with self._lock:
-            client = self._clients.get(key)
-        if client is not None:
-            return client
-        # One client per origin, made once: concurrent first requests (resolve_many) wait
+        pool = self._pools.get(key)  # one dict read: atomic, no lock needed
+        if pool is not None:
+            return pool
+        # One pool per origin, made once: concurrent first requests (resolve_many) wait
         # for it rather than each loading a TLS context (~50 ms of CPU each) to throw away.
         with self._creating:
             with self._lock:
-                client = self._clients.get(key)
-            if client is None:
-                client = self._new_client(url)
+                pool = self._pools.get(key)
+            if pool is None:
+                pool = self._new_pool(url)
                 with self._lock:
-                    self._clients[key] = client
-        return client
+                    self._pools[key] = pool
+        return pool
 
-    def _new_client(self, url: httpx.URL) -> httpx.Client:
+    def _new_pool(self, url: httpx.URL) -> _Pool:
         limits = httpx.Limits(max_connections=self.max_concurrency)
         transport = self._transport
         if transport is None:
@@ -251,12 +258,8 @@ class RegistrySession:
                 netloc = url.netloc.decode("ascii")
                 verify = ssl_context(netloc, self._ca_file, self._certs_dir, self._env)
             transport = deadline.install(httpx.HTTPTransport(verify=verify, limits=limits))
-        return httpx.Client(
-            transport=transport,
-            timeout=self._timeout,
-            trust_env=False,
-            event_hooks={"request": [self._count_request]},
-        )
+        client = httpx.Client(transport=transport, timeout=self._timeout, trust_env=False)
+        return _Pool(client, transport)
 
     def send(
         self, request: httpx.Request, body: Body = Body.ERROR, follow_redirects: bool = False
@@ -280,21 +283,21 @@ class RegistrySession:
             headers["User-Agent"] = _USER_AGENT
         headers["Accept-Encoding"] = "identity"  # bodies are counted as sent
         for _ in range(_MAX_REDIRECTS + 1):
-            response, following = self._send_retrying(request, body)
+            response, following = self._send_retrying(request, body, follow_redirects)
             if not (follow_redirects and following is not None):
                 return response
             request = following
         raise RegistryError(f"{request.method} {request.url}: more than {_MAX_REDIRECTS} redirects")
 
     def _send_retrying(
-        self, request: httpx.Request, body: Body
+        self, request: httpx.Request, body: Body, follow: bool
     ) -> tuple[httpx.Response, httpx.Request | None]:
         host = request.url.netloc.decode("ascii")
         attempts = self.retry.attempts
         for attempt in range(1, attempts + 1):
             self._check_phase(request, host)
             try:
-                response, following = self._attempt(request, body, host)
+                response, following = self._attempt(request, body, host, follow)
             except httpx.HTTPError as exc:
                 where = _where(request)
                 hint = tls_hint(exc, host)
@@ -323,19 +326,19 @@ class RegistrySession:
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _attempt(
-        self, request: httpx.Request, body: Body, host: str
+        self, request: httpx.Request, body: Body, host: str, follow: bool
     ) -> tuple[httpx.Response, httpx.Request | None]:
         """One exchange; a loopback host's first https exchange falls back to plain HTTP."""
         if request.url.scheme != "https" or not request.extensions.get(_PROBE):
-            return self._exchange(request, body, host)
+            return self._exchange(request, body, host, follow)
         if self._candidate_schemes(host) != ("https", "http"):
-            return self._exchange(request, body, host)
+            return self._exchange(request, body, host, follow)
         decided = self._schemes.get(host)
         if decided == "http":  # built before the fallback was known
             request.url = request.url.copy_with(scheme="http")
-            return self._exchange(request, body, host)
+            return self._exchange(request, body, host, follow)
         try:
-            result = self._exchange(request, body, host)
+            result = self._exchange(request, body, host, follow)
         except _NOT_TLS as exc:
             if is_untrusted_certificate(exc):
                 raise
@@ -351,16 +354,30 @@ class RegistrySession:
             self._schemes.setdefault(host, "http")
             self._count -= 1  # a failed TLS handshake is no HTTP request
         request.url = request.url.copy_with(scheme="http")
-        return self._exchange(request, body, host)
+        return self._exchange(request, body, host, follow)
 
     def _exchange(
-        self, request: httpx.Request, body: Body, host: str
+        self, request: httpx.Request, body: Body, host: str, follow: bool
     ) -> tuple[httpx.Response, httpx.Request | None]:
+        """One request and its response, the body read.
+
+        A request whose redirect is to be followed goes through the origin's
+        `httpx.Client`, which builds the next request (``Authorization`` dropped across
+        origins); every other one straight to the origin's transport: a client's
+        cookies, auth flow, redirect loop and event hooks cost CPU that
+        a registry request does not need (registries get no cookies, as from docker).
+        """
         until, phase = self._deadline()
-        client = self._client_for(request.url)
+        pool = self._pool_for(request.url)
+        with self._lock:
+            self._count += 1
         try:
             with self._slots, deadline.deadline(until):
-                response = client.send(request, stream=True)
+                if follow:
+                    response = pool.client.send(request, stream=True)
+                else:
+                    response = pool.transport.handle_request(request)
+                    response.request = request
                 try:
                     content = self._read_body(response, body, until, phase, host)
                 finally:
@@ -371,7 +388,7 @@ class RegistrySession:
             raise RegistryLimitError(
                 f"registry {host}: {_where(request)} did not finish within {self._blame(phase)}"
             ) from exc
-        following = response.next_request if response.is_redirect else None
+        following = response.next_request if follow and response.is_redirect else None
         headers: httpx.Headers | list[tuple[str, str]] = response.headers
         if "content-encoding" in response.headers:  # identity only: the header would lie
             items = response.headers.multi_items()
