@@ -428,7 +428,12 @@ class RegistrySession:
             raise self._too_large(host, _where(request), kind, limit)
         chunks: list[bytes] = []
         total = 0
-        for chunk in response.iter_bytes():  # identity-encoded: the bytes as sent
+        # The transport's stream itself: the body is identity-encoded (checked above), so
+        # the bytes as sent, without `iter_bytes`' decoder and chunker layers per request.
+        stream = response.stream
+        if not isinstance(stream, httpx.SyncByteStream):
+            raise TypeError("a registry response needs a synchronous stream")
+        for chunk in stream:
             total += len(chunk)
             if total > limit:
                 if success:
