@@ -363,9 +363,9 @@ class RegistrySession:
 
         A request whose redirect is to be followed goes through the origin's
         `httpx.Client`, which builds the next request (``Authorization`` dropped across
-        origins); every other one straight to the origin's transport: a client's
-        cookies, auth flow, redirect loop and event hooks cost CPU that
-        a registry request does not need (registries get no cookies, as from docker).
+        origins); every other one straight to the origin's transport: a client's cookie
+        extraction, auth flow, redirect loop and event hooks cost CPU that a registry
+        request does not need (a request built here never carried the client's cookies).
         """
         until, phase = self._deadline()
         pool = self._pool_for(request.url)
