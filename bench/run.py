@@ -2,6 +2,10 @@
 
 Scenarios (default: all):
 
+  client   imagectl's CPU per registry request (bench/requests_cpu.py): 2,000 HEADs of
+           a manifest, GETs of a manifest and GETs of a small blob against a real local
+           registry, through `RegistryClient` and through a bare `httpx.Client` (the
+           floor), on 1 and on 8 threads. Ratio goal: imagectl <= 2x bare httpx.
   apply    imagectl's own overhead per image of an in-process apply of a 2,000-image
            fleet (--images) with a stub builder against a real local registry, as
            under a git claim (--git-push) and unclaimed: the apply's wall time minus
@@ -39,11 +43,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import apply_bench, plan_bench, record_bench, startup
+from bench import apply_bench, plan_bench, record_bench, requests_cpu, startup
 from bench.fleet import FleetShape
 from bench.goals import Figure, failed, table
 
-SCENARIOS = ("apply", "plan", "record", "startup")
+SCENARIOS = ("apply", "client", "plan", "record", "startup")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -80,12 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     chosen = args.scenarios or list(SCENARIOS)
     all_figures: list[Figure] = []
     for scenario in chosen:
-        if scenario in ("apply", "plan", "record"):
+        if scenario in ("apply", "client", "plan", "record"):
             work = Path(tempfile.mkdtemp(prefix="imagectl-bench-"))
             try:
                 if scenario == "apply":
                     shape = FleetShape(families=max(args.images // 20, 1))
                     figures = apply_bench.measure(work, args.runs, shape)
+                elif scenario == "client":
+                    figures = requests_cpu.measure(work, args.runs)
                 elif scenario == "plan":
                     figures = plan_bench.measure(work, args.runs)
                 else:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -43,6 +44,14 @@ from imagectl.textsafe import clean
 
 log = logging.getLogger("imagectl.registry")
 
+
+class _Pool(NamedTuple):
+    """An origin's connection pool, and the client over it that follows redirects."""
+
+    client: httpx.Client
+    transport: httpx.BaseTransport
+
+
 # Failures that a second attempt cannot fix.
 _PERMANENT = (
     httpx.UnsupportedProtocol,
@@ -56,6 +65,7 @@ _MAX_REDIRECTS = 5
 _SLACK = 0.05  # seconds: a timeout this close to the deadline is the deadline
 _PROBE = "imagectl_https_probe"  # request extension: may fall back to plain HTTP (loopback)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_USER_AGENT = f"imagectl/{__version__}"
 
 
 def server_message(response: httpx.Response) -> str:
@@ -113,6 +123,7 @@ class RegistrySession:
         self._ca_file = ca_file
         self._certs_dir = certs_dir
         self._timeout = httpx.Timeout(timeout)
+        self._timeouts = self._timeout.as_dict()  # per connect/read/write, set on each request
         self.retry = retry or RetryPolicy()
         self.limits = limits or Limits()
         self.max_concurrency = max(1, max_concurrency)
@@ -122,14 +133,17 @@ class RegistrySession:
         self._slots = threading.BoundedSemaphore(self.max_concurrency)
         self._lock = threading.Lock()
         self._creating = threading.Lock()  # held while an origin's client is made
-        self._clients: dict[str, httpx.Client] = {}
+        self._pools: dict[str, _Pool] = {}
         self._schemes: dict[str, str] = {}  # loopback hosts: the scheme that answered
+        # Per-request work done once (host -> its candidate schemes; scheme://host -> origin).
+        self._candidates: dict[str, tuple[str, ...]] = {}
+        self._origins: dict[str, tuple[str, str, int]] = {}
         self._phase: tuple[str, float, float] | None = None  # name, seconds, monotonic end
         self._count = 0
         self.auth = Authenticator(credentials, self.send, clock)
 
     def __repr__(self) -> str:
-        return f"RegistrySession(clients={sorted(self._clients)!r}, requests={self._count})"
+        return f"RegistrySession(clients={sorted(self._pools)!r}, requests={self._count})"
 
     @property
     def request_count(self) -> int:
@@ -139,11 +153,17 @@ class RegistrySession:
 
     # ------------------------------------------------------------------ origins
 
+    def _candidate_schemes(self, host: str) -> tuple[str, ...]:
+        """`choose_schemes` of `host`, computed once per host (it parses IP addresses)."""
+        candidates = self._candidates.get(host)
+        if candidates is None:
+            candidates = choose_schemes(host, self.insecure, self.tls)
+            self._candidates[host] = candidates
+        return candidates
+
     def _schemes_for(self, host: str) -> tuple[str, ...]:
-        candidates = choose_schemes(host, self.insecure, self.tls)
-        with self._lock:
-            decided = self._schemes.get(host)
-        return (decided,) if decided else candidates
+        decided = self._schemes.get(host)  # one dict read: atomic, no lock needed
+        return (decided,) if decided else self._candidate_schemes(host)
 
     def base_url(self, host: str) -> str:
         """``scheme://host`` of a registry API host (the scheme that answered, once known)."""
@@ -152,10 +172,16 @@ class RegistrySession:
     def is_registry_origin(self, url: httpx.URL, registry: str) -> bool:
         """True when `url` has `registry`'s own origin (scheme, host and port)."""
         host = api_host(registry)
-        return any(
-            origin(url) == origin(httpx.URL(f"{scheme}://{host}/"))
-            for scheme in self._schemes_for(host)
-        )
+        target = origin(url)
+        return any(target == self._origin_of(scheme, host) for scheme in self._schemes_for(host))
+
+    def _origin_of(self, scheme: str, host: str) -> tuple[str, str, int]:
+        key = f"{scheme}://{host}/"
+        found = self._origins.get(key)
+        if found is None:
+            found = origin(httpx.URL(key))
+            self._origins[key] = found
+        return found
 
     # ------------------------------------------------------------------ deadlines
 
@@ -170,22 +196,26 @@ class RegistrySession:
         finally:
             self._phase = previous
 
-    def _deadline(self) -> tuple[float, str]:
-        """The end of the next attempt (monotonic) and what to blame when it passes."""
-        seconds = self.limits.request_deadline
-        until = time.monotonic() + seconds
-        blame = f"the {seconds:g}s request deadline (IMAGECTL_REQUEST_DEADLINE)"
+    def _deadline(self) -> tuple[float, tuple[str, float, float] | None]:
+        """The end of the next attempt (monotonic), and the phase when it ends it first."""
+        until = time.monotonic() + self.limits.request_deadline
         phase = self._phase
         if phase is not None and phase[2] < until:
-            until = phase[2]
-            blame = f"the {phase[1]:g}s deadline of {phase[0]} (IMAGECTL_PHASE_DEADLINE)"
-        return until, blame
+            return phase[2], phase
+        return until, None
 
-    def _check_phase(self, where: str, host: str, wait: float = 0.0) -> None:
+    def _blame(self, phase: tuple[str, float, float] | None) -> str:
+        """The deadline that `_deadline` chose, for a message (made only when it passed)."""
+        if phase is not None:
+            return f"the {phase[1]:g}s deadline of {phase[0]} (IMAGECTL_PHASE_DEADLINE)"
+        seconds = self.limits.request_deadline
+        return f"the {seconds:g}s request deadline (IMAGECTL_REQUEST_DEADLINE)"
+
+    def _check_phase(self, request: httpx.Request, host: str, wait: float = 0.0) -> None:
         phase = self._phase
         if phase is not None and time.monotonic() + wait >= phase[2]:
             raise RegistryLimitError(
-                f"registry {host}: {where}: {phase[0]} did not finish within the "
+                f"registry {host}: {_where(request)}: {phase[0]} did not finish within the "
                 f"{phase[1]:g}s phase deadline (IMAGECTL_PHASE_DEADLINE)"
             )
 
@@ -194,32 +224,30 @@ class RegistrySession:
     def close(self) -> None:
         """Close every connection pool."""
         with self._lock:
-            clients, self._clients = list(self._clients.values()), {}
-        for client in clients:
-            client.close()
-
-    def _count_request(self, request: httpx.Request) -> None:
-        with self._lock:
-            self._count += 1
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.client.close()
 
     def _client_for(self, url: httpx.URL) -> httpx.Client:
+        return self._pool_for(url).client
+
+    def _pool_for(self, url: httpx.URL) -> _Pool:
         key = f"{url.scheme}://{url.netloc.decode('ascii')}"
-        with self._lock:
-            client = self._clients.get(key)
-        if client is not None:
-            return client
-        # One client per origin, made once: concurrent first requests (resolve_many) wait
+        pool = self._pools.get(key)  # one dict read: atomic, no lock needed
+        if pool is not None:
+            return pool
+        # One pool per origin, made once: concurrent first requests (resolve_many) wait
         # for it rather than each loading a TLS context (~50 ms of CPU each) to throw away.
         with self._creating:
             with self._lock:
-                client = self._clients.get(key)
-            if client is None:
-                client = self._new_client(url)
+                pool = self._pools.get(key)
+            if pool is None:
+                pool = self._new_pool(url)
                 with self._lock:
-                    self._clients[key] = client
-        return client
+                    self._pools[key] = pool
+        return pool
 
-    def _new_client(self, url: httpx.URL) -> httpx.Client:
+    def _new_pool(self, url: httpx.URL) -> _Pool:
         limits = httpx.Limits(max_connections=self.max_concurrency)
         transport = self._transport
         if transport is None:
@@ -230,12 +258,8 @@ class RegistrySession:
                 netloc = url.netloc.decode("ascii")
                 verify = ssl_context(netloc, self._ca_file, self._certs_dir, self._env)
             transport = deadline.install(httpx.HTTPTransport(verify=verify, limits=limits))
-        return httpx.Client(
-            transport=transport,
-            timeout=self._timeout,
-            trust_env=False,
-            event_hooks={"request": [self._count_request]},
-        )
+        client = httpx.Client(transport=transport, timeout=self._timeout, trust_env=False)
+        return _Pool(client, transport)
 
     def send(
         self, request: httpx.Request, body: Body = Body.ERROR, follow_redirects: bool = False
@@ -253,26 +277,27 @@ class RegistrySession:
         Raises:
             RegistryError: unreachable (after the retries), too large, or too slow.
         """
-        request.extensions["timeout"] = self._timeout.as_dict()  # per connect/read/write
-        request.headers.setdefault("User-Agent", f"imagectl/{__version__}")
-        request.headers["Accept-Encoding"] = "identity"  # bodies are counted as sent
+        request.extensions["timeout"] = self._timeouts  # per connect/read/write
+        headers = request.headers
+        if "user-agent" not in headers:
+            headers["User-Agent"] = _USER_AGENT
+        headers["Accept-Encoding"] = "identity"  # bodies are counted as sent
         for _ in range(_MAX_REDIRECTS + 1):
-            response, following = self._send_retrying(request, body)
+            response, following = self._send_retrying(request, body, follow_redirects)
             if not (follow_redirects and following is not None):
                 return response
             request = following
         raise RegistryError(f"{request.method} {request.url}: more than {_MAX_REDIRECTS} redirects")
 
     def _send_retrying(
-        self, request: httpx.Request, body: Body
+        self, request: httpx.Request, body: Body, follow: bool
     ) -> tuple[httpx.Response, httpx.Request | None]:
         host = request.url.netloc.decode("ascii")
-        where = _where(request)
         attempts = self.retry.attempts
         for attempt in range(1, attempts + 1):
-            self._check_phase(where, host)
+            self._check_phase(request, host)
             try:
-                response, following = self._attempt(request, body)
+                response, following = self._attempt(request, body, host, follow)
             except httpx.HTTPError as exc:
                 where = _where(request)
                 hint = tls_hint(exc, host)
@@ -283,44 +308,45 @@ class RegistrySession:
                         f"{hint or clean(f'{type(exc).__name__}: {exc}', 300)}{tried}"
                     ) from exc
                 delay = self.retry.delay(attempt, self._rand())
-                self._check_phase(where, host, delay)
+                self._check_phase(request, host, delay)
                 log.info("%s failed (%s), retrying in %.1fs", where, type(exc).__name__, delay)
                 self._sleep(delay)
                 continue
-            log.debug("%s -> %s", where, response.status_code)
-            if response.status_code in RETRY_STATUSES and attempt < attempts:
+            status = response.status_code
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s -> %s", _where(request), status)
+            if status in RETRY_STATUSES and attempt < attempts:
                 after = parse_retry_after(response.headers.get("retry-after"))
                 delay = self.retry.delay(attempt, self._rand(), after)
-                self._check_phase(where, host, delay)
-                log.info("%s -> %s, retrying in %.1fs", where, response.status_code, delay)
+                self._check_phase(request, host, delay)
+                log.info("%s -> %s, retrying in %.1fs", _where(request), status, delay)
                 self._sleep(delay)
                 continue
             return response, following
         raise AssertionError("unreachable: the loop returns or raises")
 
     def _attempt(
-        self, request: httpx.Request, body: Body
+        self, request: httpx.Request, body: Body, host: str, follow: bool
     ) -> tuple[httpx.Response, httpx.Request | None]:
         """One exchange; a loopback host's first https exchange falls back to plain HTTP."""
-        host = request.url.netloc.decode("ascii")
-        schemes = choose_schemes(host, self.insecure, self.tls)
-        auto = bool(request.extensions.get(_PROBE)) and schemes == ("https", "http")
-        if not auto or request.url.scheme != "https":
-            return self._exchange(request, body)
-        with self._lock:
-            decided = self._schemes.get(host)
+        if request.url.scheme != "https" or not request.extensions.get(_PROBE):
+            return self._exchange(request, body, host, follow)
+        if self._candidate_schemes(host) != ("https", "http"):
+            return self._exchange(request, body, host, follow)
+        decided = self._schemes.get(host)
         if decided == "http":  # built before the fallback was known
             request.url = request.url.copy_with(scheme="http")
-            return self._exchange(request, body)
+            return self._exchange(request, body, host, follow)
         try:
-            result = self._exchange(request, body)
+            result = self._exchange(request, body, host, follow)
         except _NOT_TLS as exc:
             if is_untrusted_certificate(exc):
                 raise
             failure = type(exc).__name__
         else:
-            with self._lock:
-                self._schemes.setdefault(host, "https")
+            if decided is None:
+                with self._lock:
+                    self._schemes.setdefault(host, "https")
             return result
         # outside the `except`: a later failure must not carry the TLS error as its context
         log.info("%s does not answer HTTPS (%s): using plain HTTP", host, failure)
@@ -328,32 +354,45 @@ class RegistrySession:
             self._schemes.setdefault(host, "http")
             self._count -= 1  # a failed TLS handshake is no HTTP request
         request.url = request.url.copy_with(scheme="http")
-        return self._exchange(request, body)
+        return self._exchange(request, body, host, follow)
 
     def _exchange(
-        self, request: httpx.Request, body: Body
+        self, request: httpx.Request, body: Body, host: str, follow: bool
     ) -> tuple[httpx.Response, httpx.Request | None]:
-        where = _where(request)
-        until, blame = self._deadline()
-        host = request.url.netloc.decode("ascii")
-        client = self._client_for(request.url)
+        """One request and its response, the body read.
+
+        A request whose redirect is to be followed goes through the origin's
+        `httpx.Client`, which builds the next request (``Authorization`` dropped across
+        origins); every other one straight to the origin's transport: a client's cookie
+        extraction, auth flow, redirect loop and event hooks cost CPU that a registry
+        request does not need (a request built here never carried the client's cookies).
+        """
+        until, phase = self._deadline()
+        pool = self._pool_for(request.url)
+        with self._lock:
+            self._count += 1
         try:
             with self._slots, deadline.deadline(until):
-                response = client.send(request, stream=True)
+                if follow:
+                    response = pool.client.send(request, stream=True)
+                else:
+                    response = pool.transport.handle_request(request)
+                    response.request = request
                 try:
-                    content = self._read_body(response, body, until, where, blame)
+                    content = self._read_body(response, body, until, phase, host)
                 finally:
                     response.close()
         except httpx.TimeoutException as exc:
             if time.monotonic() < until - _SLACK:  # a per-operation timeout: retried
                 raise
             raise RegistryLimitError(
-                f"registry {host}: {where} did not finish within {blame}"
+                f"registry {host}: {_where(request)} did not finish within {self._blame(phase)}"
             ) from exc
-        following = response.next_request if response.is_redirect else None
-        headers = [
-            (k, v) for k, v in response.headers.multi_items() if k.lower() != "content-encoding"
-        ]
+        following = response.next_request if follow and response.is_redirect else None
+        headers: httpx.Headers | list[tuple[str, str]] = response.headers
+        if "content-encoding" in response.headers:  # identity only: the header would lie
+            items = response.headers.multi_items()
+            headers = [(k, v) for k, v in items if k.lower() != "content-encoding"]
         final = httpx.Response(
             response.status_code,
             headers=headers,
@@ -364,36 +403,48 @@ class RegistrySession:
         return final, following
 
     def _read_body(
-        self, response: httpx.Response, body: Body, until: float, where: str, blame: str
+        self,
+        response: httpx.Response,
+        body: Body,
+        until: float,
+        phase: tuple[str, float, float] | None,
+        host: str,
     ) -> bytes:
         """The body, streamed: a successful one refused past its limit, an error one cut."""
-        host = response.request.url.netloc.decode("ascii")
-        success = response.is_success and response.request.method != "HEAD"
+        request = response.request
+        success = response.is_success and request.method != "HEAD"
         kind = body if success else Body.ERROR
         limit = self.limits.body(kind)
         encoding = response.headers.get("content-encoding", "identity").strip().lower()
-        if success and encoding not in ("", "identity"):
-            raise RegistryLimitError(
-                f"registry {host}: {where}: sent a {clean(encoding, 40)}-encoded body "
-                "although none was asked for"
-            )
         if encoding not in ("", "identity"):
+            if success:
+                raise RegistryLimitError(
+                    f"registry {host}: {_where(request)}: sent a {clean(encoding, 40)}-encoded "
+                    "body although none was asked for"
+                )
             return b""  # an error body in an encoding nobody asked for: its words are lost
         declared = response.headers.get("content-length", "")
         if success and declared.isdigit() and int(declared) > limit:
-            raise self._too_large(host, where, kind, limit)
+            raise self._too_large(host, _where(request), kind, limit)
         chunks: list[bytes] = []
         total = 0
-        for chunk in response.iter_bytes():  # identity-encoded: the bytes as sent
+        # The transport's stream itself: the body is identity-encoded (checked above), so
+        # the bytes as sent, without `iter_bytes`' decoder and chunker layers per request.
+        stream = response.stream
+        if not isinstance(stream, httpx.SyncByteStream):
+            raise TypeError("a registry response needs a synchronous stream")
+        for chunk in stream:
             total += len(chunk)
             if total > limit:
                 if success:
-                    raise self._too_large(host, where, kind, limit)
+                    raise self._too_large(host, _where(request), kind, limit)
                 chunks.append(chunk[: limit - (total - len(chunk))])
                 break
             chunks.append(chunk)
             if time.monotonic() >= until:
-                raise RegistryLimitError(f"registry {host}: {where} did not finish within {blame}")
+                raise RegistryLimitError(
+                    f"registry {host}: {_where(request)} did not finish within {self._blame(phase)}"
+                )
         return b"".join(chunks)
 
     @staticmethod

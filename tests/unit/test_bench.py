@@ -41,7 +41,7 @@ def test_unknown_scenarios_are_refused(capsys: pytest.CaptureFixture[str]) -> No
         parse_args(["bogus"])
     assert info.value.code == 2
     assert (
-        "unknown scenario 'bogus'; choose from: apply, plan, record, startup"
+        "unknown scenario 'bogus'; choose from: apply, client, plan, record, startup"
         in capsys.readouterr().err
     )
 
@@ -68,3 +68,23 @@ def test_apply_scenario_builds_every_image_through_the_stub(tmp_path: Path) -> N
     assert by_name["unclaimed: imagectl's own overhead per image"].goal == (
         apply_bench.GOAL_PER_IMAGE_MS
     )
+
+
+def test_client_scenario_reports_cpu_per_request_and_the_ratio_to_bare_httpx() -> None:
+    from bench import requests_cpu
+
+    def heavy() -> int:
+        return sum(range(20_000))
+
+    def light() -> int:
+        return sum(range(5_000))
+
+    figures = {f.name: f for f in requests_cpu._figures({"HEAD manifest": (heavy, light)}, 1, 40)}
+    assert len(figures) == 6  # 1 and 8 threads: imagectl, bare httpx, their ratio
+    for label in ("1 thread", "8 threads"):
+        ours = figures[f"HEAD manifest, {label}: imagectl CPU/request"]
+        floor = figures[f"HEAD manifest, {label}: bare httpx CPU/request"]
+        ratio = figures[f"HEAD manifest, {label}: imagectl / httpx"]
+        assert ours.unit == floor.unit == "µs" and ratio.kind == "ratio" and ratio.goal == 2.0
+        assert ratio.value == pytest.approx(ours.value / floor.value)
+        assert ratio.value > 1.5  # four times the work costs more CPU

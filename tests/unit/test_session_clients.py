@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from imagectl.registry import RegistryClient, StaticCredentials
+from imagectl.registry import RegistryClient, StaticCredentials, parse_reference
 
 
 def test_concurrent_first_requests_share_one_client_and_one_tls_context(
@@ -44,3 +44,32 @@ def test_concurrent_first_requests_share_one_client_and_one_tls_context(
         client.close()
     assert made == ["r.test"]
     assert len({id(c) for c in clients}) == 1
+
+
+def test_per_request_work_is_done_once_per_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheme rule of a host (it parses IP addresses) runs once, not per request."""
+    from imagectl.registry import hosts, session
+
+    calls: list[str] = []
+
+    def counting(host: str, *args: object) -> tuple[str, ...]:
+        calls.append(host)
+        return hosts.choose_schemes(host, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(session, "choose_schemes", counting)
+    seen: list[str] = []
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        return httpx.Response(404)
+
+    client = RegistryClient(
+        credentials=StaticCredentials({}), transport=httpx.MockTransport(registry)
+    )
+    ref = parse_reference("127.0.0.1:5000/acme/app:1")
+    with client:
+        for _ in range(5):
+            assert client.head_manifest(ref) is None
+    assert calls == ["127.0.0.1:5000"]
+    assert seen == ["https://127.0.0.1:5000/v2/acme/app/manifests/1"] * 5
+    assert client.request_count == 5
