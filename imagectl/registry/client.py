@@ -6,15 +6,11 @@ over a bounded thread pool and the session bounds the requests in flight.
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import httpx
 
@@ -26,7 +22,6 @@ from imagectl.domain.reference import (
 )
 from imagectl.errors import AuthError, ImagectlError, RegistryError
 from imagectl.registry.credentials import CredentialSource, DefaultCredentials
-from imagectl.registry.hosts import DEFAULT_CERTS_DIR
 from imagectl.registry.jsondoc import load_object
 from imagectl.registry.limits import Body, Limits, RegistryLimitError
 from imagectl.registry.manifests import (
@@ -43,8 +38,7 @@ from imagectl.registry.manifests import (
     select_platform,
     verify_digest,
 )
-from imagectl.registry.retry import RetryPolicy
-from imagectl.registry.session import RegistrySession, server_message
+from imagectl.registry.session import RegistrySession, SessionOptions, server_message
 from imagectl.textsafe import clean
 
 _MAX_INDEX_DEPTH = 2
@@ -76,33 +70,13 @@ class RegistryClient:
         self,
         *,
         credentials: CredentialSource | None = None,
-        transport: httpx.BaseTransport | None = None,
-        insecure_registries: Iterable[str] = (),
-        tls_registries: Iterable[str] = (),
-        ca_file: Path | None = None,
-        certs_dir: Path = DEFAULT_CERTS_DIR,
-        timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        max_concurrency: int = 8,
-        sleep: Callable[[float], None] = time.sleep,
-        rand: Callable[[], float] = random.random,
-        clock: Callable[[], float] = time.monotonic,
         limits: Limits | None = None,
+        **options: Unpack[SessionOptions],
     ) -> None:
         self._session = RegistrySession(
             credentials if credentials is not None else DefaultCredentials(),
-            transport=transport,
-            insecure_registries=insecure_registries,
-            tls_registries=tls_registries,
-            ca_file=ca_file,
-            certs_dir=certs_dir,
-            timeout=timeout,
-            retry=retry,
-            max_concurrency=max_concurrency,
-            sleep=sleep,
-            rand=rand,
-            clock=clock,
             limits=limits if limits is not None else Limits.from_env(),
+            **options,
         )
         self._single_post: dict[str, bool] = {}  # registry -> takes a single-POST upload
 
@@ -112,12 +86,7 @@ class RegistryClient:
     def __enter__(self) -> RegistryClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:

@@ -88,21 +88,39 @@ class Limits:
         Raises:
             UsageError: a value is not a positive number (naming the variable).
         """
-        env = os.environ if env is None else env
-        values: dict[str, float | int] = {}
-        for name, attr in LIMITS_ENV.items():
-            raw = env.get(name, "").strip()
-            if not raw:
-                continue
-            try:
-                value: float | int = int(raw) if attr == "max_pages" else float(raw)
-                if not math.isfinite(value) or value <= 0:
-                    raise ValueError(raw)
-            except ValueError:
-                kind = "a whole number" if attr == "max_pages" else "a number of seconds"
-                raise UsageError(f"{name}={raw!r}: expected {kind} above 0") from None
-            values[attr] = value
+        values = env_numbers(env, LIMITS_ENV, whole="max_pages", positive=True)
         return cls(**values)  # type: ignore[arg-type]
+
+
+def env_numbers(
+    env: Mapping[str, str] | None, names: Mapping[str, str], *, whole: str, positive: bool
+) -> dict[str, float | int]:
+    """The numeric settings set in `env` (default: the process environment), by field.
+
+    Args:
+        names: environment variable -> field name.
+        whole: the field read as a whole number; the others are seconds.
+        positive: values must be above 0 (else any finite number).
+
+    Raises:
+        UsageError: a value is not such a number (naming the variable).
+    """
+    env = os.environ if env is None else env
+    values: dict[str, float | int] = {}
+    for name, attr in names.items():
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        try:
+            value: float | int = int(raw) if attr == whole else float(raw)
+            if not math.isfinite(value) or (positive and value <= 0):
+                raise ValueError(raw)
+        except ValueError:
+            kind = "a whole number" if attr == whole else "a number of seconds"
+            above = " above 0" if positive else ""
+            raise UsageError(f"{name}={raw!r}: expected {kind}{above}") from None
+        values[attr] = value
+    return values
 
 
 def size(n: int) -> str:

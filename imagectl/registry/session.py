@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypedDict
 
 import httpx
 
@@ -94,6 +94,24 @@ def origin(url: httpx.URL) -> tuple[str, str, int]:
 def api_host(registry: str) -> str:
     """The host that serves `registry`'s API (Docker Hub's differs from its name)."""
     return DOCKER_HUB_API if registry == DOCKER_HUB else registry
+
+
+class SessionOptions(TypedDict, total=False):
+    """How a :class:`RegistrySession` reaches registries (every key optional; see
+    `RegistryClient` for what each one means)."""
+
+    transport: httpx.BaseTransport | None
+    insecure_registries: Iterable[str]
+    tls_registries: Iterable[str]
+    ca_file: Path | None
+    certs_dir: Path
+    timeout: float
+    retry: RetryPolicy | None
+    max_concurrency: int
+    sleep: Callable[[float], None]
+    rand: Callable[[], float] | None
+    clock: Callable[[], float]
+    env: Mapping[str, str] | None
 
 
 class RegistrySession:

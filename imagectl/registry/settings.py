@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 
 from imagectl.errors import UsageError
 from imagectl.registry import RegistryClient, RetryPolicy
+from imagectl.registry.limits import env_numbers
 
 # Environment variable -> RetryPolicy field (README "Registry access").
 RETRY_ENV = {
@@ -30,19 +30,7 @@ def retry_policy(env: Mapping[str, str] | None = None) -> RetryPolicy:
     Raises:
         UsageError: a value is not a number, or out of range (attempts < 1, a delay < 0).
     """
-    env = os.environ if env is None else env
-    values: dict[str, float | int] = {}
-    for name, attr in RETRY_ENV.items():
-        raw = env.get(name, "").strip()
-        if not raw:
-            continue
-        try:
-            values[attr] = int(raw) if attr == "attempts" else float(raw)
-            if not math.isfinite(values[attr]):
-                raise ValueError(raw)
-        except ValueError:
-            kind = "a whole number" if attr == "attempts" else "a number of seconds"
-            raise UsageError(f"{name}={raw!r}: expected {kind}") from None
+    values = env_numbers(env, RETRY_ENV, whole="attempts", positive=False)
     try:
         return RetryPolicy(**values)  # type: ignore[arg-type]
     except ValueError as exc:
