@@ -22,6 +22,11 @@ Scenarios (default: all):
            `plan --json` imports builders, apply or GitPython (goal: none).
            Each timed plan starts with imagectl's in-memory caches emptied, as a
            new process. Time goals: 10k cold < 2 s, warm < 1 s of CPU.
+  rebase   a family of COPY-only images (--rebase-images, default 500) after its base
+           moved: republished by rebase (no builder may run) against rebuilt with
+           docker, same --jobs 8 (bench/rebase.py; a few minutes). Figures: both wall
+           times, their ratio (goal: rebase at most 0.10 of the rebuild, i.e. 10x
+           faster) and imagectl's registry requests per rebased image.
   record   the lock recording of apply: 2,000 images recorded through the journal
            (one durable line each: preallocated, fdatasynced) into a lock of 2,000
            images, then compacted once. Figures: wall time (time goal < 1 s), the
@@ -43,11 +48,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import apply_bench, plan_bench, record_bench, requests_cpu, startup
+from bench import apply_bench, plan_bench, rebase, record_bench, requests_cpu, startup
 from bench.fleet import FleetShape
 from bench.goals import Figure, failed, table
 
-SCENARIOS = ("apply", "client", "plan", "record", "startup")
+SCENARIOS = ("apply", "client", "plan", "rebase", "record", "startup")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -71,6 +76,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=2000,
         help="images of the apply scenario (a multiple of 20; default 2000)",
+    )
+    parser.add_argument(
+        "--rebase-images",
+        type=int,
+        default=500,
+        help="images of the rebase scenario (default 500)",
     )
     args = parser.parse_args(argv)
     unknown = [s for s in args.scenarios if s not in SCENARIOS]
@@ -98,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
                     figures = record_bench.measure(work, args.runs)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+        elif scenario == "rebase":
+            figures = rebase.figures(args.rebase_images)
         else:
             figures = startup.measure(args.runs)
         print(table(scenario, figures), flush=True)

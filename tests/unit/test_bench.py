@@ -41,7 +41,7 @@ def test_unknown_scenarios_are_refused(capsys: pytest.CaptureFixture[str]) -> No
         parse_args(["bogus"])
     assert info.value.code == 2
     assert (
-        "unknown scenario 'bogus'; choose from: apply, client, plan, record, startup"
+        "unknown scenario 'bogus'; choose from: apply, client, plan, rebase, record, startup"
         in capsys.readouterr().err
     )
 
