@@ -122,11 +122,17 @@ def _image_reader(paths: dict[str, Path]) -> Callable[[list[Any]], ImageConfig]:
     }
     convert = [(i, special[name]) for i, name in enumerate(_FIELDS) if name in special]
 
+    new = object.__new__
+
     def read(row: list[Any]) -> ImageConfig:
-        values = list(row)
         for i, fn in convert:
-            values[i] = fn(values[i])
-        return ImageConfig(*values)
+            row[i] = fn(row[i])
+        # The row is what `save` wrote from a validated ImageConfig (the cache key proves
+        # the files are the same), so the frozen dataclass's __init__ (one
+        # object.__setattr__ per field) is skipped: its fields are set as one dict.
+        image: ImageConfig = new(ImageConfig)
+        image.__dict__.update(zip(_FIELDS, row, strict=True))  # ValueError: a miss
+        return image
 
     return read
 
@@ -203,5 +209,5 @@ def _load(root: Path) -> Manifest | None:
             images={n: read(row) for n, row in data["images"].items()},
             bases={n: _base_from_json(b) for n, b in data["bases"].items()},
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None
