@@ -58,8 +58,20 @@ def _glob(base: str, pattern: str) -> list[str]:
     return [m for m in matches if os.path.isfile(m)]
 
 
-def _inside(path: str, real_root: Path) -> bool:
-    return Path(os.path.realpath(path)).is_relative_to(real_root)
+def _inside(path: str, real_root: Path, real_dirs: dict[str, str]) -> bool:
+    return Path(_realpath(path, real_dirs)).is_relative_to(real_root)
+
+
+def _realpath(path: str, real_dirs: dict[str, str]) -> str:
+    """`os.path.realpath(path)`, the same answer, with each directory resolved once
+    (`real_dirs` memoizes them): a fleet's contexts and Dockerfiles share parents."""
+    parent, name = os.path.split(path)
+    if not parent or parent == path or name in ("", ".", "..") or os.path.islink(path):
+        return os.path.realpath(path)
+    real_parent = real_dirs.get(parent)
+    if real_parent is None:
+        real_parent = real_dirs[parent] = _realpath(parent, real_dirs)
+    return os.path.join(real_parent, name)
 
 
 def _image_to_json(image: ImageConfig) -> list[Any]:
@@ -189,9 +201,10 @@ def _load(root: Path) -> Manifest | None:
         if any(_glob(base, pattern) != matches for base, pattern, matches in data["globs"]):
             return None
         real_root = Path(os.path.realpath(root.parent))
+        real_dirs: dict[str, str] = {}
 
         def inside(path: str) -> bool:
-            return _inside(path, real_root)
+            return _inside(path, real_root, real_dirs)
 
         checks: dict[str, Callable[[str], bool]] = {
             "inside": inside,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -116,3 +117,28 @@ def test_an_image_from_the_cache_behaves_as_a_constructed_one(repo: Path) -> Non
     assert cached.repository == "localhost:5000/acme/a"
     with pytest.raises(AttributeError):
         cached.version = "9"  # type: ignore[misc]
+
+
+def test_realpath_with_directories_resolved_once_is_realpath(tmp_path: Path) -> None:
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "sub" / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "file-link").symlink_to(tmp_path / "real" / "sub" / "Dockerfile")
+    (tmp_path / "real" / "out").symlink_to("/etc")
+    names = [
+        "real/sub/Dockerfile",
+        "link/sub/Dockerfile",
+        "link/sub",
+        "real/file-link",
+        "link/out/passwd",
+        "real/sub/../out",
+        "real/missing/file",
+        "link/./sub",
+        "",
+    ]
+    memo: dict[str, str] = {}
+    for _ in range(2):  # the second round answers from the memo
+        for name in names:
+            path = str(tmp_path / name)
+            assert cache._realpath(path, memo) == os.path.realpath(path), name
+    assert cache._realpath("relative/x", {}) == os.path.realpath("relative/x")
