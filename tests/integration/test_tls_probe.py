@@ -1,4 +1,8 @@
-"""The https probe of a loopback registry loads TLS trust only when the server speaks TLS."""
+"""The https probe of a loopback registry loads TLS trust only when the server speaks TLS.
+
+That both kinds still answer through the client, with the same request count, is
+`test_registry_auth_modes.test_a_loopback_registry_is_tried_over_https_first_as_docker_does`.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +10,8 @@ import socket
 import ssl
 from pathlib import Path
 
-import httpx
-import pytest
-
 from devenv.registry import RegistryServer
-from imagectl.registry import RegistryClient, StaticCredentials, parse_reference
 from imagectl.registry.hosts import speaks_tls, ssl_context
-from tests.fixtures.oci import push_image
 from tests.fixtures.registry import TlsRegistry
 
 NO_CERTS = Path("/nonexistent/certs.d")
@@ -44,20 +43,3 @@ def test_unknown_answers_load_trust_as_before() -> None:
     assert speaks_tls("localhost") is None  # no port
     context = ssl_context(f"127.0.0.1:{port}", None, NO_CERTS, {})
     assert _trusted(context) > 0  # the system store and certifi, as before
-
-
-def test_both_loopback_kinds_still_answer_through_the_client(
-    tls_registry: TlsRegistry,
-    registry: RegistryServer,
-    repo: str,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    with tls_registry.http() as http:
-        push_image(http, repo, "1.0.0", {})
-    with httpx.Client(base_url=registry.url, timeout=30) as http:
-        push_image(http, repo, "1.0.0", {})
-    monkeypatch.setenv("SSL_CERT_FILE", tls_registry.ca_file)
-    with RegistryClient(credentials=StaticCredentials({})) as client:
-        for host in (tls_registry.server.host, registry.host):
-            assert client.head_manifest(parse_reference(f"{host}/{repo}:1.0.0")) is not None
-        assert client.request_count == 2
