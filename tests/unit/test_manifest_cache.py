@@ -11,6 +11,7 @@ import pytest
 from imagectl.errors import ManifestError
 from imagectl.manifest import cache, loader
 from imagectl.manifest.loader import load_manifest
+from imagectl.manifest.models import ImageConfig
 
 ROOT = """\
 version: 1
@@ -114,7 +115,7 @@ def test_an_image_from_the_cache_behaves_as_a_constructed_one(repo: Path) -> Non
     fresh = load_manifest(repo).images["a"]
     cached = load_manifest(repo).images["a"]
     assert cached == fresh and hash(cached) == hash(fresh)
-    assert cached.repository == "localhost:5000/acme/a"
+    assert cached.repository == "localhost:5000/acme/a" == ImageConfig.repository.func(cached)
     with pytest.raises(AttributeError):
         cached.version = "9"  # type: ignore[misc]
 
