@@ -173,7 +173,7 @@ class ContextHasher:
                 for entry in self._tree(context_dir, rules):
                     digest.update(entry.record())
                 tree = self._tree_digests[key] = digest.hexdigest()
-            dockerfile_digest = self._file_digest(dockerfile_path, "Dockerfile")
+            dockerfile_digest = self._dockerfile_digest(dockerfile_path)
         digest = hashlib.sha256(_CONTEXT_VERSION)
         digest.update(f"files\0{tree}\0dockerfile\0{dockerfile_digest}\n".encode())
         result = "sha256:" + digest.hexdigest()
@@ -226,10 +226,13 @@ class ContextHasher:
         return tree
 
     def _display(self, path: str) -> str:
-        try:
-            return Path(path).relative_to(self.root).as_posix()
-        except ValueError:
-            return path
+        """`path` relative to the root when under it (as `Path.relative_to` gives it: the
+        paths here are absolute and normalised), else as is; string work, no Path."""
+        root = str(self.root)
+        if path == root:
+            return "."
+        prefix = root.rstrip(os.sep) + os.sep
+        return path[len(prefix) :] if path.startswith(prefix) else path
 
     def _ignore_rules(self, context: str, dockerfile: str, builder: str) -> IgnoreRules:
         path = next(
@@ -263,6 +266,20 @@ class ContextHasher:
                 ) from exc
             self._files[path] = cached
         return cached
+
+    def _dockerfile_digest(self, path: str) -> str:
+        """The Dockerfile's content digest; kept from an earlier run, as a context file's
+        is, while its stat is unchanged (one stat instead of reading it)."""
+        if self.file_cache is None or path in self._files:
+            return self._file_digest(path, "Dockerfile")
+        since = now_ns()
+        try:
+            st = os.stat(path)
+        except OSError:
+            return self._file_digest(path, "Dockerfile")  # reports why it cannot be read
+        if not stat.S_ISREG(st.st_mode):
+            return self._file_digest(path, "Dockerfile")
+        return self._content_digest(path, st, since, "Dockerfile")
 
     def _walk(self, context: str, rules: IgnoreRules) -> tuple[ContextFile, ...]:
         """The entries of `context` that `rules` keep, as BuildKit's walker sees them."""
@@ -311,16 +328,16 @@ class ContextHasher:
             return ContextFile(rel, path, kind, self._content_digest(path, st, since))
         return ContextFile(rel, path, "o", "")  # fifo, socket, device: present, never read
 
-    def _content_digest(self, path: str, st: os.stat_result, since: int) -> str:
+    def _content_digest(self, path: str, st: os.stat_result, since: int, what: str = "file") -> str:
         """A context file's digest: kept from an earlier run while its stat is unchanged."""
         known = self._files.get(path)
         if known is not None or self.file_cache is None:
-            return known or self._file_digest(path)
+            return known or self._file_digest(path, what)
         known = self.file_cache.get(path, st)
         if known is not None:
             self._files[path] = known
             return known
-        known = self._file_digest(path)
+        known = self._file_digest(path, what)
         self.file_cache.put(path, st, known, since)
         return known
 
@@ -371,14 +388,13 @@ def image_params(image: ImageConfig, frontend: str | None = None) -> dict[str, o
 def image_inputs_digest(context_digest: str, image: ImageConfig, frontend: str | None) -> str:
     """`inputs_digest(context_digest, image_params(image, frontend))`, the same digest,
     with the parameters' JSON made once per distinct set of parameters."""
+    return _inputs_digest(context_digest, _params_text(_params_key(image, frontend)))
+
+
+@functools.lru_cache(maxsize=65536)  # images of a family share a context and parameters
+def _inputs_digest(context_digest: str, params_text: str) -> str:
     # what _PARAMS_JSON writes for {"context": ..., "params": ...}: keys sorted, no spaces
-    text = (
-        '{"context":'
-        + _PARAMS_JSON.encode(context_digest)
-        + ',"params":'
-        + _params_text(_params_key(image, frontend))
-        + "}"
-    )
+    text = '{"context":' + _PARAMS_JSON.encode(context_digest) + ',"params":' + params_text + "}"
     digest = hashlib.sha256(_INPUTS_VERSION)
     digest.update(text.encode("utf-8", "surrogatepass"))
     return "sha256:" + digest.hexdigest()

@@ -107,9 +107,16 @@ def rebase_problems(manifest: Manifest) -> dict[str, str]:
 
 def _from_lock(lock: Lock) -> dict[str, BuiltState]:
     """The last build of every image the lock records. The records' mappings are shared,
-    not copied (10,000 images): nothing changes a BuiltState's mappings in place."""
-    return {
-        name: BuiltState(
+    not copied (10,000 images): nothing changes a BuiltState's mappings in place.
+
+    Every field is given, from a validated record, so the frozen dataclass's __init__
+    (one ``object.__setattr__`` per field) is skipped: the fields are set as one dict.
+    """
+    new = object.__new__
+    built: dict[str, BuiltState] = {}
+    for name, rec in lock.images.items():
+        state: BuiltState = new(BuiltState)
+        state.__dict__.update(
             version=rec.version,
             digest=rec.digest,
             base_ref=rec.base.ref,
@@ -122,8 +129,8 @@ def _from_lock(lock: Lock) -> dict[str, BuiltState]:
             history=rec.versions,
             base_platforms=rec.base.platforms,
         )
-        for name, rec in lock.images.items()
-    }
+        built[name] = state
+    return built
 
 
 def observe(

@@ -58,8 +58,20 @@ def _glob(base: str, pattern: str) -> list[str]:
     return [m for m in matches if os.path.isfile(m)]
 
 
-def _inside(path: str, real_root: Path) -> bool:
-    return Path(os.path.realpath(path)).is_relative_to(real_root)
+def _inside(path: str, real_root: Path, real_dirs: dict[str, str]) -> bool:
+    return Path(_realpath(path, real_dirs)).is_relative_to(real_root)
+
+
+def _realpath(path: str, real_dirs: dict[str, str]) -> str:
+    """`os.path.realpath(path)`, the same answer, with each directory resolved once
+    (`real_dirs` memoizes them): a fleet's contexts and Dockerfiles share parents."""
+    parent, name = os.path.split(path)
+    if not parent or parent == path or name in ("", ".", "..") or os.path.islink(path):
+        return os.path.realpath(path)
+    real_parent = real_dirs.get(parent)
+    if real_parent is None:
+        real_parent = real_dirs[parent] = _realpath(parent, real_dirs)
+    return os.path.join(real_parent, name)
 
 
 def _image_to_json(image: ImageConfig) -> list[Any]:
@@ -122,11 +134,21 @@ def _image_reader(paths: dict[str, Path]) -> Callable[[list[Any]], ImageConfig]:
     }
     convert = [(i, special[name]) for i, name in enumerate(_FIELDS) if name in special]
 
+    new = object.__new__
+
     def read(row: list[Any]) -> ImageConfig:
-        values = list(row)
         for i, fn in convert:
-            values[i] = fn(values[i])
-        return ImageConfig(*values)
+            row[i] = fn(row[i])
+        # The row is what `save` wrote from a validated ImageConfig (the cache key proves
+        # the files are the same), so the frozen dataclass's __init__ (one
+        # object.__setattr__ per field) is skipped: its fields are set as one dict.
+        image: ImageConfig = new(ImageConfig)
+        values = image.__dict__
+        values.update(zip(_FIELDS, row, strict=True))  # ValueError: a miss
+        # the cached property's value, stored where functools.cached_property stores it
+        # (its first access takes a lock: 2 µs an image, and a plan reads every one)
+        values["repository"] = f"{values['registry'].rstrip('/')}/{values['name']}"
+        return image
 
     return read
 
@@ -183,9 +205,10 @@ def _load(root: Path) -> Manifest | None:
         if any(_glob(base, pattern) != matches for base, pattern, matches in data["globs"]):
             return None
         real_root = Path(os.path.realpath(root.parent))
+        real_dirs: dict[str, str] = {}
 
         def inside(path: str) -> bool:
-            return _inside(path, real_root)
+            return _inside(path, real_root, real_dirs)
 
         checks: dict[str, Callable[[str], bool]] = {
             "inside": inside,
@@ -203,5 +226,5 @@ def _load(root: Path) -> Manifest | None:
             images={n: read(row) for n, row in data["images"].items()},
             bases={n: _base_from_json(b) for n, b in data["bases"].items()},
         )
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, IndexError, TypeError, AttributeError):
         return None

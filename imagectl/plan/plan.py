@@ -11,7 +11,7 @@ from datetime import datetime
 
 from imagectl.domain.graph import ImageGraph
 from imagectl.domain.reference import without_digest, written_tag
-from imagectl.domain.schedules import parse_schedule
+from imagectl.domain.schedules import Interval, parse_schedule
 from imagectl.domain.tags import (
     RenderedTag,
     TagContext,
@@ -80,6 +80,19 @@ class _Planner:
         self.actions: dict[str, Action] = {}
         self.errors: list[str] = []
         self.date = now.strftime("%Y%m%d")  # the build date of every new build
+        self._latest: dict[str, datetime | None] = {}  # rebuild: -> its latest occurrence
+
+    def due(self, rebuild: str, built_at: datetime) -> bool:
+        """`parse_schedule(rebuild).is_due(built_at, now)`, the same answer, with the latest
+        occurrence of a calendar schedule (it does not depend on the build) found once per
+        plan: a fleet shares a few `rebuild:` values among thousands of images."""
+        schedule = parse_schedule(rebuild)
+        if isinstance(schedule, Interval) or built_at.utcoffset() is None:
+            return schedule.is_due(built_at, self.now)  # counted from the build; or an error
+        if rebuild not in self._latest:
+            self._latest[rebuild] = schedule.latest_occurrence(self.now)
+        latest = self._latest[rebuild]
+        return latest is not None and latest > built_at
 
     def base_use(self, image: ImageConfig) -> BaseUse:
         if self.manifest.is_internal(image.base):
@@ -171,7 +184,7 @@ class _Planner:
                 found.append(StaleReason.BASE_UPDATED)
             if base.internal and (base.digest is None or base.digest != built.base_digest):
                 found.append(StaleReason.BASE_REBUILT)
-            if parse_schedule(image.rebuild).is_due(built.built_at, self.now):
+            if self.due(image.rebuild, built.built_at):
                 found.append(StaleReason.SCHEDULE_DUE)
             if name in self.observed.missing or (
                 built.repository and built.repository != image.repository

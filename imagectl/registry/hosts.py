@@ -14,6 +14,7 @@ certificates).
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -70,6 +71,12 @@ def ssl_context(
     Raises:
         RegistryError: a configured certificate file cannot be loaded.
     """
+    if is_loopback(host) and speaks_tls(host) is False:
+        # The https probe of a plain-HTTP loopback registry: its handshake fails on the
+        # server's first bytes, before any certificate is looked at, so no trust is loaded
+        # (the CA bundle costs ~50 ms of CPU per run). Verification stays on: should a TLS
+        # server appear there meanwhile, the handshake fails as untrusted, never passes.
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     import certifi  # only an https origin needs the CA bundle
 
     cafile = ca_file or env.get("SSL_CERT_FILE") or env.get("REQUESTS_CA_BUNDLE")
@@ -90,6 +97,41 @@ def ssl_context(
     return ctx
 
 
+def speaks_tls(host: str, timeout: float = 2.0) -> bool | None:
+    """Whether the server at `host` (``host:port``, a loopback one) answers a TLS
+    handshake: True, False (it answers, but not in TLS: a plain-HTTP server), or None
+    when it cannot be told (refused, timed out, no port). No certificate is checked
+    and no HTTP request is sent: one TCP connection, one ClientHello."""
+    name = _hostname(host)
+    port_text = host.rsplit(":", 1)[1] if host.count(":") == 1 or host.startswith("[") else ""
+    if not port_text.isdigit():
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    try:
+        with (
+            socket.create_connection((name, int(port_text)), timeout=timeout) as raw,
+            context.wrap_socket(raw, server_hostname=name),
+        ):
+            return True
+    except ssl.SSLError as exc:
+        return False if _not_tls(exc) else None
+    except OSError:
+        return None
+
+
+def _not_tls(exc: BaseException) -> bool:
+    """True when `exc` (or a cause) is what a TLS client sees from a plain-HTTP server."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        text = str(cause)
+        if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
 def is_untrusted_certificate(exc: BaseException) -> bool:
     """True when `exc` (or a cause) is a failed TLS certificate verification."""
     cause: BaseException | None = exc
@@ -107,12 +149,6 @@ def tls_hint(exc: BaseException, host: str = "<host:port>") -> str | None:
             "its TLS certificate is not trusted; give its CA in SSL_CERT_FILE "
             f"(or REQUESTS_CA_BUNDLE), or as /etc/docker/certs.d/{host}/ca.crt"
         )
-    cause: BaseException | None = exc
-    while cause is not None:
-        text = str(cause)
-        if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
-            return (
-                "it does not speak TLS; list a plain-HTTP registry in IMAGECTL_INSECURE_REGISTRIES"
-            )
-        cause = cause.__cause__ or cause.__context__
+    if _not_tls(exc):
+        return "it does not speak TLS; list a plain-HTTP registry in IMAGECTL_INSECURE_REGISTRIES"
     return None

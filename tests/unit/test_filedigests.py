@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 import pytest
 
 import imagectl.inputs
+from imagectl.errors import ImagectlError
 from imagectl.filedigests import SETTLE_NS, FileDigests, cache_path
 from imagectl.inputs import ContextHasher
 from tests.unit.test_inputs import CHANGES, digest, make_tree
@@ -118,3 +119,48 @@ def test_a_stored_digest_is_not_trusted_when_the_stat_differs(repo: Path) -> Non
     data["files"][main][1] += 1  # ...so another mtime means the file is read again
     cache_path(repo).write_text(json.dumps(data))
     assert cached_digest(repo) == digest(repo)
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_dockerfile_outside_the_context_is_cached_and_its_changes_seen(
+    repo: Path, reads: list[str]
+) -> None:
+    """The Dockerfile counts even outside the context: kept by stat as a context file is."""
+    outside = repo / "Dockerfile.app"
+    outside.write_text("FROM scratch\n")
+
+    def run() -> str:
+        cache = FileDigests(repo)
+        result = ContextHasher(repo, cache).context_digest(APP, Path("../../Dockerfile.app"))
+        cache.save()
+        return result
+
+    first = run()
+    assert str(outside) in json.loads(cache_path(repo).read_text())["files"]
+    reads.clear()
+    assert run() == first
+    assert reads == []
+    outside.write_text("FROM busybox\n")
+    assert run() != first
+    assert reads == ["Dockerfile.app"]
+
+
+@pytest.mark.parametrize("how", ["a directory", "unreadable"])
+def test_a_dockerfile_that_cannot_be_read_is_named_as_such(
+    repo: Path, how: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dockerfile = repo / "Dockerfile.app"  # outside the context: read only as the Dockerfile
+    if how == "a directory":
+        dockerfile.mkdir()
+    else:  # the stat succeeds, the read fails (as for a file without read permission)
+        dockerfile.write_text("FROM scratch\n")
+
+        def refuse(handle: BinaryIO, name: str) -> Any:
+            if handle.name.endswith("Dockerfile.app"):
+                raise PermissionError(13, "Permission denied")
+            return hashlib.new(name, handle.read())
+
+        monkeypatch.setattr(hashlib, "file_digest", refuse)
+    hasher = ContextHasher(repo, FileDigests(repo))
+    with pytest.raises(ImagectlError, match=r"cannot read Dockerfile Dockerfile\.app"):
+        hasher.context_digest(APP, Path("../../Dockerfile.app"))

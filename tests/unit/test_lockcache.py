@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from imagectl import lockcache
-from imagectl.lockfile import Lock, read_lock, write_lock
+from imagectl.lockfile import ClaimRecord, Lock, read_lock, render_lock, write_lock
 from tests.unit.test_lockfile import record, sample
 
 
@@ -27,18 +29,54 @@ def digest_of(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_a_read_stores_the_parsed_lock_and_the_next_read_uses_it(lock_path: Path) -> None:
+def stored(path: Path) -> tuple[dict[str, Any], Any]:
+    """(the header, the data) of the cache of the lock at `path`."""
+    head, _, body = lockcache.cache_file(path).read_bytes().partition(b"\n")
+    return json.loads(head), json.loads(body)
+
+
+def restore(path: Path, header: dict[str, Any], data: Any, *, rehash: bool) -> None:
+    body = json.dumps(data).encode()
+    if rehash:  # as imagectl would have written it
+        header = {**header, "data": hashlib.sha256(body).hexdigest()}
+    lockcache.cache_file(path).write_bytes(json.dumps(header).encode() + b"\n" + body)
+
+
+def test_a_read_stores_the_validated_lock_and_the_next_read_uses_it(lock_path: Path) -> None:
     write_lock(lock_path, sample())
     assert fresh_read(lock_path) == sample()
-    cache = lockcache.cache_file(lock_path)
-    stored = json.loads(cache.read_text())
-    assert stored["lock"] == digest_of(lock_path)
+    header, data = stored(lock_path)
+    assert header["lock"] == digest_of(lock_path)
+    assert data == sample().model_dump(mode="json")
     # the cache is what the next read believes (the lock's bytes are unchanged)
-    stored["data"]["images"]["base"]["version"] = "9.9.9"
-    stored["data"]["images"]["base"]["tags"] = ["from-the-cache"]
-    cache.write_text(json.dumps(stored))
+    data["images"]["base"]["tags"] = ["from-the-cache"]
+    restore(lock_path, header, data, rehash=True)
     cached = fresh_read(lock_path)
     assert cached is not None and cached.images["base"].tags == ["from-the-cache"]
+
+
+def test_a_lock_from_the_cache_equals_a_validated_one(lock_path: Path) -> None:
+    write_lock(lock_path, sample())
+    first = fresh_read(lock_path)
+    cached = fresh_read(lock_path)
+    assert cached == first == sample()
+    assert cached is not None and first is not None
+    assert cached.model_dump() == first.model_dump()
+    assert render_lock(cached) == render_lock(first)
+    built = cached.images["base"].built_at
+    assert built.tzinfo is not None and built.utcoffset() == timedelta(0)
+    moved = cached.with_image("base", record("1.4.4", "sha256:" + "c" * 64))
+    assert moved.images["base"].versions["1.4.4"] == "sha256:" + "c" * 64
+
+
+def test_an_edited_cache_is_a_miss(lock_path: Path) -> None:
+    """Data whose hash is not the one its header records is never believed."""
+    write_lock(lock_path, sample())
+    fresh_read(lock_path)
+    header, data = stored(lock_path)
+    data["images"]["base"]["tags"] = ["edited"]
+    restore(lock_path, header, data, rehash=False)
+    assert fresh_read(lock_path) == sample()
 
 
 def test_a_changed_lock_is_read_from_the_lock_not_the_cache(lock_path: Path) -> None:
@@ -47,12 +85,19 @@ def test_a_changed_lock_is_read_from_the_lock_not_the_cache(lock_path: Path) -> 
     changed = sample().with_image("base", record("1.4.4", "sha256:" + "c" * 64))
     write_lock(lock_path, changed)
     assert fresh_read(lock_path) == changed
-    assert json.loads(lockcache.cache_file(lock_path).read_text())["lock"] == digest_of(lock_path)
+    assert stored(lock_path)[0]["lock"] == digest_of(lock_path)
 
 
 @pytest.mark.parametrize(
     "damage",
-    ["", "{not json", '{"format": 99}', "[]", '{"format": 1, "lock": "x", "data": {}}'],
+    [
+        "",
+        "{not json",
+        '{"format": 99}',
+        "[]",
+        '{"format": 1, "lock": "x", "data": {}}',
+        '{"format": 2, "lock": "x", "data": "y"}\n{}',
+    ],
 )
 def test_a_damaged_or_foreign_cache_is_a_miss(lock_path: Path, damage: str) -> None:
     write_lock(lock_path, sample())
@@ -61,13 +106,20 @@ def test_a_damaged_or_foreign_cache_is_a_miss(lock_path: Path, damage: str) -> N
     assert fresh_read(lock_path) == sample()
 
 
-def test_cached_data_that_no_longer_validates_is_a_miss(lock_path: Path) -> None:
+@pytest.mark.parametrize("change", ["unknown field", "missing field", "not a dict"])
+def test_cached_data_of_another_shape_is_a_miss(lock_path: Path, change: str) -> None:
+    """Even with a matching hash, records without exactly the model's fields are not built."""
     write_lock(lock_path, sample())
     fresh_read(lock_path)
-    cache = lockcache.cache_file(lock_path)
-    stored = json.loads(cache.read_text())
-    stored["data"]["images"]["base"]["unknown"] = 1
-    cache.write_text(json.dumps(stored))
+    header, data = stored(lock_path)
+    image = data["images"]["base"]
+    if change == "unknown field":
+        image["unknown"] = 1
+    elif change == "missing field":
+        del image["base"]["platforms"]
+    else:
+        data["images"]["base"] = ["a", "row"]
+    restore(lock_path, header, data, rehash=True)
     assert fresh_read(lock_path) == sample()
 
 
@@ -84,3 +136,17 @@ def test_no_cache_when_turned_off(lock_path: Path, monkeypatch: pytest.MonkeyPat
     write_lock(lock_path, sample())
     assert fresh_read(lock_path) == sample()
     assert not lockcache.cache_file(lock_path).exists()
+
+
+def test_a_lock_with_claims_from_the_cache_is_validated_and_equal(lock_path: Path) -> None:
+    claim = ClaimRecord(
+        version="2.0.0",
+        inputs="sha256:x",
+        host="h",
+        pid=1,
+        claimed_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    lock = sample().model_copy(update={"claims": {"base": claim}})
+    write_lock(lock_path, lock)
+    assert fresh_read(lock_path) == lock
+    assert fresh_read(lock_path) == lock  # from the cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from imagectl.errors import ManifestError
 from imagectl.manifest import cache, loader
 from imagectl.manifest.loader import load_manifest
+from imagectl.manifest.models import ImageConfig
 
 ROOT = """\
 version: 1
@@ -92,3 +95,51 @@ def test_bad_input_is_never_cached_and_the_cache_can_be_turned_off(
     monkeypatch.setenv("IMAGECTL_NO_CACHE", "1")
     load_manifest(repo)
     assert not cache.cache_file(repo).exists()
+
+
+@pytest.mark.parametrize("change", ["short", "long"])
+def test_a_cached_image_row_of_another_shape_is_a_miss(repo: Path, change: str) -> None:
+    """Cached rows become images without the dataclass's __init__: a row with fields
+    missing or extra must never make an image, it makes the load a full one."""
+    fresh = load_manifest(repo)
+    path = cache.cache_file(repo)
+    data = json.loads(path.read_text())
+    row = data["images"]["a"]
+    data["images"]["a"] = row[:-1] if change == "short" else [*row, "extra"]
+    path.write_text(json.dumps(data))
+    assert cache.load(repo) is None
+    assert load_manifest(repo) == fresh
+
+
+def test_an_image_from_the_cache_behaves_as_a_constructed_one(repo: Path) -> None:
+    fresh = load_manifest(repo).images["a"]
+    cached = load_manifest(repo).images["a"]
+    assert cached == fresh and hash(cached) == hash(fresh)
+    assert cached.repository == "localhost:5000/acme/a" == ImageConfig.repository.func(cached)
+    with pytest.raises(AttributeError):
+        cached.version = "9"  # type: ignore[misc]
+
+
+def test_realpath_with_directories_resolved_once_is_realpath(tmp_path: Path) -> None:
+    (tmp_path / "real" / "sub").mkdir(parents=True)
+    (tmp_path / "real" / "sub" / "Dockerfile").write_text("FROM x\n")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "file-link").symlink_to(tmp_path / "real" / "sub" / "Dockerfile")
+    (tmp_path / "real" / "out").symlink_to("/etc")
+    names = [
+        "real/sub/Dockerfile",
+        "link/sub/Dockerfile",
+        "link/sub",
+        "real/file-link",
+        "link/out/passwd",
+        "real/sub/../out",
+        "real/missing/file",
+        "link/./sub",
+        "",
+    ]
+    memo: dict[str, str] = {}
+    for _ in range(2):  # the second round answers from the memo
+        for name in names:
+            path = str(tmp_path / name)
+            assert cache._realpath(path, memo) == os.path.realpath(path), name
+    assert cache._realpath("relative/x", {}) == os.path.realpath("relative/x")
