@@ -37,6 +37,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -247,14 +248,16 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
 
     counts: Counter[str] = Counter()
     mutex = threading.Lock()
-    original = RegistrySession._count_request
+    original = RegistrySession._exchange
 
-    def counting(self: RegistrySession, request: httpx.Request) -> None:
+    def counting(
+        self: RegistrySession, request: httpx.Request, *args: Any
+    ) -> tuple[httpx.Response, httpx.Request | None]:
         with mutex:
             counts[request_kind(request)] += 1
-        original(self, request)
+        return original(self, request, *args)
 
-    RegistrySession._count_request = counting  # type: ignore[method-assign]
+    RegistrySession._exchange = counting  # type: ignore[method-assign,assignment]
     profiles: list[cProfile.Profile] = []
     thread_run = threading.Thread.run
 

@@ -9,10 +9,11 @@ from __future__ import annotations
 import functools
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
@@ -49,6 +50,11 @@ def _console(stderr: bool = False) -> Console:
 def out_console() -> Console:
     """The console of a command's output (stdout)."""
     return _console()
+
+
+def _exit_with(command: Callable[..., int], /, *args: Any, **options: Any) -> NoReturn:
+    """Run a command function with the output console; exit with the code it returns."""
+    raise typer.Exit(command(*args, console=out_console(), **options))
 
 
 @functools.cache
@@ -434,16 +440,8 @@ def prune(
     """Registry retention per image; a dry run unless --apply."""
     from imagectl.prune import prune_command
 
-    raise typer.Exit(
-        prune_command(
-            load(),
-            keep=keep,
-            older_than=older_than,
-            apply=apply,
-            now=parse_now(now),
-            console=out_console(),
-        )
-    )
+    when = parse_now(now)
+    _exit_with(prune_command, load(), keep=keep, older_than=older_than, apply=apply, now=when)
 
 
 @app.command()
@@ -521,15 +519,9 @@ def daemon(
     """Scheduled reconcile loop for hosts without cron."""
     from imagectl.daemon import daemon_command
 
-    raise typer.Exit(
-        daemon_command(
-            manifest_path(),
-            interval=interval,
-            once=once,
-            jobs=jobs or (os.cpu_count() or 1),
-            git_push=git_push,
-            console=out_console(),
-        )
+    cpus = jobs or (os.cpu_count() or 1)
+    _exit_with(
+        daemon_command, manifest_path(), interval=interval, once=once, jobs=cpus, git_push=git_push
     )
 
 
