@@ -10,7 +10,6 @@ HEAD the plan saw.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,21 +26,12 @@ from imagectl.ports import Registry
 from imagectl.registry import RegistryClient
 from tests.fixtures.fake_builder import FakeBuilder
 from tests.fixtures.fake_registry import FakeRegistry
-from tests.unit.test_apply_protocol import DEBIAN, FLEET, NOW, write_repo
-from tests.unit.test_registry_client import client_for
+from tests.unit import test_apply_protocol as protocol_tests
+from tests.unit.test_apply_protocol import FLEET, NOW, write_repo
 
-
-@pytest.fixture
-def registry() -> FakeRegistry:
-    fake = FakeRegistry()
-    fake.add_image(DEBIAN, "12", {})
-    return fake
-
-
-@pytest.fixture
-def client(registry: FakeRegistry) -> Iterator[RegistryClient]:
-    with client_for(registry) as c:
-        yield c
+# the in-memory registry (with the Debian base) and a client of it: the protocol tests' own
+registry = protocol_tests.registry
+client = protocol_tests.client
 
 
 def git(root: Path, *args: str) -> str:
