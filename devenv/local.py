@@ -154,14 +154,23 @@ def up(workdir: Path, *, port: int | None = None, fresh: bool = False) -> LocalE
 
 
 def _stop_registry(env: LocalEnv, timeout: float = 10.0) -> None:
+    """Stop the registry and wait until its port can be bound again.
+
+    An exiting process drops its command line (what `_registry_alive` reads) before the
+    kernel closes its sockets, so "not alive" alone does not mean the port is back.
+    """
     if not _registry_alive(env):
         return
     os.kill(env.pid, signal.SIGTERM)
+    port = int(env.host.rpartition(":")[2])
     deadline = time.monotonic() + timeout
-    while _registry_alive(env):
+    killed = False
+    while _registry_alive(env) or not port_is_free(port):
         if time.monotonic() > deadline:
+            if killed or not _registry_alive(env):
+                return
             os.kill(env.pid, signal.SIGKILL)
-            break
+            killed, deadline = True, time.monotonic() + timeout
         time.sleep(0.05)  # waiting for an external process to exit, bounded by the deadline
 
 
