@@ -111,11 +111,51 @@ def start_registry(
     workdir.mkdir(parents=True, exist_ok=True)
     storage = workdir / "storage"
     storage.mkdir(exist_ok=True)
-    port = port or free_port()
+    # A port found free can be taken before the registry binds it (an outgoing connection's
+    # ephemeral port): when the port was not asked for, a new one is tried.
+    for attempt in range(3):
+        chosen = port or free_port()
+        try:
+            return _serve(
+                workdir,
+                storage,
+                chosen,
+                extra_config,
+                http_config,
+                delete_enabled,
+                scheme=scheme,
+                verify=verify,
+                ready_timeout=ready_timeout,
+                detach=detach,
+            )
+        except _PortTaken:
+            if port is not None or attempt == 2:
+                raise RuntimeError(f"docker-registry could not bind 127.0.0.1:{chosen}") from None
+    raise AssertionError("unreachable")
+
+
+class _PortTaken(Exception):
+    """The registry exited because its port was in use."""
+
+
+def _serve(
+    workdir: Path,
+    storage: Path,
+    port: int,
+    extra_config: str,
+    http_config: str,
+    delete_enabled: bool,
+    *,
+    scheme: str,
+    verify: bool | str,
+    ready_timeout: float,
+    detach: bool,
+) -> RegistryServer:
     config = workdir / "config.yml"
     config.write_text(_config_yaml(storage, port, extra_config, http_config, delete_enabled))
     log_path = workdir / "registry.log"
     with log_path.open("ab") as log:
+        start_offset = log.tell()
         proc = subprocess.Popen(
             [REGISTRY_BINARY, "serve", str(config)],
             stdout=log,
@@ -137,9 +177,10 @@ def start_registry(
     deadline = time.monotonic() + ready_timeout
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(
-                f"docker-registry exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
-            )
+            output = log_path.read_bytes()[start_offset:].decode(errors="replace")
+            if "address already in use" in output:
+                raise _PortTaken
+            raise RuntimeError(f"docker-registry exited with {proc.returncode}: {output[-2000:]}")
         try:
             httpx.get(f"{server.url}/v2/", timeout=1.0, verify=context)
             return server

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from devenv import registry as devenv_registry
 from devenv.registry import RegistryServer, start_registry
 from imagectl.errors import RegistryError
 from imagectl.registry import (
@@ -158,3 +160,24 @@ def test_resolve_many_once_per_distinct_reference(
         **{tag: image.digest for tag, image in images.items()},
         "missing": None,
     }
+
+
+def test_a_port_taken_before_the_registry_binds_it_is_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """free_port() answers, then something else binds the port: the next one is tried."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        answers = iter([busy])
+        real = devenv_registry.free_port
+        monkeypatch.setattr(devenv_registry, "free_port", lambda: next(answers, None) or real())
+        server = start_registry(tmp_path / "retry")
+        try:
+            assert server.host != f"127.0.0.1:{busy}"
+            assert httpx.get(f"{server.url}/v2/", timeout=5).status_code == 200
+        finally:
+            server.stop()
+        with pytest.raises(RuntimeError, match=f"could not bind 127.0.0.1:{busy}"):
+            start_registry(tmp_path / "asked", port=busy)
