@@ -17,6 +17,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -30,8 +31,9 @@ from imagectl.gcpause import paused_gc
 from imagectl.manifest.models import BaseConfig, ImageConfig, Manifest, SecretRef, SignRef
 
 # 2: references normalised (hosts lowercased); 3: sign/sbom/verify settings;
-# 4: images as rows of values, one header of field names
-FORMAT = 4
+# 4: images as rows of values, one header of field names; 5: each field's distinct
+# values stored once ("values"), an image's row holds their indexes
+FORMAT = 5
 _FIELDS = [f.name for f in fields(ImageConfig)]
 
 
@@ -78,6 +80,7 @@ def _image_to_json(image: ImageConfig) -> list[Any]:
     """One image as a row of values in `_FIELDS` order (keys once per file, not per image)."""
     data = asdict(image)
     data["context"], data["dockerfile"] = str(image.context), str(image.dockerfile)
+    data["location"] = [image.location.file, image.location.line, image.location.col]
     if image.sign is not None:
         for field in ("key", "public_key"):
             path = getattr(image.sign, field)
@@ -114,40 +117,71 @@ def _pairs(value: list[list[str]]) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in value)
 
 
-def _image_reader(paths: dict[str, Path]) -> Callable[[list[Any]], ImageConfig]:
-    """Turns a row back into an image; `paths` memoizes Path objects (a family shares one)."""
+def _columns(rows: list[list[Any]]) -> tuple[list[list[Any]], list[list[int]]]:
+    """Rows of values as (each field's distinct values, rows of indexes into them): a
+    fleet repeats its registry, contexts, tags and settings across thousands of images."""
+    columns: list[list[Any]] = [[] for _ in _FIELDS]
+    known: list[dict[str, int]] = [{} for _ in _FIELDS]
+    indexed: list[list[int]] = []
+    for row in rows:
+        out: list[int] = []
+        for value, column, seen in zip(row, columns, known, strict=True):
+            key = json.dumps(value, sort_keys=True)
+            index = seen.get(key)
+            if index is None:
+                index = seen[key] = len(column)
+                column.append(value)
+            out.append(index)
+        indexed.append(out)
+    return columns, indexed
 
-    def path(text: str) -> Path:
-        return paths.get(text) or paths.setdefault(text, Path(text))
 
+def _location(value: list[Any]) -> Location:
+    """A cached ``[file, line, col]`` as a Location, built as `_image_reader` builds images
+    (one per image: the frozen dataclass's __init__ was a third of reading the rows)."""
+    file, line, col = value
+    location: Location = object.__new__(Location)
+    location.__dict__.update(file=file, line=line, col=col)
+    return location
+
+
+def _image_reader(columns: list[list[Any]]) -> Callable[[list[int]], ImageConfig]:
+    """Turns a row of indexes back into an image. Each distinct value is converted once
+    and shared by the images that have it: every field's type is immutable."""
     special: dict[str, Callable[[Any], Any]] = {
-        "context": path,
-        "dockerfile": path,
+        "context": Path,
+        "dockerfile": Path,
         "tags": tuple,
         "platforms": tuple,
         "args": _pairs,
         "labels": _pairs,
         "secrets": lambda value: tuple(SecretRef(**s) for s in value),
         "lint_ignore": tuple,
-        "location": lambda loc: Location(loc["file"], loc["line"], loc["col"]),
+        "location": _location,
         "sign": _sign_from_json,
     }
-    convert = [(i, special[name]) for i, name in enumerate(_FIELDS) if name in special]
-
+    if len(columns) != len(_FIELDS):
+        raise ValueError("another number of fields")
+    values = [
+        [special[name](v) for v in column] if name in special else column
+        for name, column in zip(_FIELDS, columns, strict=True)
+    ]
+    width = len(_FIELDS)
     new = object.__new__
+    pick = operator.getitem
 
-    def read(row: list[Any]) -> ImageConfig:
-        for i, fn in convert:
-            row[i] = fn(row[i])
+    def read(row: list[int]) -> ImageConfig:
+        if len(row) != width:
+            raise ValueError("a row of another length")
         # The row is what `save` wrote from a validated ImageConfig (the cache key proves
         # the files are the same), so the frozen dataclass's __init__ (one
         # object.__setattr__ per field) is skipped: its fields are set as one dict.
         image: ImageConfig = new(ImageConfig)
-        values = image.__dict__
-        values.update(zip(_FIELDS, row, strict=True))  # ValueError: a miss
+        fields = image.__dict__
+        fields.update(zip(_FIELDS, map(pick, values, row), strict=True))  # IndexError: a miss
         # the cached property's value, stored where functools.cached_property stores it
         # (its first access takes a lock: 2 µs an image, and a plan reads every one)
-        values["repository"] = f"{values['registry'].rstrip('/')}/{values['name']}"
+        fields["repository"] = f"{fields['registry'].rstrip('/')}/{fields['name']}"
         return image
 
     return read
@@ -159,6 +193,7 @@ def save(
     """Store `manifest` with the facts it was derived from (best effort: never fails a run)."""
     if not enabled():
         return
+    columns, rows = _columns([_image_to_json(i) for i in manifest.images.values()])
     data = {
         "format": FORMAT,
         "imagectl": __version__,
@@ -168,7 +203,8 @@ def save(
         "globs": [[base, pattern, _glob(base, pattern)] for base, pattern in globs],
         "paths": paths,
         "image_fields": _FIELDS,
-        "images": {n: _image_to_json(i) for n, i in manifest.images.items()},
+        "values": columns,
+        "images": dict(zip(manifest.images, rows, strict=True)),
         "bases": {n: _base_to_json(b) for n, b in manifest.bases.items()},
     }
     try:
@@ -219,7 +255,7 @@ def _load(root: Path) -> Manifest | None:
             check = checks[kind]
             if any(check(path) != answer for path, answer in answers.items()):
                 return None
-        read = _image_reader({})
+        read = _image_reader(data["values"])
         return Manifest(
             root=root,
             files=tuple(Path(p) for p in data["order"]),

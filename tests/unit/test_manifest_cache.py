@@ -97,18 +97,36 @@ def test_bad_input_is_never_cached_and_the_cache_can_be_turned_off(
     assert not cache.cache_file(repo).exists()
 
 
-@pytest.mark.parametrize("change", ["short", "long"])
+@pytest.mark.parametrize("change", ["short", "long", "no such value", "a field less"])
 def test_a_cached_image_row_of_another_shape_is_a_miss(repo: Path, change: str) -> None:
     """Cached rows become images without the dataclass's __init__: a row with fields
-    missing or extra must never make an image, it makes the load a full one."""
+    missing or extra, or naming a value not stored, must never make an image, it makes
+    the load a full one."""
     fresh = load_manifest(repo)
     path = cache.cache_file(repo)
     data = json.loads(path.read_text())
     row = data["images"]["a"]
-    data["images"]["a"] = row[:-1] if change == "short" else [*row, "extra"]
+    if change == "no such value":
+        row[3] = len(data["values"][3])
+    elif change == "a field less":
+        data["values"].pop()
+    data["images"]["a"] = {"short": row[:-1], "long": [*row, 0]}.get(change, row)
     path.write_text(json.dumps(data))
     assert cache.load(repo) is None
     assert load_manifest(repo) == fresh
+
+
+def test_images_share_the_values_they_have_in_common(repo: Path) -> None:
+    (repo.parent / "families" / "b.yaml").write_text(FAMILY.format(name="b", version="1.0"))
+    fresh = load_manifest(repo)
+    data = json.loads(cache.cache_file(repo).read_text())
+    context = cache._FIELDS.index("context")
+    assert data["values"][context] == [str(repo.parent / "ctx")]  # stored once
+    assert data["images"]["a"][context] == data["images"]["b"][context] == 0
+    cached = load_manifest(repo)
+    assert cached == fresh
+    assert cached.images["a"].context is cached.images["b"].context
+    assert cached.images["a"].location != cached.images["b"].location
 
 
 def test_an_image_from_the_cache_behaves_as_a_constructed_one(repo: Path) -> None:
