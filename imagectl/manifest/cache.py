@@ -17,7 +17,6 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
-import operator
 import os
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from imagectl import __version__
+from imagectl.columnar import to_columns, values_of
 from imagectl.errors import Location
 from imagectl.fsutil import atomic_write, state_dir
 from imagectl.gcpause import paused_gc
@@ -117,25 +117,6 @@ def _pairs(value: list[list[str]]) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in value)
 
 
-def _columns(rows: list[list[Any]]) -> tuple[list[list[Any]], list[list[int]]]:
-    """Rows of values as (each field's distinct values, rows of indexes into them): a
-    fleet repeats its registry, contexts, tags and settings across thousands of images."""
-    columns: list[list[Any]] = [[] for _ in _FIELDS]
-    known: list[dict[str, int]] = [{} for _ in _FIELDS]
-    indexed: list[list[int]] = []
-    for row in rows:
-        out: list[int] = []
-        for value, column, seen in zip(row, columns, known, strict=True):
-            key = json.dumps(value, sort_keys=True)
-            index = seen.get(key)
-            if index is None:
-                index = seen[key] = len(column)
-                column.append(value)
-            out.append(index)
-        indexed.append(out)
-    return columns, indexed
-
-
 def _location(value: list[Any]) -> Location:
     """A cached ``[file, line, col]`` as a Location, built as `_image_reader` builds images
     (one per image: the frozen dataclass's __init__ was a third of reading the rows)."""
@@ -160,25 +141,19 @@ def _image_reader(columns: list[list[Any]]) -> Callable[[list[int]], ImageConfig
         "location": _location,
         "sign": _sign_from_json,
     }
-    if len(columns) != len(_FIELDS):
-        raise ValueError("another number of fields")
     values = [
         [special[name](v) for v in column] if name in special else column
         for name, column in zip(_FIELDS, columns, strict=True)
     ]
-    width = len(_FIELDS)
     new = object.__new__
-    pick = operator.getitem
 
     def read(row: list[int]) -> ImageConfig:
-        if len(row) != width:
-            raise ValueError("a row of another length")
         # The row is what `save` wrote from a validated ImageConfig (the cache key proves
         # the files are the same), so the frozen dataclass's __init__ (one
         # object.__setattr__ per field) is skipped: its fields are set as one dict.
         image: ImageConfig = new(ImageConfig)
         fields = image.__dict__
-        fields.update(zip(_FIELDS, map(pick, values, row), strict=True))  # IndexError: a miss
+        fields.update(zip(_FIELDS, values_of(values, row), strict=True))
         # the cached property's value, stored where functools.cached_property stores it
         # (its first access takes a lock: 2 µs an image, and a plan reads every one)
         fields["repository"] = f"{fields['registry'].rstrip('/')}/{fields['name']}"
@@ -193,7 +168,8 @@ def save(
     """Store `manifest` with the facts it was derived from (best effort: never fails a run)."""
     if not enabled():
         return
-    columns, rows = _columns([_image_to_json(i) for i in manifest.images.values()])
+    images = (_image_to_json(i) for i in manifest.images.values())
+    columns, rows = to_columns(images, len(_FIELDS))
     data = {
         "format": FORMAT,
         "imagectl": __version__,
