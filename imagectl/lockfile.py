@@ -790,7 +790,7 @@ def _from_validated(data: Any) -> Lock | None:
             values = dict(zip(_IMAGE_ORDER, values_of(columns, row), strict=True))
             values["tags"] = list(values["tags"])
             values["versions"] = dict(values["versions"])
-            images[name] = _validated(ImageRecord, _IMAGE_FIELDS, values)
+            images[name] = _built(ImageRecord, _IMAGE_FIELDS, values)  # keys: _IMAGE_ORDER
         return Lock.model_construct(format=1, bases=bases, images=images, claims={})
     except (ValidationError, _NotValidated, LookupError, TypeError, ValueError, AttributeError):
         return None
@@ -808,12 +808,21 @@ def _validated(cls: type[_M], fields: frozenset[str], values: Any) -> _M:
     validated), as `model_construct` makes it, without its per-field work."""
     if not isinstance(values, dict) or values.keys() != fields:
         raise _NotValidated(cls.__name__)
-    record = cls.__new__(cls)
-    object.__setattr__(record, "__dict__", values)
-    object.__setattr__(record, "__pydantic_fields_set__", set(fields))
-    object.__setattr__(record, "__pydantic_extra__", None)
-    object.__setattr__(record, "__pydantic_private__", None)
+    return _built(cls, fields, values)
+
+
+def _built(cls: type[_M], fields: frozenset[str], values: dict[str, Any]) -> _M:
+    """`_validated` for a dict known to hold exactly `fields` (made from them)."""
+    record = _new(cls)
+    _set(record, "__dict__", values)
+    _set(record, "__pydantic_fields_set__", set(fields))
+    _set(record, "__pydantic_extra__", None)
+    _set(record, "__pydantic_private__", None)
     return record
+
+
+_new = object.__new__  # what BaseModel.__new__ is, without the lookup
+_set = object.__setattr__
 
 
 def _parse_lock_text(raw: bytes, display: str) -> tuple[Lock, Any]:

@@ -60,8 +60,11 @@ def _glob(base: str, pattern: str) -> list[str]:
     return [m for m in matches if os.path.isfile(m)]
 
 
-def _inside(path: str, real_root: Path, real_dirs: dict[str, str]) -> bool:
-    return Path(_realpath(path, real_dirs)).is_relative_to(real_root)
+def _inside(path: str, real_root: str, real_dirs: dict[str, str]) -> bool:
+    """`Path(realpath(path)).is_relative_to(real_root)` by string work: both are absolute
+    and normalised, so being under the root is a prefix ending at a separator."""
+    real = _realpath(path, real_dirs)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
 def _realpath(path: str, real_dirs: dict[str, str]) -> str:
@@ -216,7 +219,7 @@ def _load(root: Path) -> Manifest | None:
             return None
         if any(_glob(base, pattern) != matches for base, pattern, matches in data["globs"]):
             return None
-        real_root = Path(os.path.realpath(root.parent))
+        real_root = os.path.realpath(root.parent)
         real_dirs: dict[str, str] = {}
 
         def inside(path: str) -> bool:

@@ -161,3 +161,9 @@ def test_realpath_with_directories_resolved_once_is_realpath(tmp_path: Path) -> 
             path = str(tmp_path / name)
             assert cache._realpath(path, memo) == os.path.realpath(path), name
     assert cache._realpath("relative/x", {}) == os.path.realpath("relative/x")
+    for root in (tmp_path / "real", tmp_path / "real" / "sub", tmp_path / "re", Path("/")):
+        real_root = os.path.realpath(root)
+        for name in names:
+            path = str(tmp_path / name)
+            expected = Path(os.path.realpath(path)).is_relative_to(real_root)
+            assert cache._inside(path, real_root, {}) == expected, (root, name)
