@@ -64,9 +64,25 @@ class FileDigests:
         self._used: dict[str, tuple[StatKey, str]] = {}
         self._stored_trees: dict[str, object] = {}
         self._used_trees: dict[str, object] = {}
+        self._stored_notes: dict[str, object] = {}
+        self._used_notes: dict[str, object] = {}
         self._changed = False
         if root is not None:
-            self._stored, self._stored_trees = _read(cache_path(root))
+            self._stored, self._stored_trees, self._stored_notes = _read(cache_path(root))
+
+    def note(self, digest: str) -> tuple[bool, object]:
+        """(whether something is noted, what) for the content whose sha256 is `digest`
+        (what a reader found in it, e.g. a Dockerfile's ``# syntax=``): keyed by
+        content, so it holds for any file with these bytes."""
+        if digest not in self._stored_notes:
+            return False, None
+        value = self._used_notes[digest] = self._stored_notes[digest]
+        return True, value
+
+    def put_note(self, digest: str, value: object) -> None:
+        """Keep `value`, found in the content whose sha256 is `digest` (JSON-able)."""
+        self._used_notes[digest] = value
+        self._changed = True
 
     def get(self, path: str, st: os.stat_result) -> str | None:
         """The stored digest of `path`, or None unless its stat is what it was when read."""
@@ -137,12 +153,14 @@ class FileDigests:
             self._changed
             or len(self._used) != len(self._stored)
             or len(self._used_trees) != len(self._stored_trees)
+            or len(self._used_notes) != len(self._stored_notes)
         ):
             return
         data = {
             "format": FORMAT,
             "files": {p: [*key, digest] for p, (key, digest) in sorted(self._used.items())},
             "trees": dict(sorted(self._used_trees.items())),
+            "notes": dict(sorted(self._used_notes.items())),
         }
         try:
             state_dir(self.root)
@@ -153,18 +171,22 @@ class FileDigests:
             pass
 
 
-def _read(path: Path) -> tuple[dict[str, object], dict[str, object]]:
-    """(files, trees) as stored; empty when damaged or of another format."""
+def _read(path: Path) -> tuple[dict[str, object], dict[str, object], dict[str, object]]:
+    """(files, trees, notes) as stored; empty when damaged or of another format."""
     try:
         data = json.loads(path.read_bytes())
     except (OSError, ValueError):
-        return {}, {}
+        return {}, {}, {}
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        return {}, {}
-    files, trees = data.get("files"), data.get("trees")
+        return {}, {}, {}
+    files, trees, notes = data.get("files"), data.get("trees"), data.get("notes")
     if not isinstance(files, dict):
-        return {}, {}
-    return files, trees if isinstance(trees, dict) else {}
+        return {}, {}, {}
+    return (
+        files,
+        trees if isinstance(trees, dict) else {},
+        notes if isinstance(notes, dict) else {},
+    )
 
 
 def now_ns() -> int:

@@ -302,6 +302,16 @@ class ContextHasher:
             self._files[path] = cached
         return cached
 
+    def dockerfile_digest(self, path: str) -> str:
+        """The sha256 (hex) of a Dockerfile's content (absolute `path`): kept from an
+        earlier run while its stat is unchanged, as `context_digest` takes it.
+
+        Raises:
+            ImagectlError: the Dockerfile cannot be read.
+        """
+        with self._mutex:
+            return self._dockerfile_digest(path)
+
     def _dockerfile_digest(self, path: str) -> str:
         """The Dockerfile's content digest; kept from an earlier run, as a context file's
         is, while its stat is unchanged (one stat instead of reading it)."""
