@@ -147,9 +147,10 @@ class ContextHasher:
         """
         self.root = Path(os.path.abspath(root or Path.cwd()))
         self.file_cache = file_cache
-        # (context, ignore rules) -> the entries and the stamps of the directories walked
+        # (context, ignore rules) -> the entries, the stamps of the walk, its clock
         self._trees: dict[
-            tuple[str, tuple[tuple[bool, str], ...]], tuple[tuple[ContextFile, ...], list[Stamp]]
+            tuple[str, tuple[tuple[bool, str], ...]],
+            tuple[tuple[ContextFile, ...], list[Stamp], int],
         ] = {}
         self._tree_digests: dict[tuple[str, tuple[tuple[bool, str], ...]], str] = {}
         self._files: dict[str, str] = {}
@@ -238,7 +239,7 @@ class ContextHasher:
         if self.file_cache is not None:
             stamps.append(_stamp(os.path.dirname(dockerfile_path), True))  # its ignore file
         ignore_file = _ignore_file(builder, context_dir, dockerfile_path)
-        rules = self._ignore_rules(context_dir, dockerfile_path, builder)
+        rules = self._rules_of(ignore_file)
         if ignore_file is not None and self.file_cache is not None:
             stamps.append(_stamp(ignore_file, True))
         key = (context_dir, rules.key)
@@ -249,10 +250,10 @@ class ContextHasher:
                 digest.update(entry.record())
             tree = self._tree_digests[key] = digest.hexdigest()
         if self.file_cache is not None:
-            files, walked = self._trees[key]
+            files, walked, walk_since = self._trees[key]  # walked now, or earlier in this run
             stamps += walked
             hashed = [e.path for e in files if e.kind in "fx"]
-            self.file_cache.put_tree(stamp_key, tree, stamps, hashed, since)
+            self.file_cache.put_tree(stamp_key, tree, stamps, hashed, min(since, walk_since))
         return tree
 
     def _tree(self, context_dir: str, rules: IgnoreRules) -> tuple[ContextFile, ...]:
@@ -272,7 +273,10 @@ class ContextHasher:
         return path[len(prefix) :] if path.startswith(prefix) else path
 
     def _ignore_rules(self, context: str, dockerfile: str, builder: str) -> IgnoreRules:
-        path = _ignore_file(builder, context, dockerfile)
+        return self._rules_of(_ignore_file(builder, context, dockerfile))
+
+    def _rules_of(self, path: str | None) -> IgnoreRules:
+        """The rules of the ignore file at `path` (None: no rules)."""
         if path is None:
             return IgnoreRules()
         cached = self._rules.get(path)
@@ -328,10 +332,11 @@ class ContextHasher:
 
     def _walk(
         self, context: str, rules: IgnoreRules
-    ) -> tuple[tuple[ContextFile, ...], list[Stamp]]:
-        """The entries of `context` that `rules` keep, as BuildKit's walker sees them, and
+    ) -> tuple[tuple[ContextFile, ...], list[Stamp], int]:
+        """The entries of `context` that `rules` keep, as BuildKit's walker sees them,
         (with a file cache) the stamps of the directories listed and of the entries that
-        are neither files nor directories (see `FileDigests.put_tree`)."""
+        are neither files nor directories (see `FileDigests.put_tree`), and the clock
+        taken before the walk's first stat."""
         self.walks += 1
         since = now_ns()  # before any stat: see FileDigests.put
         stamping = self.file_cache is not None
@@ -372,7 +377,7 @@ class ContextHasher:
                     stamps.append((entry.path, False, stat_key(info_stat)))
                 records.append((_fs_bytes(rel), found))
         records.sort(key=lambda pair: pair[0])
-        return tuple(entry for _, entry in records), stamps
+        return tuple(entry for _, entry in records), stamps, since
 
     def _entry(self, path: str, rel: str, st: os.stat_result, since: int) -> ContextFile:
         mode = st.st_mode
