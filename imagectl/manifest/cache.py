@@ -18,6 +18,7 @@ import glob
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -60,23 +61,69 @@ def _glob(base: str, pattern: str) -> list[str]:
     return [m for m in matches if os.path.isfile(m)]
 
 
-def _inside(path: str, real_root: str, real_dirs: dict[str, str]) -> bool:
+def _inside(
+    path: str,
+    real_root: str,
+    real_dirs: dict[str, str],
+    is_link: Callable[[str], bool] = os.path.islink,
+) -> bool:
     """`Path(realpath(path)).is_relative_to(real_root)` by string work: both are absolute
     and normalised, so being under the root is a prefix ending at a separator."""
-    real = _realpath(path, real_dirs)
+    real = _realpath(path, real_dirs, is_link)
     return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
-def _realpath(path: str, real_dirs: dict[str, str]) -> str:
+def _realpath(
+    path: str, real_dirs: dict[str, str], is_link: Callable[[str], bool] = os.path.islink
+) -> str:
     """`os.path.realpath(path)`, the same answer, with each directory resolved once
     (`real_dirs` memoizes them): a fleet's contexts and Dockerfiles share parents."""
     parent, name = os.path.split(path)
-    if not parent or parent == path or name in ("", ".", "..") or os.path.islink(path):
+    if not parent or parent == path or name in ("", ".", "..") or is_link(path):
         return os.path.realpath(path)
     real_parent = real_dirs.get(parent)
     if real_parent is None:
-        real_parent = real_dirs[parent] = _realpath(parent, real_dirs)
+        real_parent = real_dirs[parent] = _realpath(parent, real_dirs, is_link)
     return os.path.join(real_parent, name)
+
+
+class _PathFacts:
+    """The answers about paths the cache re-checks (`os.path.isdir`, `os.path.isfile`,
+    inside the repository), the same answers, from one `lstat` per path: a fleet asks
+    two of them about each context and each Dockerfile. A symlink is asked again in full."""
+
+    def __init__(self, real_root: str) -> None:
+        self.real_root = real_root
+        self.real_dirs: dict[str, str] = {}
+        self._stats: dict[str, os.stat_result | None] = {}
+
+    def _mode(self, path: str) -> int | None:
+        if path not in self._stats:
+            try:
+                self._stats[path] = os.lstat(path)
+            except (OSError, ValueError):
+                self._stats[path] = None
+        found = self._stats[path]
+        return None if found is None else found.st_mode
+
+    def is_link(self, path: str) -> bool:
+        mode = self._mode(path)
+        return mode is not None and stat.S_ISLNK(mode)
+
+    def is_dir(self, path: str) -> bool:
+        mode = self._mode(path)
+        if mode is not None and stat.S_ISLNK(mode):
+            return os.path.isdir(path)
+        return mode is not None and stat.S_ISDIR(mode)
+
+    def is_file(self, path: str) -> bool:
+        mode = self._mode(path)
+        if mode is not None and stat.S_ISLNK(mode):
+            return os.path.isfile(path)
+        return mode is not None and stat.S_ISREG(mode)
+
+    def inside(self, path: str) -> bool:
+        return _inside(path, self.real_root, self.real_dirs, self.is_link)
 
 
 def _image_to_json(image: ImageConfig) -> list[Any]:
@@ -219,16 +266,11 @@ def _load(root: Path) -> Manifest | None:
             return None
         if any(_glob(base, pattern) != matches for base, pattern, matches in data["globs"]):
             return None
-        real_root = os.path.realpath(root.parent)
-        real_dirs: dict[str, str] = {}
-
-        def inside(path: str) -> bool:
-            return _inside(path, real_root, real_dirs)
-
+        facts = _PathFacts(os.path.realpath(root.parent))
         checks: dict[str, Callable[[str], bool]] = {
-            "inside": inside,
-            "is_dir": os.path.isdir,
-            "is_file": os.path.isfile,
+            "inside": facts.inside,
+            "is_dir": facts.is_dir,
+            "is_file": facts.is_file,
         }
         for kind, answers in data["paths"].items():
             check = checks[kind]

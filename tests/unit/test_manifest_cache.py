@@ -167,3 +167,14 @@ def test_realpath_with_directories_resolved_once_is_realpath(tmp_path: Path) -> 
             path = str(tmp_path / name)
             expected = Path(os.path.realpath(path)).is_relative_to(real_root)
             assert cache._inside(path, real_root, {}) == expected, (root, name)
+    facts = cache._PathFacts(os.path.realpath(tmp_path / "real"))
+    (tmp_path / "real" / "dir-link").symlink_to(tmp_path / "real" / "sub")
+    (tmp_path / "real" / "dangling").symlink_to(tmp_path / "nowhere")
+    for name in [*names, "real/dir-link", "real/dangling", "real/sub/Dockerfile/x", "a\0b"]:
+        path = str(tmp_path / name)
+        for _ in range(2):  # the second answer from the memo
+            assert facts.is_dir(path) == os.path.isdir(path), name
+            assert facts.is_file(path) == os.path.isfile(path), name
+            assert facts.is_link(path) == os.path.islink(path), name
+            expected = Path(os.path.realpath(path)).is_relative_to(facts.real_root)
+            assert facts.inside(path) == expected, name
