@@ -170,7 +170,7 @@ def test_realpath_with_directories_resolved_once_is_realpath(tmp_path: Path) -> 
     facts = cache._PathFacts(os.path.realpath(tmp_path / "real"))
     (tmp_path / "real" / "dir-link").symlink_to(tmp_path / "real" / "sub")
     (tmp_path / "real" / "dangling").symlink_to(tmp_path / "nowhere")
-    for name in [*names, "real/dir-link", "real/dangling", "real/sub/Dockerfile/x", "a\0b"]:
+    for name in [*names, "real/dir-link", "real/dangling", "real/sub/Dockerfile/x"]:
         path = str(tmp_path / name)
         for _ in range(2):  # the second answer from the memo
             assert facts.is_dir(path) == os.path.isdir(path), name
