@@ -86,6 +86,7 @@ class _Planner:
         self._version_changed: dict[tuple[str, str, str], bool] = {}
         # (external base, platforms) -> its use: the same for every image on it
         self._external: dict[tuple[str, tuple[str, ...]], BaseUse] = {}
+        self._internal: dict[str, BaseUse] = {}  # internal base -> its use
 
     def version_changed(self, image: ImageConfig, built: BuiltState) -> bool:
         """`version_changed` of the image's declared version against the built one."""
@@ -109,26 +110,32 @@ class _Planner:
         return latest is not None and latest > built_at
 
     def base_use(self, image: ImageConfig) -> BaseUse:
+        """The base `image` builds on; one object per base, shared by the images on it
+        (an internal base is visited, its action final, before any image on it)."""
         parent = self.manifest.images.get(image.base)
         if parent is not None:
-            planned = self.actions.get(parent.name)
-            if planned is not None and self._builds(parent.name):
-                version = planned.to_version
-                return BaseUse(
-                    parent.name, f"{parent.repository}:{version}", None, True, tag=version
-                )
-            built = self.observed.built.get(parent.name)
-            if built is None:  # parent unbuilt and not planned: only under --only filtering
-                return BaseUse(parent.name, f"{parent.repository}:?", None, True)
-            version = built.version
-            return BaseUse(
-                parent.name, f"{parent.repository}:{version}", built.digest, True, tag=version
-            )
+            known = self._internal.get(parent.name)
+            if known is None:
+                known = self._internal[parent.name] = self._internal_use(parent)
+            return known
         key = (image.base, image.platforms)
         known = self._external.get(key)
         if known is None:
             known = self._external[key] = self._external_use(image)
         return known
+
+    def _internal_use(self, parent: ImageConfig) -> BaseUse:
+        planned = self.actions.get(parent.name)
+        if planned is not None and self._builds(parent.name):
+            version = planned.to_version
+            return BaseUse(parent.name, f"{parent.repository}:{version}", None, True, tag=version)
+        built = self.observed.built.get(parent.name)
+        if built is None:  # parent unbuilt and not planned: only under --only filtering
+            return BaseUse(parent.name, f"{parent.repository}:?", None, True)
+        version = built.version
+        return BaseUse(
+            parent.name, f"{parent.repository}:{version}", built.digest, True, tag=version
+        )
 
     def _external_use(self, image: ImageConfig) -> BaseUse:
         base = self.manifest.bases[image.base]
