@@ -6,9 +6,9 @@ Times are CPU seconds of the process (all threads), the best of ``--runs`` round
 each fleet is planned once before timing so that the caches under ``.imagectl/cache``
 (the resolved manifest, file digests, explain snapshots) are filled, as on a
 checkout that has been planned before. That first plan, on empty caches, is
-reported too. A round plans every fleet in turn (the small ones `SMALL_REPEAT`
-times: they are cheap, and the linearity ratio divides by the 2k figure), so the
-three sizes are measured under the same load, not one after the other.
+reported too. A round plans every fleet once, in turn, so that the three sizes are
+measured under the same load, not one after the other, and each gets as many runs
+(a size given more runs would find quieter moments, and bias the ratio).
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ NOT_FOR_PLAN = ("imagectl.builders", "imagectl.apply", "git")
 GOAL_RATIO = 5.5
 GOAL_COLD_10K = 2.0
 GOAL_WARM_10K = 1.0
-SMALL_REPEAT = 3  # plans of the fixed and 2k fleets per round, one of the 10k
 
 
 def fake_digest(text: str) -> str:
@@ -122,14 +121,13 @@ def reference_cpu(runs: int) -> float:
 
 def best_in_rounds(paths: dict[str, Path], runs: int) -> dict[str, Run]:
     """The fastest plan of each fleet over `runs` rounds, each round planning every fleet
-    in turn (those smaller than 10k `SMALL_REPEAT` times)."""
+    once, in turn."""
     found: dict[str, Run] = {}
     for _ in range(runs):
         for label, path in paths.items():
-            for _ in range(1 if label == "10k" else SMALL_REPEAT):
-                run = plan_in_process(path)
-                if label not in found or run.cpu < found[label].cpu:
-                    found[label] = run
+            run = plan_in_process(path)
+            if label not in found or run.cpu < found[label].cpu:
+                found[label] = run
     return found
 
 
