@@ -12,8 +12,9 @@ buildah image has no frontend. ``imagectl lint`` reports an unpinned one (IC213)
 
 from __future__ import annotations
 
+import io
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import islice
 from pathlib import Path
 
@@ -27,7 +28,10 @@ BUILD_ARG = "BUILDKIT_SYNTAX"  # BuildKit's override of the directive, given the
 _HEAD_LINES = 16  # directives are the first lines; three keys exist
 
 
-def syntax_directive(dockerfile: Path) -> tuple[str, int] | None:
+Directive = tuple[str, int] | None  # the ``# syntax=`` value and its line, or none
+
+
+def syntax_directive(dockerfile: Path) -> Directive:
     """The ``# syntax=`` value of a Dockerfile and its line, or None when it has none.
 
     Raises:
@@ -35,29 +39,46 @@ def syntax_directive(dockerfile: Path) -> tuple[str, int] | None:
     """
     try:
         with open(dockerfile, encoding="utf-8", errors="surrogateescape") as handle:
-            head = list(islice(handle, _HEAD_LINES))
+            return _directive_in(handle)
     except OSError as exc:
         raise ImagectlError(f"cannot read Dockerfile {dockerfile}: {exc.strerror or exc}") from exc
+
+
+def syntax_directive_of(content: bytes) -> Directive:
+    """`syntax_directive` of a Dockerfile whose bytes are `content` (read as a file is:
+    UTF-8, universal newlines)."""
+    return _directive_in(io.TextIOWrapper(io.BytesIO(content), "utf-8", "surrogateescape"))
+
+
+def _directive_in(handle: Iterable[str]) -> Directive:
+    head = list(islice(handle, _HEAD_LINES))
     for key, value, line in parser_directives(line.rstrip("\n") for line in head):
         if key == "syntax" and value:
             return value, line
     return None
 
 
-def frontend_references(images: Iterable[ImageConfig], root: Path) -> dict[str, Reference]:
+def frontend_references(
+    images: Iterable[ImageConfig],
+    root: Path,
+    read_directive: Callable[[Path], Directive] = syntax_directive,
+) -> dict[str, Reference]:
     """Image name -> the frontend reference its Dockerfile names (docker images only).
+
+    `read_directive` reads a Dockerfile's ``# syntax=`` (a plan's reads it through the
+    file cache, `observe.DirectiveReader`).
 
     Raises:
         ManifestError: a ``# syntax=`` value is not an image reference (located).
     """
     found: dict[str, Reference] = {}
     problems: list[Problem] = []
-    by_file: dict[Path, tuple[str, int] | None] = {}
+    by_file: dict[Path, Directive] = {}
     for image in images:
         if image.builder != "docker":
             continue
         if image.dockerfile not in by_file:
-            by_file[image.dockerfile] = syntax_directive(image.dockerfile)
+            by_file[image.dockerfile] = read_directive(image.dockerfile)
         directive = by_file[image.dockerfile]
         if directive is None:
             continue
@@ -73,7 +94,10 @@ def frontend_references(images: Iterable[ImageConfig], root: Path) -> dict[str, 
 
 
 def resolve_frontends(
-    images: Iterable[ImageConfig], root: Path, client: RegistryClient
+    images: Iterable[ImageConfig],
+    root: Path,
+    client: RegistryClient,
+    read_directive: Callable[[Path], Directive] = syntax_directive,
 ) -> dict[str, str]:
     """Image name -> its frontend pinned by digest (``ref:tag@sha256:…``), docker images only.
 
@@ -83,7 +107,7 @@ def resolve_frontends(
         ManifestError: a ``# syntax=`` value is not an image reference.
         RegistryError: a frontend cannot be resolved (not found, registry down).
     """
-    refs = frontend_references(images, root)
+    refs = frontend_references(images, root, read_directive)
     found = client.resolve_many(ref for ref in refs.values() if ref.digest is None)
     pinned: dict[str, str] = {}
     for name, ref in refs.items():
@@ -107,4 +131,5 @@ __all__ = [
     "frontend_references",
     "resolve_frontends",
     "syntax_directive",
+    "syntax_directive_of",
 ]

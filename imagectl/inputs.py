@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 
 from imagectl.dockerignore import IgnoreRules, MatchInfo
 from imagectl.errors import ImagectlError
-from imagectl.filedigests import FileDigests, now_ns
+from imagectl.filedigests import FileDigests, Stamp, now_ns, stat_key
 
 if TYPE_CHECKING:
     from imagectl.manifest.models import ImageConfig
@@ -69,6 +69,13 @@ def ignore_candidates(builder: str, context: str, dockerfile: str) -> tuple[str,
             os.path.join(context, ".dockerignore"),
         )
     return (dockerfile + ".dockerignore", os.path.join(context, ".dockerignore"))
+
+
+def _ignore_file(builder: str, context: str, dockerfile: str) -> str | None:
+    """The ignore file `builder` reads for this context and Dockerfile (None: none)."""
+    return next(
+        (p for p in ignore_candidates(builder, context, dockerfile) if os.path.isfile(p)), None
+    )
 
 
 def dockerfile_names(builder: str) -> tuple[str, str]:
@@ -114,6 +121,10 @@ def _fs_bytes(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
+def _stamp(path: str, follow: bool) -> Stamp:
+    return (path, follow, stat_key(os.stat(path) if follow else os.lstat(path)))
+
+
 class ContextHasher:
     """Hashes build contexts, each distinct (context, ignore rules) pair once.
 
@@ -136,7 +147,11 @@ class ContextHasher:
         """
         self.root = Path(os.path.abspath(root or Path.cwd()))
         self.file_cache = file_cache
-        self._trees: dict[tuple[str, tuple[tuple[bool, str], ...]], tuple[ContextFile, ...]] = {}
+        # (context, ignore rules) -> the entries, the stamps of the walk, its clock
+        self._trees: dict[
+            tuple[str, tuple[tuple[bool, str], ...]],
+            tuple[tuple[ContextFile, ...], list[Stamp], int],
+        ] = {}
         self._tree_digests: dict[tuple[str, tuple[tuple[bool, str], ...]], str] = {}
         self._files: dict[str, str] = {}
         self._rules: dict[str, IgnoreRules] = {}
@@ -165,14 +180,7 @@ class ContextHasher:
             return known
         context_dir, dockerfile_path = self._paths(context, dockerfile)
         with self._mutex:
-            rules = self._ignore_rules(context_dir, dockerfile_path, builder)
-            key = (context_dir, rules.key)
-            tree = self._tree_digests.get(key)
-            if tree is None:
-                digest = hashlib.sha256()
-                for entry in self._tree(context_dir, rules):
-                    digest.update(entry.record())
-                tree = self._tree_digests[key] = digest.hexdigest()
+            tree = self._tree_digest(context_dir, dockerfile_path, builder)
             dockerfile_digest = self._dockerfile_digest(dockerfile_path)
         digest = hashlib.sha256(_CONTEXT_VERSION)
         digest.update(f"files\0{tree}\0dockerfile\0{dockerfile_digest}\n".encode())
@@ -218,12 +226,42 @@ class ContextHasher:
             raise ImagectlError(f"build context {self._display(context_dir)} is not a directory")
         return context_dir, dockerfile_path
 
+    def _tree_digest(self, context_dir: str, dockerfile_path: str, builder: str) -> str:
+        """The digest of the entries `builder` is given: kept from an earlier run while
+        the stamp of its walk holds (`FileDigests.tree`), else walked (and kept)."""
+        stamp_key = f"{builder}\0{context_dir}\0{dockerfile_path}"
+        if self.file_cache is not None:
+            known = self.file_cache.tree(stamp_key)
+            if known is not None:
+                return known
+        since = now_ns()  # before any stat of the stamp: see FileDigests.put_tree
+        stamps: list[Stamp] = []
+        if self.file_cache is not None:
+            stamps.append(_stamp(os.path.dirname(dockerfile_path), True))  # its ignore file
+        ignore_file = _ignore_file(builder, context_dir, dockerfile_path)
+        rules = self._rules_of(ignore_file)
+        if ignore_file is not None and self.file_cache is not None:
+            stamps.append(_stamp(ignore_file, True))
+        key = (context_dir, rules.key)
+        tree = self._tree_digests.get(key)
+        if tree is None:
+            digest = hashlib.sha256()
+            for entry in self._tree(context_dir, rules):
+                digest.update(entry.record())
+            tree = self._tree_digests[key] = digest.hexdigest()
+        if self.file_cache is not None:
+            files, walked, walk_since = self._trees[key]  # walked now, or earlier in this run
+            stamps += walked
+            hashed = [e.path for e in files if e.kind in "fx"]
+            self.file_cache.put_tree(stamp_key, tree, stamps, hashed, min(since, walk_since))
+        return tree
+
     def _tree(self, context_dir: str, rules: IgnoreRules) -> tuple[ContextFile, ...]:
         key = (context_dir, rules.key)
         tree = self._trees.get(key)
         if tree is None:
             tree = self._trees[key] = self._walk(context_dir, rules)
-        return tree
+        return tree[0]
 
     def _display(self, path: str) -> str:
         """`path` relative to the root when under it (as `Path.relative_to` gives it: the
@@ -235,9 +273,10 @@ class ContextHasher:
         return path[len(prefix) :] if path.startswith(prefix) else path
 
     def _ignore_rules(self, context: str, dockerfile: str, builder: str) -> IgnoreRules:
-        path = next(
-            (p for p in ignore_candidates(builder, context, dockerfile) if os.path.isfile(p)), None
-        )
+        return self._rules_of(_ignore_file(builder, context, dockerfile))
+
+    def _rules_of(self, path: str | None) -> IgnoreRules:
+        """The rules of the ignore file at `path` (None: no rules)."""
         if path is None:
             return IgnoreRules()
         cached = self._rules.get(path)
@@ -267,6 +306,16 @@ class ContextHasher:
             self._files[path] = cached
         return cached
 
+    def dockerfile_digest(self, path: str) -> str:
+        """The sha256 (hex) of a Dockerfile's content (absolute `path`): kept from an
+        earlier run while its stat is unchanged, as `context_digest` takes it.
+
+        Raises:
+            ImagectlError: the Dockerfile cannot be read.
+        """
+        with self._mutex:
+            return self._dockerfile_digest(path)
+
     def _dockerfile_digest(self, path: str) -> str:
         """The Dockerfile's content digest; kept from an earlier run, as a context file's
         is, while its stat is unchanged (one stat instead of reading it)."""
@@ -281,15 +330,24 @@ class ContextHasher:
             return self._file_digest(path, "Dockerfile")
         return self._content_digest(path, st, since, "Dockerfile")
 
-    def _walk(self, context: str, rules: IgnoreRules) -> tuple[ContextFile, ...]:
-        """The entries of `context` that `rules` keep, as BuildKit's walker sees them."""
+    def _walk(
+        self, context: str, rules: IgnoreRules
+    ) -> tuple[tuple[ContextFile, ...], list[Stamp], int]:
+        """The entries of `context` that `rules` keep, as BuildKit's walker sees them,
+        (with a file cache) the stamps of the directories listed and of the entries that
+        are neither files nor directories (see `FileDigests.put_tree`), and the clock
+        taken before the walk's first stat."""
         self.walks += 1
         since = now_ns()  # before any stat: see FileDigests.put
+        stamping = self.file_cache is not None
+        stamps: list[Stamp] = []
         records: list[tuple[bytes, ContextFile]] = []
         pending: list[tuple[str, str, MatchInfo | None]] = [(context, "", None)]
         while pending:
             directory, prefix, parent_info = pending.pop()
             try:
+                if stamping:  # before listing it: a change while listing is a miss later
+                    stamps.append(_stamp(directory, directory == context))
                 with os.scandir(directory) as listing:
                     entries = list(listing)
             except OSError as exc:
@@ -314,9 +372,12 @@ class ContextHasher:
                     raise ImagectlError(
                         f"cannot stat {self._display(entry.path)}: {exc.strerror or exc}"
                     ) from exc
-                records.append((_fs_bytes(rel), self._entry(entry.path, rel, info_stat, since)))
+                found = self._entry(entry.path, rel, info_stat, since)
+                if stamping and found.kind not in "fx":  # a file's stat is in the file cache
+                    stamps.append((entry.path, False, stat_key(info_stat)))
+                records.append((_fs_bytes(rel), found))
         records.sort(key=lambda pair: pair[0])
-        return tuple(entry for _, entry in records)
+        return tuple(entry for _, entry in records), stamps, since
 
     def _entry(self, path: str, rel: str, st: os.stat_result, since: int) -> ContextFile:
         mode = st.st_mode

@@ -7,10 +7,12 @@ is stored in ``.imagectl/cache/imagectl.lock.json`` with the sha256 of the lock'
 bytes; a later read uses it only when the lock's bytes hash the same, so an edit, a
 checkout or a pull is always read from the lock itself.
 
-The file is one header line, ``{"format":2,"lock":<sha256 of the lock>,"data":<sha256
+The file is one header line, ``{"format":3,"lock":<sha256 of the lock>,"data":<sha256
 of the rest>}``, then the data. Because the data is what a validation produced and
 its hash proves it is unchanged, the reader builds the lock from it without
 validating again (`lockfile`); data whose hash differs (damaged, edited) is a miss.
+The records of ``images`` are stored as columns of distinct values (`compact`,
+`imagectl.columnar`): a fleet's records share versions, tags, bases and build times.
 Best effort: a missing, damaged or foreign cache is a miss, and failing to store one
 never fails a run. ``IMAGECTL_NO_CACHE=1`` turns it off. JSON, not pickle: a cache
 file in a repository must never be able to run code.
@@ -23,10 +25,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from imagectl.columnar import to_columns, values_of
 from imagectl.fsutil import atomic_write, state_dir
 from imagectl.manifest.cache import enabled
 
-FORMAT = 2  # 2: a header line with the data's own hash, then the validated lock
+# 2: a header line with the data's own hash, then the validated lock; 3: its images
+# as columns of distinct values and rows of indexes
+FORMAT = 3
 
 
 def cache_file(lock_path: Path) -> Path:
@@ -55,7 +60,10 @@ def store(lock_path: Path, digest: str, data: Any) -> None:
     """Keep `data`, the validated lock whose bytes hash to `digest` (hex) (never fails)."""
     if not enabled():
         return
-    body = json.dumps(data, separators=(",", ":")).encode("utf-8")
+    try:
+        body = json.dumps(compact(data), separators=(",", ":")).encode("utf-8")
+    except (ValueError, TypeError, KeyError):
+        return
     header = json.dumps({"format": FORMAT, "lock": digest, "data": _sha(body)})
     try:
         state_dir(lock_path.parent)
@@ -64,6 +72,37 @@ def store(lock_path: Path, digest: str, data: Any) -> None:
         atomic_write(target, header.encode("ascii") + b"\n" + body)
     except OSError:
         pass
+
+
+def compact(data: Any) -> Any:
+    """The validated lock's data (`Lock.model_dump(mode="json")`) with its image records
+    as ``{"fields": [...], "values": [[...] per field], "rows": {name: [index per field]}}``.
+
+    Raises:
+        ValueError: the records do not all have the same fields.
+    """
+    images = data["images"]
+    fields = list(next(iter(images.values()), {}))
+    if any(len(record) != len(fields) for record in images.values()):
+        raise ValueError("records of different fields")
+    columns, rows = to_columns(([r[f] for f in fields] for r in images.values()), len(fields))
+    table = {"fields": fields, "values": columns, "rows": dict(zip(images, rows, strict=True))}
+    return {**data, "images": table}
+
+
+def expand(data: Any) -> Any:
+    """`data` as `compact` had it (each record its own dict; values may be shared).
+
+    Raises:
+        ValueError, IndexError, TypeError, KeyError: not what `compact` makes.
+    """
+    table = data["images"]
+    fields, columns = table["fields"], table["values"]
+    images = {
+        name: dict(zip(fields, values_of(columns, row), strict=True))
+        for name, row in table["rows"].items()
+    }
+    return {**data, "images": images}
 
 
 def _sha(data: bytes) -> str:

@@ -7,12 +7,14 @@ without a lock, `imagectl.recovery` asks the registry what was built.
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-from imagectl.errors import RegistryError
+from imagectl.errors import ImagectlError, RegistryError
 from imagectl.explain import remember
 from imagectl.filedigests import FileDigests
-from imagectl.frontend import resolve_frontends
+from imagectl.frontend import Directive, resolve_frontends, syntax_directive, syntax_directive_of
 from imagectl.gitrev import head_revision_at
 from imagectl.inputs import ContextHasher, image_inputs_digest
 from imagectl.lockfile import Lock, read_lock
@@ -46,6 +48,39 @@ def image_inputs_one(image: ImageConfig, hasher: ContextHasher, frontend: str | 
     """The inputs digest of one image: context files, Dockerfile and build parameters."""
     context = hasher.context_digest(image.context, image.dockerfile, image.builder)
     return image_inputs_digest(context, image, frontend)
+
+
+class DirectiveReader:
+    """A Dockerfile's ``# syntax=`` directive, kept in the file cache by the sha256 of the
+    Dockerfile's content: a plan whose Dockerfiles are unchanged (by stat, as their
+    digests are taken) opens none of them. Found in the very bytes its digest is made
+    of, so what is kept under a digest is always that content's directive."""
+
+    def __init__(self, hasher: ContextHasher, cache: FileDigests) -> None:
+        self.hasher = hasher
+        self.cache = cache
+
+    def __call__(self, dockerfile: Path) -> Directive:
+        found, value = self.cache.note(_SYNTAX + self.hasher.dockerfile_digest(str(dockerfile)))
+        if found and value is None:
+            return None
+        if found and isinstance(value, list) and len(value) == 2:
+            text, line = value
+            if isinstance(text, str) and type(line) is int:
+                return text, line
+        try:
+            content = dockerfile.read_bytes()
+        except OSError as exc:
+            raise ImagectlError(
+                f"cannot read Dockerfile {dockerfile}: {exc.strerror or exc}"
+            ) from exc
+        directive = syntax_directive_of(content)
+        key = _SYNTAX + hashlib.sha256(content).hexdigest()
+        self.cache.put_note(key, list(directive) if directive is not None else None)
+        return directive
+
+
+_SYNTAX = "syntax:"  # the file cache's notes of Dockerfile directives
 
 
 def used_bases(manifest: Manifest) -> dict[str, str]:
@@ -151,9 +186,12 @@ def observe(
         bases_future = pool.submit(resolve_bases, manifest, client)
         if listed:
             refreshed = refresh_images(client, manifest.images.values(), built, workers)
-        frontends = resolve_frontends(manifest.images.values(), manifest.root_dir, client)
         file_cache = FileDigests(manifest.root_dir) if cache_enabled() else None
         hasher = ContextHasher(manifest.root_dir, file_cache)
+        directive = DirectiveReader(hasher, file_cache) if file_cache else syntax_directive
+        frontends = resolve_frontends(
+            manifest.images.values(), manifest.root_dir, client, directive
+        )
         inputs = image_inputs(manifest, hasher, frontends)
         if file_cache is not None:
             file_cache.save()

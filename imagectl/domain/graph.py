@@ -7,7 +7,7 @@ name within a level) so plans and outputs are deterministic.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 
 
@@ -17,19 +17,19 @@ class ImageGraph:
 
     parents: Mapping[str, str]  # image -> its base (image name or external base key)
     images: frozenset[str]
-    children: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def build(cls, bases: Mapping[str, str]) -> ImageGraph:
         """`bases` maps every image name to the name of its base."""
+        return cls(parents=dict(bases), images=frozenset(bases))
+
+    @cached_property
+    def children(self) -> Mapping[str, tuple[str, ...]]:
+        """Each node's images, by name (made on first use: a plan never asks)."""
         children: dict[str, list[str]] = {}
-        for image, base in bases.items():
+        for image, base in self.parents.items():
             children.setdefault(base, []).append(image)
-        return cls(
-            parents=dict(bases),
-            images=frozenset(bases),
-            children={k: tuple(sorted(v)) for k, v in children.items()},
-        )
+        return {k: tuple(sorted(v)) for k, v in children.items()}
 
     def internal_parent(self, image: str) -> str | None:
         """The base of `image` when it is an image of the manifest."""
@@ -58,8 +58,8 @@ class ImageGraph:
         Every image has at most one internal parent, so the levels of a topological
         sort are exactly the depths: sorting by (depth, name) is that order, in O(n log n).
         """
-        depths = self._depths
-        return sorted(self.images, key=lambda image: (depths[image], image))
+        # by name, then (stable) by depth: (depth, name) without a tuple per image
+        return sorted(sorted(self.images), key=self._depths.__getitem__)
 
     def depth(self, image: str) -> int:
         """0 for an image on an external base, parent's depth + 1 otherwise."""
@@ -73,14 +73,18 @@ class ImageGraph:
             ValueError: the images form a cycle (`find_cycle` spells it out).
         """
         depths: dict[str, int] = {}
-        for image in self.images:
+        images, parents = self.images, self.parents
+        for image in images:
+            if image in depths:
+                continue
             chain: list[str] = []
             node: str | None = image
             while node is not None and node not in depths:
                 chain.append(node)
-                if len(chain) > len(self.images):
+                if len(chain) > len(images):
                     raise ValueError(f"the images form a cycle: {self.find_cycle()}")
-                node = self.internal_parent(node)
+                parent = parents.get(node)
+                node = parent if parent in images else None  # internal_parent, inlined
             level = -1 if node is None else depths[node]
             for name in reversed(chain):
                 level += 1

@@ -18,20 +18,23 @@ import glob
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
 from imagectl import __version__
+from imagectl.columnar import to_columns, values_of
 from imagectl.errors import Location
 from imagectl.fsutil import atomic_write, state_dir
 from imagectl.gcpause import paused_gc
 from imagectl.manifest.models import BaseConfig, ImageConfig, Manifest, SecretRef, SignRef
 
 # 2: references normalised (hosts lowercased); 3: sign/sbom/verify settings;
-# 4: images as rows of values, one header of field names
-FORMAT = 4
+# 4: images as rows of values, one header of field names; 5: each field's distinct
+# values stored once ("values"), an image's row holds their indexes
+FORMAT = 5
 _FIELDS = [f.name for f in fields(ImageConfig)]
 
 
@@ -58,26 +61,76 @@ def _glob(base: str, pattern: str) -> list[str]:
     return [m for m in matches if os.path.isfile(m)]
 
 
-def _inside(path: str, real_root: Path, real_dirs: dict[str, str]) -> bool:
-    return Path(_realpath(path, real_dirs)).is_relative_to(real_root)
+def _inside(
+    path: str,
+    real_root: str,
+    real_dirs: dict[str, str],
+    is_link: Callable[[str], bool] = os.path.islink,
+) -> bool:
+    """`Path(realpath(path)).is_relative_to(real_root)` by string work: both are absolute
+    and normalised, so being under the root is a prefix ending at a separator."""
+    real = _realpath(path, real_dirs, is_link)
+    return real == real_root or real.startswith(real_root.rstrip(os.sep) + os.sep)
 
 
-def _realpath(path: str, real_dirs: dict[str, str]) -> str:
+def _realpath(
+    path: str, real_dirs: dict[str, str], is_link: Callable[[str], bool] = os.path.islink
+) -> str:
     """`os.path.realpath(path)`, the same answer, with each directory resolved once
     (`real_dirs` memoizes them): a fleet's contexts and Dockerfiles share parents."""
     parent, name = os.path.split(path)
-    if not parent or parent == path or name in ("", ".", "..") or os.path.islink(path):
+    if not parent or parent == path or name in ("", ".", "..") or is_link(path):
         return os.path.realpath(path)
     real_parent = real_dirs.get(parent)
     if real_parent is None:
-        real_parent = real_dirs[parent] = _realpath(parent, real_dirs)
+        real_parent = real_dirs[parent] = _realpath(parent, real_dirs, is_link)
     return os.path.join(real_parent, name)
+
+
+class _PathFacts:
+    """The answers about paths the cache re-checks (`os.path.isdir`, `os.path.isfile`,
+    inside the repository), the same answers, from one `lstat` per path: a fleet asks
+    two of them about each context and each Dockerfile. A symlink is asked again in full."""
+
+    def __init__(self, real_root: str) -> None:
+        self.real_root = real_root
+        self.real_dirs: dict[str, str] = {}
+        self._stats: dict[str, os.stat_result | None] = {}
+
+    def _mode(self, path: str) -> int | None:
+        if path not in self._stats:
+            try:
+                self._stats[path] = os.lstat(path)
+            except (OSError, ValueError):
+                self._stats[path] = None
+        found = self._stats[path]
+        return None if found is None else found.st_mode
+
+    def is_link(self, path: str) -> bool:
+        mode = self._mode(path)
+        return mode is not None and stat.S_ISLNK(mode)
+
+    def is_dir(self, path: str) -> bool:
+        mode = self._mode(path)
+        if mode is not None and stat.S_ISLNK(mode):
+            return os.path.isdir(path)
+        return mode is not None and stat.S_ISDIR(mode)
+
+    def is_file(self, path: str) -> bool:
+        mode = self._mode(path)
+        if mode is not None and stat.S_ISLNK(mode):
+            return os.path.isfile(path)
+        return mode is not None and stat.S_ISREG(mode)
+
+    def inside(self, path: str) -> bool:
+        return _inside(path, self.real_root, self.real_dirs, self.is_link)
 
 
 def _image_to_json(image: ImageConfig) -> list[Any]:
     """One image as a row of values in `_FIELDS` order (keys once per file, not per image)."""
     data = asdict(image)
     data["context"], data["dockerfile"] = str(image.context), str(image.dockerfile)
+    data["location"] = [image.location.file, image.location.line, image.location.col]
     if image.sign is not None:
         for field in ("key", "public_key"):
             path = getattr(image.sign, field)
@@ -114,40 +167,46 @@ def _pairs(value: list[list[str]]) -> tuple[tuple[str, str], ...]:
     return tuple((k, v) for k, v in value)
 
 
-def _image_reader(paths: dict[str, Path]) -> Callable[[list[Any]], ImageConfig]:
-    """Turns a row back into an image; `paths` memoizes Path objects (a family shares one)."""
+def _location(value: list[Any]) -> Location:
+    """A cached ``[file, line, col]`` as a Location, built as `_image_reader` builds images
+    (one per image: the frozen dataclass's __init__ was a third of reading the rows)."""
+    file, line, col = value
+    location: Location = object.__new__(Location)
+    location.__dict__.update(file=file, line=line, col=col)
+    return location
 
-    def path(text: str) -> Path:
-        return paths.get(text) or paths.setdefault(text, Path(text))
 
+def _image_reader(columns: list[list[Any]]) -> Callable[[list[int]], ImageConfig]:
+    """Turns a row of indexes back into an image. Each distinct value is converted once
+    and shared by the images that have it: every field's type is immutable."""
     special: dict[str, Callable[[Any], Any]] = {
-        "context": path,
-        "dockerfile": path,
+        "context": Path,
+        "dockerfile": Path,
         "tags": tuple,
         "platforms": tuple,
         "args": _pairs,
         "labels": _pairs,
         "secrets": lambda value: tuple(SecretRef(**s) for s in value),
         "lint_ignore": tuple,
-        "location": lambda loc: Location(loc["file"], loc["line"], loc["col"]),
+        "location": _location,
         "sign": _sign_from_json,
     }
-    convert = [(i, special[name]) for i, name in enumerate(_FIELDS) if name in special]
-
+    values = [
+        [special[name](v) for v in column] if name in special else column
+        for name, column in zip(_FIELDS, columns, strict=True)
+    ]
     new = object.__new__
 
-    def read(row: list[Any]) -> ImageConfig:
-        for i, fn in convert:
-            row[i] = fn(row[i])
+    def read(row: list[int]) -> ImageConfig:
         # The row is what `save` wrote from a validated ImageConfig (the cache key proves
         # the files are the same), so the frozen dataclass's __init__ (one
         # object.__setattr__ per field) is skipped: its fields are set as one dict.
         image: ImageConfig = new(ImageConfig)
-        values = image.__dict__
-        values.update(zip(_FIELDS, row, strict=True))  # ValueError: a miss
+        fields = image.__dict__
+        fields.update(zip(_FIELDS, values_of(values, row), strict=True))
         # the cached property's value, stored where functools.cached_property stores it
         # (its first access takes a lock: 2 µs an image, and a plan reads every one)
-        values["repository"] = f"{values['registry'].rstrip('/')}/{values['name']}"
+        fields["repository"] = f"{fields['registry'].rstrip('/')}/{fields['name']}"
         return image
 
     return read
@@ -159,6 +218,8 @@ def save(
     """Store `manifest` with the facts it was derived from (best effort: never fails a run)."""
     if not enabled():
         return
+    images = (_image_to_json(i) for i in manifest.images.values())
+    columns, rows = to_columns(images, len(_FIELDS))
     data = {
         "format": FORMAT,
         "imagectl": __version__,
@@ -168,7 +229,8 @@ def save(
         "globs": [[base, pattern, _glob(base, pattern)] for base, pattern in globs],
         "paths": paths,
         "image_fields": _FIELDS,
-        "images": {n: _image_to_json(i) for n, i in manifest.images.items()},
+        "values": columns,
+        "images": dict(zip(manifest.images, rows, strict=True)),
         "bases": {n: _base_to_json(b) for n, b in manifest.bases.items()},
     }
     try:
@@ -204,22 +266,17 @@ def _load(root: Path) -> Manifest | None:
             return None
         if any(_glob(base, pattern) != matches for base, pattern, matches in data["globs"]):
             return None
-        real_root = Path(os.path.realpath(root.parent))
-        real_dirs: dict[str, str] = {}
-
-        def inside(path: str) -> bool:
-            return _inside(path, real_root, real_dirs)
-
+        facts = _PathFacts(os.path.realpath(root.parent))
         checks: dict[str, Callable[[str], bool]] = {
-            "inside": inside,
-            "is_dir": os.path.isdir,
-            "is_file": os.path.isfile,
+            "inside": facts.inside,
+            "is_dir": facts.is_dir,
+            "is_file": facts.is_file,
         }
         for kind, answers in data["paths"].items():
             check = checks[kind]
             if any(check(path) != answer for path, answer in answers.items()):
                 return None
-        read = _image_reader({})
+        read = _image_reader(data["values"])
         return Manifest(
             root=root,
             files=tuple(Path(p) for p in data["order"]),

@@ -81,6 +81,21 @@ class _Planner:
         self.errors: list[str] = []
         self.date = now.strftime("%Y%m%d")  # the build date of every new build
         self._latest: dict[str, datetime | None] = {}  # rebuild: -> its latest occurrence
+        # (declared, bump, built) -> version_changed: a fleet repeats a few of them, and
+        # the enum's hash (Python code) made each call cost as much as the rest of a visit
+        self._version_changed: dict[tuple[str, str, str], bool] = {}
+        # (external base, platforms) -> its use: the same for every image on it
+        self._external: dict[tuple[str, tuple[str, ...]], BaseUse] = {}
+        self._internal: dict[str, BaseUse] = {}  # internal base -> its use
+
+    def version_changed(self, image: ImageConfig, built: BuiltState) -> bool:
+        """`version_changed` of the image's declared version against the built one."""
+        key = (image.version, image.bump, built.version)
+        known = self._version_changed.get(key)
+        if known is None:
+            known = version_changed(image.version, _BUMPS[image.bump], built.version)
+            self._version_changed[key] = known
+        return known
 
     def due(self, rebuild: str, built_at: datetime) -> bool:
         """`parse_schedule(rebuild).is_due(built_at, now)`, the same answer, with the latest
@@ -95,21 +110,34 @@ class _Planner:
         return latest is not None and latest > built_at
 
     def base_use(self, image: ImageConfig) -> BaseUse:
-        if self.manifest.is_internal(image.base):
-            parent = self.manifest.images[image.base]
-            planned = self.actions.get(parent.name)
-            if planned is not None and self._builds(parent.name):
-                version = planned.to_version
-                return BaseUse(
-                    parent.name, f"{parent.repository}:{version}", None, True, tag=version
-                )
-            built = self.observed.built.get(parent.name)
-            if built is None:  # parent unbuilt and not planned: only under --only filtering
-                return BaseUse(parent.name, f"{parent.repository}:?", None, True)
-            version = built.version
-            return BaseUse(
-                parent.name, f"{parent.repository}:{version}", built.digest, True, tag=version
-            )
+        """The base `image` builds on; one object per base, shared by the images on it
+        (an internal base is visited, its action final, before any image on it)."""
+        parent = self.manifest.images.get(image.base)
+        if parent is not None:
+            known = self._internal.get(parent.name)
+            if known is None:
+                known = self._internal[parent.name] = self._internal_use(parent)
+            return known
+        key = (image.base, image.platforms)
+        known = self._external.get(key)
+        if known is None:
+            known = self._external[key] = self._external_use(image)
+        return known
+
+    def _internal_use(self, parent: ImageConfig) -> BaseUse:
+        planned = self.actions.get(parent.name)
+        if planned is not None and self._builds(parent.name):
+            version = planned.to_version
+            return BaseUse(parent.name, f"{parent.repository}:{version}", None, True, tag=version)
+        built = self.observed.built.get(parent.name)
+        if built is None:  # parent unbuilt and not planned: only under --only filtering
+            return BaseUse(parent.name, f"{parent.repository}:?", None, True)
+        version = built.version
+        return BaseUse(
+            parent.name, f"{parent.repository}:{version}", built.digest, True, tag=version
+        )
+
+    def _external_use(self, image: ImageConfig) -> BaseUse:
         base = self.manifest.bases[image.base]
         digest = self.observed.base_digests.get(image.base)
         if digest is None:
@@ -167,7 +195,7 @@ class _Planner:
         if built is None:
             found.append(StaleReason.NEW)
         else:
-            if version_changed(image.version, _BUMPS[image.bump], built.version):
+            if self.version_changed(image, built):
                 found.append(StaleReason.VERSION_CHANGED)
             if self.observed.inputs.get(name) != built.inputs:
                 found.append(StaleReason.INPUTS_CHANGED)

@@ -15,7 +15,7 @@ import imagectl.inputs
 from imagectl.errors import ImagectlError
 from imagectl.filedigests import SETTLE_NS, FileDigests, cache_path
 from imagectl.inputs import ContextHasher
-from tests.unit.test_inputs import CHANGES, digest, make_tree
+from tests.unit.test_inputs import CHANGES, NO_CHANGES, digest, make_tree
 
 APP = Path("images/app")
 DOCKERFILE = Path("Dockerfile")
@@ -23,8 +23,13 @@ DOCKERFILE = Path("Dockerfile")
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
+    """The tree, every mtime an hour back: any later write is seen in the mtime, even
+    within the clock tick of the tree's creation (the tests fake the settling time)."""
     root = tmp_path / "repo"
     make_tree(root)
+    past = int(os.stat(root).st_mtime) - 3600
+    for path in [root, *root.rglob("*")]:
+        os.utime(path, (past, past), follow_symlinks=False)
     return root
 
 
@@ -113,6 +118,7 @@ def test_a_stored_digest_is_not_trusted_when_the_stat_differs(repo: Path) -> Non
     main = str(repo / APP / "src" / "main.py")
     cached_digest(repo)
     data = json.loads(cache_path(repo).read_text())
+    del data["trees"]  # the files alone (a stored tree is checked in the tests below)
     data["files"][main][5] = "0" * 64  # a wrong digest under the current stat
     cache_path(repo).write_text(json.dumps(data))
     assert cached_digest(repo) != digest(repo)  # the stat key is all that is checked...
@@ -164,3 +170,102 @@ def test_a_dockerfile_that_cannot_be_read_is_named_as_such(
     hasher = ContextHasher(repo, FileDigests(repo))
     with pytest.raises(ImagectlError, match=r"cannot read Dockerfile Dockerfile\.app"):
         hasher.context_digest(APP, Path("../../Dockerfile.app"))
+
+
+def hashed(root: Path, dockerfile: Path = DOCKERFILE) -> tuple[str, int]:
+    """(the context digest through the cache, how many trees were walked)."""
+    cache = FileDigests(root)
+    hasher = ContextHasher(root, cache)
+    result = hasher.context_digest(APP, dockerfile)
+    cache.save()
+    return result, hasher.walks
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_warm_run_walks_no_unchanged_context(repo: Path, reads: list[str]) -> None:
+    first, walks = hashed(repo)
+    assert (first, walks) == (digest(repo), 1)
+    stored = json.loads(cache_path(repo).read_text())
+    assert list(stored["trees"]) == [f"docker\0{repo / APP}\0{repo / APP / DOCKERFILE}"]
+    reads.clear()
+    assert hashed(repo) == (first, 0)
+    assert reads == []
+    assert json.loads(cache_path(repo).read_text()) == stored  # the files still kept
+
+
+@pytest.mark.usefixtures("settled")
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_every_change_misses_the_stored_tree(repo: Path, name: str) -> None:
+    before, _ = hashed(repo)
+    CHANGES[name](repo / APP)
+    after, walks = hashed(repo)
+    assert (after, walks) == (digest(repo), 1)
+    assert after != before
+    assert hashed(repo) == (after, 0)  # stored again
+
+
+@pytest.mark.usefixtures("settled")
+@pytest.mark.parametrize("name", sorted(NO_CHANGES))
+def test_what_changes_no_digest_may_still_walk_but_gives_the_same(repo: Path, name: str) -> None:
+    before, _ = hashed(repo)
+    NO_CHANGES[name](repo / APP)
+    assert hashed(repo)[0] == before == digest(repo)
+
+
+@pytest.mark.usefixtures("settled")
+def test_an_ignore_file_beside_a_dockerfile_outside_the_context_is_seen(repo: Path) -> None:
+    dockerfiles = repo / "dockerfiles"
+    dockerfiles.mkdir()
+    (dockerfiles / "app.Dockerfile").write_text("FROM scratch\nCOPY . /\n")
+    past = int(os.stat(repo).st_mtime)
+    os.utime(dockerfiles, (past, past))
+    outside = Path("../../dockerfiles/app.Dockerfile")
+    before, _ = hashed(repo, outside)
+    assert hashed(repo, outside) == (before, 0)
+    (dockerfiles / "app.Dockerfile.dockerignore").write_text("README.md\n")
+    after, walks = hashed(repo, outside)
+    assert (after, walks) == (digest(repo, dockerfile=str(outside)), 1)
+    assert after != before
+
+
+def test_a_tree_whose_directories_changed_within_the_settling_time_is_not_stored(
+    repo: Path,
+) -> None:
+    (repo / APP / "src" / "new.py").write_text("")  # the directory's mtime is now
+    first, _ = hashed(repo)
+    assert json.loads(cache_path(repo).read_text()).get("trees", {}) == {}
+    assert hashed(repo) == (first, 1)
+
+
+@pytest.mark.usefixtures("settled")
+@pytest.mark.parametrize(
+    "tree",
+    [
+        None,
+        7,
+        ["sha"],
+        ["0" * 64, [["/nonexistent", True, 1, 2, 3, 4, 5]], []],
+        ["0" * 64, [], ["/not/a/stored/file"]],
+        [1, [], []],
+    ],
+)
+def test_a_damaged_tree_is_a_walk(repo: Path, tree: Any) -> None:
+    first, _ = hashed(repo)
+    data = json.loads(cache_path(repo).read_text())
+    (key,) = data["trees"]
+    data["trees"][key] = tree
+    cache_path(repo).write_text(json.dumps(data))
+    assert hashed(repo) == (first, 1)
+
+
+@pytest.mark.usefixtures("settled")
+def test_a_stored_tree_is_trusted_only_under_its_stamp(repo: Path) -> None:
+    first, _ = hashed(repo)
+    data = json.loads(cache_path(repo).read_text())
+    (key,) = data["trees"]
+    data["trees"][key][0] = "0" * 64  # a wrong digest under the current stamp is believed...
+    cache_path(repo).write_text(json.dumps(data))
+    assert hashed(repo)[0] != first
+    data["trees"][key][1][0][3] += 1  # ...another directory mtime is a walk
+    cache_path(repo).write_text(json.dumps(data))
+    assert hashed(repo) == (first, 1)

@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
 
+import imagectl.inputs
 from imagectl.errors import ManifestError, RegistryError
+from imagectl.filedigests import SETTLE_NS, FileDigests
 from imagectl.frontend import (
     BUILD_ARG,
     frontend_build_args,
     frontend_references,
     resolve_frontends,
     syntax_directive,
+    syntax_directive_of,
 )
+from imagectl.inputs import ContextHasher
 from imagectl.lockfile import Lock, read_lock, render_lock, write_lock
 from imagectl.manifest.loader import load_manifest
 from imagectl.manifest.models import Manifest
-from imagectl.observe import image_inputs
+from imagectl.observe import DirectiveReader, image_inputs
 from imagectl.plan.model import Action
 from tests.fixtures.fake_registry import FakeRegistry
 from tests.unit.test_lockfile import record
@@ -63,6 +68,53 @@ def test_the_syntax_directive_is_read_as_buildkit_reads_it(
     path = tmp_path / "Dockerfile"
     path.write_text(text)
     assert syntax_directive(path) == expected
+    assert syntax_directive_of(text.encode()) == expected
+    crlf = text.replace("\n", "\r\n").encode()
+    path.write_bytes(crlf)
+    assert syntax_directive_of(crlf) == syntax_directive(path) == expected
+
+
+def read_through_cache(root: Path, dockerfile: Path) -> tuple[str, int] | None:
+    cache = FileDigests(root)
+    found = DirectiveReader(ContextHasher(root, cache), cache)(dockerfile)
+    cache.save()
+    return found
+
+
+def test_a_plan_reads_the_directive_of_an_unchanged_dockerfile_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dockerfile = tmp_path / "ctx" / "Dockerfile"
+    dockerfile.parent.mkdir()
+    dockerfile.write_text("# syntax=x/y:1\n" + BODY)
+    settled = imagectl.inputs.now_ns() + 2 * SETTLE_NS
+    monkeypatch.setattr(imagectl.inputs, "now_ns", lambda: settled)
+    assert read_through_cache(tmp_path, dockerfile) == ("x/y:1", 1)
+    real_read = Path.read_bytes
+
+    def read_bytes(path: Path) -> bytes:
+        assert path != dockerfile, "the Dockerfile was read"
+        return real_read(path)
+
+    with monkeypatch.context() as patched:  # nothing opens the Dockerfile now
+        patched.setattr(Path, "read_bytes", read_bytes)
+        patched.setattr("hashlib.file_digest", lambda *a: pytest.fail("hashed"))
+        assert read_through_cache(tmp_path, dockerfile) == ("x/y:1", 1)
+    dockerfile.write_text("# syntax=x/y:22\n" + BODY)  # another size: another stat
+    assert read_through_cache(tmp_path, dockerfile) == ("x/y:22", 1)
+    dockerfile.write_text(BODY)
+    assert read_through_cache(tmp_path, dockerfile) is None
+    assert read_through_cache(tmp_path, dockerfile) is None
+
+
+@pytest.mark.parametrize("note", [["x/y:9"], ["x/y:9", "1"], [1, 1], "x/y:9", 7])
+def test_a_damaged_note_is_read_again(tmp_path: Path, note: object) -> None:
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text("# syntax=x/y:1\n" + BODY)
+    cache = FileDigests(tmp_path)
+    digest = hashlib.sha256(dockerfile.read_bytes()).hexdigest()
+    cache.put_note("syntax:" + digest, note)
+    assert DirectiveReader(ContextHasher(tmp_path, cache), cache)(dockerfile) == ("x/y:1", 1)
 
 
 def test_only_docker_images_have_a_frontend_and_bad_references_are_located(

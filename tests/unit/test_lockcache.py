@@ -30,13 +30,15 @@ def digest_of(path: Path) -> str:
 
 
 def stored(path: Path) -> tuple[dict[str, Any], Any]:
-    """(the header, the data) of the cache of the lock at `path`."""
+    """(the header, the data) of the cache of the lock at `path`, its images expanded."""
     head, _, body = lockcache.cache_file(path).read_bytes().partition(b"\n")
-    return json.loads(head), json.loads(body)
+    return json.loads(head), lockcache.expand(json.loads(body))
 
 
-def restore(path: Path, header: dict[str, Any], data: Any, *, rehash: bool) -> None:
-    body = json.dumps(data).encode()
+def restore(
+    path: Path, header: dict[str, Any], data: Any, *, rehash: bool, compact: bool = True
+) -> None:
+    body = json.dumps(lockcache.compact(data) if compact else data).encode()
     if rehash:  # as imagectl would have written it
         header = {**header, "data": hashlib.sha256(body).hexdigest()}
     lockcache.cache_file(path).write_bytes(json.dumps(header).encode() + b"\n" + body)
@@ -106,21 +108,50 @@ def test_a_damaged_or_foreign_cache_is_a_miss(lock_path: Path, damage: str) -> N
     assert fresh_read(lock_path) == sample()
 
 
-@pytest.mark.parametrize("change", ["unknown field", "missing field", "not a dict"])
+@pytest.mark.parametrize(
+    "change", ["unknown field", "missing field", "short row", "no such value", "fields reordered"]
+)
 def test_cached_data_of_another_shape_is_a_miss(lock_path: Path, change: str) -> None:
     """Even with a matching hash, records without exactly the model's fields are not built."""
     write_lock(lock_path, sample())
     fresh_read(lock_path)
     header, data = stored(lock_path)
-    image = data["images"]["base"]
     if change == "unknown field":
-        image["unknown"] = 1
+        for image in data["images"].values():
+            image["unknown"] = 1
     elif change == "missing field":
-        del image["base"]["platforms"]
-    else:
-        data["images"]["base"] = ["a", "row"]
-    restore(lock_path, header, data, rehash=True)
+        del data["images"]["base"]["base"]["platforms"]
+    data = lockcache.compact(data)
+    table = data["images"]
+    if change == "short row":
+        table["rows"]["base"] = table["rows"]["base"][:-1]
+    elif change == "no such value":
+        table["rows"]["base"][0] = len(table["values"][0])
+    elif change == "fields reordered":
+        table["fields"].reverse()
+        table["values"].reverse()
+        for row in table["rows"].values():
+            row.reverse()
+    restore(lock_path, header, data, rehash=True, compact=False)
     assert fresh_read(lock_path) == sample()
+
+
+def test_records_share_their_immutable_values_not_their_lists(lock_path: Path) -> None:
+    lock = sample()
+    twin = lock.images["base"].model_copy(update={"repository": "r/twin"})
+    lock = lock.model_copy(update={"images": {**lock.images, "twin": twin}})
+    write_lock(lock_path, lock)
+    fresh_read(lock_path)
+    body = lockcache.cache_file(lock_path).read_bytes().partition(b"\n")[2]
+    table = json.loads(body)["images"]
+    tags = table["fields"].index("tags")
+    assert table["rows"]["base"][tags] == table["rows"]["twin"][tags]  # stored once
+    cached = fresh_read(lock_path)
+    assert cached == lock
+    base, other = cached.images["base"], cached.images["twin"]
+    assert base.tags == other.tags and base.tags is not other.tags
+    assert base.versions is not other.versions
+    assert base.base is other.base  # frozen: shared
 
 
 def test_a_hand_edited_lock_is_not_cached(lock_path: Path) -> None:

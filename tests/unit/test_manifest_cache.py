@@ -97,18 +97,36 @@ def test_bad_input_is_never_cached_and_the_cache_can_be_turned_off(
     assert not cache.cache_file(repo).exists()
 
 
-@pytest.mark.parametrize("change", ["short", "long"])
+@pytest.mark.parametrize("change", ["short", "long", "no such value", "a field less"])
 def test_a_cached_image_row_of_another_shape_is_a_miss(repo: Path, change: str) -> None:
     """Cached rows become images without the dataclass's __init__: a row with fields
-    missing or extra must never make an image, it makes the load a full one."""
+    missing or extra, or naming a value not stored, must never make an image, it makes
+    the load a full one."""
     fresh = load_manifest(repo)
     path = cache.cache_file(repo)
     data = json.loads(path.read_text())
     row = data["images"]["a"]
-    data["images"]["a"] = row[:-1] if change == "short" else [*row, "extra"]
+    if change == "no such value":
+        row[3] = len(data["values"][3])
+    elif change == "a field less":
+        data["values"].pop()
+    data["images"]["a"] = {"short": row[:-1], "long": [*row, 0]}.get(change, row)
     path.write_text(json.dumps(data))
     assert cache.load(repo) is None
     assert load_manifest(repo) == fresh
+
+
+def test_images_share_the_values_they_have_in_common(repo: Path) -> None:
+    (repo.parent / "families" / "b.yaml").write_text(FAMILY.format(name="b", version="1.0"))
+    fresh = load_manifest(repo)
+    data = json.loads(cache.cache_file(repo).read_text())
+    context = cache._FIELDS.index("context")
+    assert data["values"][context] == [str(repo.parent / "ctx")]  # stored once
+    assert data["images"]["a"][context] == data["images"]["b"][context] == 0
+    cached = load_manifest(repo)
+    assert cached == fresh
+    assert cached.images["a"].context is cached.images["b"].context
+    assert cached.images["a"].location != cached.images["b"].location
 
 
 def test_an_image_from_the_cache_behaves_as_a_constructed_one(repo: Path) -> None:
@@ -143,3 +161,20 @@ def test_realpath_with_directories_resolved_once_is_realpath(tmp_path: Path) -> 
             path = str(tmp_path / name)
             assert cache._realpath(path, memo) == os.path.realpath(path), name
     assert cache._realpath("relative/x", {}) == os.path.realpath("relative/x")
+    for root in (tmp_path / "real", tmp_path / "real" / "sub", tmp_path / "re", Path("/")):
+        real_root = os.path.realpath(root)
+        for name in names:
+            path = str(tmp_path / name)
+            expected = Path(os.path.realpath(path)).is_relative_to(real_root)
+            assert cache._inside(path, real_root, {}) == expected, (root, name)
+    facts = cache._PathFacts(os.path.realpath(tmp_path / "real"))
+    (tmp_path / "real" / "dir-link").symlink_to(tmp_path / "real" / "sub")
+    (tmp_path / "real" / "dangling").symlink_to(tmp_path / "nowhere")
+    for name in [*names, "real/dir-link", "real/dangling", "real/sub/Dockerfile/x"]:
+        path = str(tmp_path / name)
+        for _ in range(2):  # the second answer from the memo
+            assert facts.is_dir(path) == os.path.isdir(path), name
+            assert facts.is_file(path) == os.path.isfile(path), name
+            assert facts.is_link(path) == os.path.islink(path), name
+            expected = Path(os.path.realpath(path)).is_relative_to(facts.real_root)
+            assert facts.inside(path) == expected, name

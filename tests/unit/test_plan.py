@@ -114,6 +114,40 @@ def test_first_plan_builds_everything_parents_first() -> None:
     assert python.base.ref == f"{REG}/base:1.4.0" and python.base.digest is None
 
 
+@pytest.mark.parametrize("rebuilt", [False, True])
+def test_images_on_one_base_share_its_use(rebuilt: bool) -> None:
+    """One `BaseUse` per base, made once its action is final: the same for every image
+    on it, whether the base is rebuilt in this plan or not."""
+    fleet = manifest(
+        image("base", "debian", "1.4"),
+        image("web", "base", "1.0"),
+        image("worker", "base", "1.0"),
+        image("other", "debian", "1.0"),
+    )
+    observed = Observed(
+        base_digests={"debian": "sha256:deb1"},
+        built={},
+        inputs={n: f"in-{n}" for n in fleet.images},
+    )
+    if not rebuilt:
+        observed = replace(
+            observed,
+            built={
+                "base": built("1.4.0", DEBIAN, "sha256:deb1", "in-base"),
+                "other": built("1.0.0", DEBIAN, "sha256:deb1", "in-other"),
+            },
+        )
+    plan = make_plan(fleet, observed, NOW)
+    web, worker = plan.action("web"), plan.action("worker")
+    assert web is not None and worker is not None
+    assert web.base is worker.base
+    assert web.base.digest == (None if rebuilt else "sha256:1.4.0")
+    assert web.base.ref == f"{REG}/base:1.4.0"
+    if rebuilt:
+        base, other = plan.action("base"), plan.action("other")
+        assert base is not None and other is not None and base.base is other.base
+
+
 def test_unchanged_world_plans_nothing() -> None:
     plan = make_plan(FLEET, world_after_first_apply(), NOW)
     assert plan.actions == ()
