@@ -262,7 +262,7 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
     thread_run = threading.Thread.run
 
     def profiled_run(self: threading.Thread) -> None:  # the workers' time too
-        thread_profile = cProfile.Profile()
+        thread_profile = cProfile.Profile(time.thread_time)  # CPU, not wall
         with mutex:
             profiles.append(thread_profile)
         thread_profile.runcall(thread_run, self)
@@ -272,7 +272,7 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
     sys.argv = ["imagectl", *args]
     from imagectl.cli import main as cli_main
 
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)
     code = 0
     try:
         if profile:
