@@ -56,6 +56,7 @@ from imagectl.registry.manifests import OciManifest
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC).replace(microsecond=0)
+CORES = os.cpu_count() or 1
 DOCKERFILE = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY app.txt /srv/app.txt\n"
 
 
@@ -95,6 +96,7 @@ class Run:
     registry_cpu: float
     requests: Counter[str]
     dockerd_cpu: float  # the shared docker daemon's (other users' work included)
+    phases: dict[str, float]  # wall seconds: "jobs" (the image jobs), "output" (main thread)
 
     @property
     def request_total(self) -> int:
@@ -156,8 +158,9 @@ def imagectl(
         if result.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
         requests = Counter(json.loads((out / "requests.json").read_text()))
+        phases = json.loads((out / "phases.json").read_text())
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return Run(wall, cpu, registry_cpu, requests, dockerd_cpu)
+    return Run(wall, cpu, registry_cpu, requests, dockerd_cpu, phases)
 
 
 def clone_as(
@@ -258,6 +261,7 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
         return original(self, request, *args)
 
     RegistrySession._exchange = counting  # type: ignore[method-assign,assignment]
+    phases = timing_phases()
     profiles: list[cProfile.Profile] = []
     thread_run = threading.Thread.run
 
@@ -288,7 +292,39 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
             for number, thread_profile in enumerate(profiles):
                 thread_profile.dump_stats(out / f"thread{number}.prof")
         (out / "requests.json").write_text(json.dumps(dict(counts.most_common()), indent=1))
+        (out / "phases.json").write_text(json.dumps(phases))
     raise SystemExit(code)
+
+
+def timing_phases() -> dict[str, float]:
+    """Seconds of wall time of the image jobs (`run_dag`) and of the main thread's console
+    output (plan table, summary table, notes), filled in while the CLI runs."""
+    from rich.console import Console
+
+    from imagectl.apply import engine, scheduler
+
+    phases = {"jobs": 0.0, "output": 0.0}
+    run_dag, console_print = scheduler.run_dag, Console.print
+
+    def timed_dag(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return run_dag(*args, **kwargs)
+        finally:
+            phases["jobs"] += time.perf_counter() - start
+
+    def timed_print(self: Console, *args: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return console_print(self, *args, **kwargs)  # progress lines: part of the jobs
+        start = time.perf_counter()
+        try:
+            return console_print(self, *args, **kwargs)
+        finally:
+            phases["output"] += time.perf_counter() - start
+
+    vars(engine)["run_dag"] = timed_dag  # the name the engine calls
+    Console.print = timed_print  # type: ignore[method-assign]
+    return phases
 
 
 def producer_only(manifest_path: Path, host: str, upstream: str, jobs: int) -> tuple[float, int]:
@@ -366,6 +402,7 @@ class Result:
         measured = "measured" if self.sample == n else f"extrapolated from {self.sample}"
         per_rebase = (rebase.request_total - self.noop_all.request_total) / n
         kinds = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(rebase.requests.items()))
+        rest = rebase.wall - rebase.phases["jobs"] - rebase.phases["output"]
         return [
             f"images: {n} COPY-only, --jobs {self.jobs}" + (", --git-push" if self.git else ""),
             f"rebase of {n} after a base update: {rebase.wall:.1f} s wall "
@@ -374,6 +411,10 @@ class Result:
             f"  rebase producer alone (a run of its own: no tag PUT, verify, floating tags, lock): "
             f"{self.producer[0]:.1f} s ({1000 * self.producer[0] / n:.0f} ms/image), "
             f"{self.producer[1] / n:.1f} requests/image",
+            f"  wall: image jobs {rebase.phases['jobs']:.1f} s, console output of the main "
+            f"thread (plan and summary tables) {rebase.phases['output']:.1f} s, the rest "
+            f"(start, plan, claims, lock, git) {rest:.1f} s; CPU floor on {CORES} cores "
+            f"{(rebase.cpu + rebase.registry_cpu) / CORES:.1f} s",
             f"  registry requests: {rebase.request_total} ({per_rebase:.1f}/image beyond a "
             f"no-op apply's {self.noop_all.request_total}); per image: {kinds}",
             f"rebuild of {self.sample}: {rebuild.wall:.1f} s wall; CPU: apply {rebuild.cpu:.1f} s"
