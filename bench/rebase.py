@@ -327,11 +327,11 @@ def timing_phases() -> dict[str, float]:
     return phases
 
 
-def producer_only(manifest_path: Path, host: str, upstream: str, jobs: int) -> tuple[float, int]:
-    """Wall time and requests of the rebase producer alone on every recorded image (the
-    same `jobs` threads, no tag PUT, verify, floating tags or lock): its lower bound."""
-    lock = read_lock(manifest_path.parent / "imagectl.lock")
-    assert lock is not None
+def producer_only(lock: Lock, host: str, upstream: str, jobs: int) -> tuple[float, int]:
+    """Wall time and requests of the rebase producer alone on every image of `lock` (the
+    same `jobs` threads, no tag PUT, verify, floating tags or lock): its lower bound.
+
+    Run after the timed apply, so that the apply finds no blob mounted for it."""
     created = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
     with RegistryClient(insecure_registries=[host], max_concurrency=jobs) as client:
         base = parse_reference(upstream)
@@ -529,7 +529,8 @@ def measure(
     manifest_path = write_family(work / "family", registry.host, upstream, images)
     count = seed(manifest_path, registry.host)
     push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v2")
-    producer = producer_only(manifest_path, registry.host, upstream, jobs)
+    seeded = read_lock(manifest_path.parent / "imagectl.lock")
+    assert seeded is not None
     no_builder = {"IMAGECTL_DOCKER": str(work / "no-docker")}
     if git_push:
         git_remote(manifest_path.parent, work / "remote.git")
@@ -542,6 +543,7 @@ def measure(
     assert lock is not None
     rebased = sum(1 for r in lock.images.values() if r.version == "1.0.1")
     assert rebased == count, f"{rebased} of {count} rebased"
+    producer = producer_only(seeded, registry.host, upstream, jobs)
     noop_all = imagectl(manifest_path, "apply", *common, registry_pid=pid, env=no_builder)
     names = sorted(lock.images)[: max(1, min(sample or count, count))]
     only = [] if len(names) == count else [f for n in names for f in ("--only", n)]
