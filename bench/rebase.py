@@ -34,7 +34,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -96,7 +96,8 @@ class Run:
     registry_cpu: float
     requests: Counter[str]
     dockerd_cpu: float  # the shared docker daemon's (other users' work included)
-    phases: dict[str, float]  # wall seconds: "jobs" (the image jobs), "output" (main thread)
+    # wall seconds: "jobs" (the image jobs), "output" (the main thread's console output)
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def request_total(self) -> int:
@@ -402,7 +403,7 @@ class Result:
         measured = "measured" if self.sample == n else f"extrapolated from {self.sample}"
         per_rebase = (rebase.request_total - self.noop_all.request_total) / n
         kinds = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(rebase.requests.items()))
-        rest = rebase.wall - rebase.phases["jobs"] - rebase.phases["output"]
+        jobs, output = rebase.phases.get("jobs", 0.0), rebase.phases.get("output", 0.0)
         return [
             f"images: {n} COPY-only, --jobs {self.jobs}" + (", --git-push" if self.git else ""),
             f"rebase of {n} after a base update: {rebase.wall:.1f} s wall "
@@ -411,9 +412,9 @@ class Result:
             f"  rebase producer alone (a run of its own: no tag PUT, verify, floating tags, lock): "
             f"{self.producer[0]:.1f} s ({1000 * self.producer[0] / n:.0f} ms/image), "
             f"{self.producer[1] / n:.1f} requests/image",
-            f"  wall: image jobs {rebase.phases['jobs']:.1f} s, console output of the main "
-            f"thread (plan and summary tables) {rebase.phases['output']:.1f} s, the rest "
-            f"(start, plan, claims, lock, git) {rest:.1f} s; CPU floor on {CORES} cores "
+            f"  wall: image jobs {jobs:.1f} s, console output of the main thread (plan and "
+            f"summary tables) {output:.1f} s, the rest (start, plan, claims, lock, git) "
+            f"{rebase.wall - jobs - output:.1f} s; CPU floor on {CORES} cores "
             f"{(rebase.cpu + rebase.registry_cpu) / CORES:.1f} s",
             f"  registry requests: {rebase.request_total} ({per_rebase:.1f}/image beyond a "
             f"no-op apply's {self.noop_all.request_total}); per image: {kinds}",
