@@ -14,8 +14,11 @@
    out of the sample before scaling, and the no-op apply of all N is added back.
 
 Every apply runs in a child process that counts imagectl's registry requests by kind
-(``--profile DIR`` also writes cProfile data of the rebase apply, every thread). The
-CPU seconds of the apply and of the registry process are shown next to wall times.
+(``--profile DIR`` also writes cProfile data of the rebase apply, every thread, in CPU
+time). The CPU seconds of the apply and of the registry process are shown next to wall
+times, and the rebase's wall time is split into its image jobs, the main thread's console
+output and the rest. The rebase producer alone (no tag PUT, verify or lock) is timed after
+the timed apply, so that it mounts nothing ahead of it.
 
 Usage: python -m bench.rebase [--images 500] [--sample K] [--jobs 8] [--profile DIR]
 """
