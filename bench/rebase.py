@@ -14,8 +14,11 @@
    out of the sample before scaling, and the no-op apply of all N is added back.
 
 Every apply runs in a child process that counts imagectl's registry requests by kind
-(``--profile DIR`` also writes cProfile data of the rebase apply, every thread). The
-CPU seconds of the apply and of the registry process are shown next to wall times.
+(``--profile DIR`` also writes cProfile data of the rebase apply, every thread, in CPU
+time). The CPU seconds of the apply and of the registry process are shown next to wall
+times, and the rebase's wall time is split into its image jobs, the main thread's console
+output and the rest. The rebase producer alone (no tag PUT, verify or lock) is timed after
+the timed apply, so that it mounts nothing ahead of it.
 
 Usage: python -m bench.rebase [--images 500] [--sample K] [--jobs 8] [--profile DIR]
 """
@@ -34,7 +37,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +59,7 @@ from imagectl.registry.manifests import OciManifest
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC).replace(microsecond=0)
+CORES = os.cpu_count() or 1
 DOCKERFILE = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY app.txt /srv/app.txt\n"
 
 
@@ -95,6 +99,8 @@ class Run:
     registry_cpu: float
     requests: Counter[str]
     dockerd_cpu: float  # the shared docker daemon's (other users' work included)
+    # wall seconds: "jobs" (the image jobs), "output" (the main thread's console output)
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def request_total(self) -> int:
@@ -156,8 +162,9 @@ def imagectl(
         if result.returncode != 0:
             raise SystemExit(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
         requests = Counter(json.loads((out / "requests.json").read_text()))
+        phases = json.loads((out / "phases.json").read_text())
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
-    return Run(wall, cpu, registry_cpu, requests, dockerd_cpu)
+    return Run(wall, cpu, registry_cpu, requests, dockerd_cpu, phases)
 
 
 def clone_as(
@@ -258,11 +265,12 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
         return original(self, request, *args)
 
     RegistrySession._exchange = counting  # type: ignore[method-assign,assignment]
+    phases = timing_phases()
     profiles: list[cProfile.Profile] = []
     thread_run = threading.Thread.run
 
     def profiled_run(self: threading.Thread) -> None:  # the workers' time too
-        thread_profile = cProfile.Profile()
+        thread_profile = cProfile.Profile(time.thread_time)  # CPU, not wall
         with mutex:
             profiles.append(thread_profile)
         thread_profile.runcall(thread_run, self)
@@ -272,7 +280,7 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
     sys.argv = ["imagectl", *args]
     from imagectl.cli import main as cli_main
 
-    profiler = cProfile.Profile()
+    profiler = cProfile.Profile(time.thread_time)
     code = 0
     try:
         if profile:
@@ -288,14 +296,46 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
             for number, thread_profile in enumerate(profiles):
                 thread_profile.dump_stats(out / f"thread{number}.prof")
         (out / "requests.json").write_text(json.dumps(dict(counts.most_common()), indent=1))
+        (out / "phases.json").write_text(json.dumps(phases))
     raise SystemExit(code)
 
 
-def producer_only(manifest_path: Path, host: str, upstream: str, jobs: int) -> tuple[float, int]:
-    """Wall time and requests of the rebase producer alone on every recorded image (the
-    same `jobs` threads, no tag PUT, verify, floating tags or lock): its lower bound."""
-    lock = read_lock(manifest_path.parent / "imagectl.lock")
-    assert lock is not None
+def timing_phases() -> dict[str, float]:
+    """Seconds of wall time of the image jobs (`run_dag`) and of the main thread's console
+    output (plan table, summary table, notes), filled in while the CLI runs."""
+    from rich.console import Console
+
+    from imagectl.apply import engine, scheduler
+
+    phases = {"jobs": 0.0, "output": 0.0}
+    run_dag, console_print = scheduler.run_dag, Console.print
+
+    def timed_dag(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return run_dag(*args, **kwargs)
+        finally:
+            phases["jobs"] += time.perf_counter() - start
+
+    def timed_print(self: Console, *args: Any, **kwargs: Any) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return console_print(self, *args, **kwargs)  # progress lines: part of the jobs
+        start = time.perf_counter()
+        try:
+            return console_print(self, *args, **kwargs)
+        finally:
+            phases["output"] += time.perf_counter() - start
+
+    vars(engine)["run_dag"] = timed_dag  # the name the engine calls
+    Console.print = timed_print  # type: ignore[method-assign]
+    return phases
+
+
+def producer_only(lock: Lock, host: str, upstream: str, jobs: int) -> tuple[float, int]:
+    """Wall time and requests of the rebase producer alone on every image of `lock` (the
+    same `jobs` threads, no tag PUT, verify, floating tags or lock): its lower bound.
+
+    Run after the timed apply, so that the apply finds no blob mounted for it."""
     created = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
     with RegistryClient(insecure_registries=[host], max_concurrency=jobs) as client:
         base = parse_reference(upstream)
@@ -366,6 +406,7 @@ class Result:
         measured = "measured" if self.sample == n else f"extrapolated from {self.sample}"
         per_rebase = (rebase.request_total - self.noop_all.request_total) / n
         kinds = ", ".join(f"{k} {v / n:.2f}" for k, v in sorted(rebase.requests.items()))
+        jobs, output = rebase.phases.get("jobs", 0.0), rebase.phases.get("output", 0.0)
         return [
             f"images: {n} COPY-only, --jobs {self.jobs}" + (", --git-push" if self.git else ""),
             f"rebase of {n} after a base update: {rebase.wall:.1f} s wall "
@@ -374,6 +415,10 @@ class Result:
             f"  rebase producer alone (a run of its own: no tag PUT, verify, floating tags, lock): "
             f"{self.producer[0]:.1f} s ({1000 * self.producer[0] / n:.0f} ms/image), "
             f"{self.producer[1] / n:.1f} requests/image",
+            f"  wall: image jobs {jobs:.1f} s, console output of the main thread (plan and "
+            f"summary tables) {output:.1f} s, the rest (start, plan, claims, lock, git) "
+            f"{rebase.wall - jobs - output:.1f} s; CPU floor on {CORES} cores "
+            f"{(rebase.cpu + rebase.registry_cpu) / CORES:.1f} s",
             f"  registry requests: {rebase.request_total} ({per_rebase:.1f}/image beyond a "
             f"no-op apply's {self.noop_all.request_total}); per image: {kinds}",
             f"rebuild of {self.sample}: {rebuild.wall:.1f} s wall; CPU: apply {rebuild.cpu:.1f} s"
@@ -488,7 +533,8 @@ def measure(
     manifest_path = write_family(work / "family", registry.host, upstream, images)
     count = seed(manifest_path, registry.host)
     push_upstream_base(registry.host, "upstream/rebase-bench", "1", "bench v2")
-    producer = producer_only(manifest_path, registry.host, upstream, jobs)
+    seeded = read_lock(manifest_path.parent / "imagectl.lock")
+    assert seeded is not None
     no_builder = {"IMAGECTL_DOCKER": str(work / "no-docker")}
     if git_push:
         git_remote(manifest_path.parent, work / "remote.git")
@@ -501,6 +547,7 @@ def measure(
     assert lock is not None
     rebased = sum(1 for r in lock.images.values() if r.version == "1.0.1")
     assert rebased == count, f"{rebased} of {count} rebased"
+    producer = producer_only(seeded, registry.host, upstream, jobs)
     noop_all = imagectl(manifest_path, "apply", *common, registry_pid=pid, env=no_builder)
     names = sorted(lock.images)[: max(1, min(sample or count, count))]
     only = [] if len(names) == count else [f for n in names for f in ("--only", n)]

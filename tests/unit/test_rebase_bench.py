@@ -31,6 +31,15 @@ def test_a_full_rebuild_is_measured_not_extrapolated() -> None:
     assert "rebase is 15.0x faster" in text
 
 
+def test_the_rebase_wall_is_split_and_its_cpu_floor_shown() -> None:
+    rebase = Run(20.0, 9.0, 15.0, Counter(), 0.0, {"jobs": 15.5, "output": 1.5})
+    result = Result(100, 8, rebase, _run(300.0), 100, _run(6.0), _run(6.0), (2, 5))
+    text = "\n".join(result.lines())
+    assert "wall: image jobs 15.5 s, console output of the main thread" in text
+    assert "tables) 1.5 s, the rest (start, plan, claims, lock, git) 3.0 s" in text
+    assert "CPU floor on " in text
+
+
 def test_request_kinds() -> None:
     base = "http://r/v2/acme/app"
     digest = "sha256:" + "a" * 64

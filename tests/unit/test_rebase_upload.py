@@ -83,3 +83,33 @@ def test_a_registry_refusing_the_single_post_gets_a_session_upload() -> None:
         ("POST", "-"),
         ("PUT", digest),
     ]
+
+
+@pytest.mark.parametrize(
+    ("location", "put_url"),
+    [
+        (
+            "/v2/acme/app/blobs/uploads/u1?_state=a%3D",
+            "https://registry.test/v2/acme/app/blobs/uploads/u1?_state=a%3D&digest=",
+        ),
+        (
+            "/v2/acme/app/blobs/uploads/u1",
+            "https://registry.test/v2/acme/app/blobs/uploads/u1?digest=",
+        ),
+        ("u1?s=1", "https://registry.test/v2/acme/app/blobs/uploads/u1?s=1&digest="),
+        ("https://registry.test/up/u1?s=1#x", "https://registry.test/up/u1?s=1&digest="),
+        ("//registry.test/up/u1", "https://registry.test/up/u1?digest="),
+    ],
+)
+def test_the_put_goes_where_the_location_says(location: str, put_url: str) -> None:
+    puts: list[str] = []
+
+    def registry(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": location})
+        puts.append(str(request.url))
+        return httpx.Response(201)
+
+    with _client(httpx.MockTransport(registry)) as client:
+        client.push_small_blob(REF, DATA)
+    assert puts == [put_url + compute_digest(DATA)]
