@@ -73,14 +73,23 @@ def test_apply_scenario_builds_every_image_through_the_stub(tmp_path: Path) -> N
 
 
 def test_apply_real_overhead_is_the_wall_difference_per_image() -> None:
-    sides = apply_real.Sides(30, script=18.0, imagectl={"unclaimed": 18.9, "claimed": 18.3})
+    sides = apply_real.Sides(
+        30,
+        script=18.0,
+        imagectl={"unclaimed": 20.1, "claimed": 19.5},
+        noop={"unclaimed": 1.2, "claimed": 1.2},
+    )
     figures = {f.name: f for f in sides.figures()}
-    assert figures["plain script: docker build + push of 30 images, wall"].value == 18.0
-    unclaimed = figures["unclaimed: imagectl's own overhead per image"]
-    claimed = figures["claimed: imagectl's own overhead per image"]
-    assert unclaimed.value == pytest.approx(30.0) and unclaimed.unit == "ms"
+    assert figures["plain script: build + push of 30 images, wall"].value == 18.0
+    assert figures["unclaimed: overhead per image at 30 images"].value == pytest.approx(70.0)
+    assert figures["unclaimed: overhead per image beyond the fixed cost"].value == pytest.approx(
+        30.0
+    )
+    unclaimed = figures["unclaimed: imagectl's own overhead per image at 2,000 images"]
+    claimed = figures["claimed: imagectl's own overhead per image at 2,000 images"]
+    assert unclaimed.value == pytest.approx(30.6) and unclaimed.unit == "ms"  # 1.2 s / 2,000
     assert unclaimed.goal == apply_real.GOAL_PER_IMAGE_MS and unclaimed.met is False
-    assert claimed.value == pytest.approx(10.0) and claimed.met
+    assert claimed.value == pytest.approx(10.6) and claimed.met
     assert not failed(list(figures.values()), strict=True)  # a time goal never fails the run
 
 
@@ -90,6 +99,7 @@ def test_apply_real_builds_the_same_images_and_tags_both_ways(
     """Real docker, a real registry: both sides push every image under every tag."""
     sides = apply_real.compare(tmp_path, builder_registry, images=2, runs=1)
     assert set(sides.imagectl) == {"unclaimed", "claimed"} and sides.script > 0
+    assert all(0 < sides.noop[mode] < sides.imagectl[mode] for mode in sides.imagectl)
     script = (tmp_path / "script-0.sh").read_text()
     assert script.count(" build ") == 2 and script.count("push --all-tags") == 2
     assert "--network host" in script and "BASE_IMAGE=" in script and "@sha256:" in script
