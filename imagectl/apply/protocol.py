@@ -13,9 +13,11 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
+from imagectl.apply.fanout import Fanned, fan_out
 from imagectl.apply.pipeline import STEPS, PipelineStep
 from imagectl.apply.producers import PRODUCERS, ProducerStep, chain
 from imagectl.apply.record import LockRecorder
@@ -383,11 +385,12 @@ class ImageRunner:
     def move_floating(self, job: Job) -> bool:
         """Move the floating tags forward only; never one that names an immutable tag.
 
-        Guarded (no claim) or for a retag, each tag's holder is looked up first (HEAD):
-        its version comes from the lock's history when its digest is there, else from
-        its labels. Under a claim the plan's view holds (held tags and conflicts come
-        from the lock's history). The manifest bytes come from the job when in hand,
-        else one GET serves every PUT. Sets the job's moved, held and conflicting tags.
+        Guarded (no claim) or for a retag, each tag's holder is looked up first (the
+        HEADs sent at once): its version comes from the lock's history when its digest
+        is there, else from its labels. Under a claim the plan's view holds (held tags
+        and conflicts come from the lock's history). The manifest bytes come from the
+        job when in hand, else one GET serves every PUT; the PUTs are sent at once.
+        Sets the job's moved, held and conflicting tags.
 
         Returns:
             Whether a tag was PUT.
@@ -400,8 +403,10 @@ class ImageRunner:
         held: list[str] = list(action.held_tags)
         conflicts: list[Conflict] = []
         look = self.guarded or action.retag_only
-        for tag in action.floating_tags:
-            current = self.ctx.client.head_manifest(repo.with_tag(tag)) if look else None
+        client = self.ctx.client
+        heads = [partial(client.head_manifest, repo.with_tag(t)) for t in action.floating_tags]
+        holders = fan_out(heads) if look else [None] * len(heads)  # at once: one round trip
+        for tag, current in zip(action.floating_tags, holders, strict=True):
             if current is not None and current.digest == digest:
                 already.add(tag)
                 continue
@@ -420,10 +425,17 @@ class ImageRunner:
                     continue
         skipped = already | set(held) | {c.tag for c in conflicts}
         to_put = [t for t in action.floating_tags if t not in skipped]
-        for tag in to_put:  # one at a time: a kill between two PUTs is a fault point
-            job.manifest = job.manifest or self.ctx.client.get_manifest(repo.with_digest(digest))
-            self.ctx.client.put_manifest(repo.with_tag(tag), job.manifest)
-            self.emit(action.image, StepEvent(StepName.TAGGED, tag))
+        if to_put:
+            manifest = job.manifest or client.get_manifest(repo.with_digest(digest))
+            job.manifest = manifest
+            # every PUT at once (one round trip); each tag's step, in tag order, as soon as
+            # its PUT is in: a kill there leaves the later tags moved or not, either way
+            # the re-run converges (tests/reliability/test_kills.py, `app:tagged:1.0`)
+            puts = Fanned(
+                [partial(client.put_manifest, repo.with_tag(t), manifest) for t in to_put]
+            )
+            for tag, _ in zip(to_put, puts.results(), strict=True):
+                self.emit(action.image, StepEvent(StepName.TAGGED, tag))
         job.moved = tuple(t for t in action.floating_tags if t in already or t in to_put)
         job.held, job.conflicts = tuple(held), tuple(conflicts)
         return bool(to_put)
