@@ -1,8 +1,10 @@
 """Independent registry requests of one image sent at once (one round trip, not N).
 
-`fan_out` starts every call but the first on a thread of its own and runs the first
-on the caller's thread; `Fanned.results` hands the results back in the calls' order,
-each as soon as it is in (a caller can act on the first while the others fly).
+`Fanned` hands every call but the first to a pool of threads shared by the process
+and runs the first on the caller's thread; `results` gives the results back in the
+calls' order, each as soon as it is in (a caller can act on the first while the
+others fly). The pool's threads start once and wait for work: starting a thread per
+request would cost more than the round trip it saves on a loaded machine.
 """
 
 from __future__ import annotations
@@ -10,39 +12,30 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
+_WORKERS = 16  # a call waits in the queue when every worker is busy: slower, never stuck
+_pool: ThreadPoolExecutor | None = None
+_pool_mutex = threading.Lock()
 
-class _Call(Generic[T]):
-    """One call on a thread of its own; `get` waits for it and returns or raises."""
 
-    def __init__(self, call: Callable[[], T]) -> None:
-        self._call = call
-        self._value: T | None = None
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="imagectl-fanout", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._value = self._call()
-        except BaseException as exc:  # handed to the caller by `get`
-            self._error = exc
-
-    def get(self) -> T:
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
+def _shared_pool() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_mutex:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_WORKERS, thread_name_prefix="imagectl-fanout")
+        return _pool
 
 
 class Fanned(Generic[T]):
     """Calls started at once; their results in order."""
 
     def __init__(self, calls: Sequence[Callable[[], T]]) -> None:
-        self._others = [_Call(call) for call in calls[1:]]
+        pool = _shared_pool() if len(calls) > 1 else None
+        self._others: list[Future[T]] = [pool.submit(c) for c in calls[1:]] if pool else []
         self._first = calls[0] if calls else None
 
     def results(self) -> Iterator[T]:
@@ -56,11 +49,11 @@ class Fanned(Generic[T]):
             if self._first is not None:
                 yield self._first()
             while pending:
-                yield pending.pop(0).get()
+                yield pending.pop(0).result()
         finally:
-            for call in pending:  # an error or a caller that stopped early: wait for the rest
+            for future in pending:  # an error or a caller that stopped early: wait for the rest
                 with contextlib.suppress(BaseException):  # the first error is the one raised
-                    call.get()
+                    future.result()
 
 
 def fan_out(calls: Sequence[Callable[[], T]]) -> list[T]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from imagectl.apply.fanout import Fanned, fan_out
+from imagectl.apply.lookahead import VersionTagLookahead
 from imagectl.apply.pipeline import STEPS, PipelineStep
 from imagectl.apply.producers import PRODUCERS, ProducerStep, chain
 from imagectl.apply.record import LockRecorder
@@ -162,6 +163,16 @@ class ImageRunner:
         self.builder_modes: dict[str, str] = {}
         self.keys = KeyRing(ctx.env)  # signing keys, decrypted once per run
         self.rebaser = Rebaser(ctx.client)
+        adopting = {
+            name: parse_reference(a.repository).with_tag(a.immutable_tag)
+            for name, a in actions.items()
+            if not a.blocked and chain(a, push=ctx.push)[0] is Producer.ADOPT
+        }
+        self.lookahead = VersionTagLookahead(ctx.client, adopting)
+
+    def close(self) -> None:
+        """End the run's background work (the version-tag looks nobody took)."""
+        self.lookahead.close()
 
     @property
     def guarded(self) -> bool:
@@ -241,13 +252,16 @@ class ImageRunner:
     def existing(self, action: Action, base_digest: str) -> tuple[str, Mapping[str, str]] | None:
         """The digest and labels of an identical build already under the immutable tag.
 
-        That is crash recovery (an earlier run died after its push), or a retag.
+        That is crash recovery (an earlier run died after its push), or a retag. The
+        first look at an image (the adopt producer's) was sent when the run started
+        (`apply/lookahead.py`); any later one (the check before a push) asks now.
 
         Raises:
             RegistryError: the tag exists and holds a different build.
         """
         ref = parse_reference(action.repository).with_tag(action.immutable_tag)
-        info = self.ctx.client.head_manifest(ref)
+        ahead = self.lookahead.take(action.image)  # the adopt producer's look, sent ahead
+        info = ahead.result() if ahead is not None else self.ctx.client.head_manifest(ref)
         if info is None:
             return None
         labels = self.labels(action, ref)
