@@ -51,7 +51,13 @@ from imagectl.plan.model import Action
 from imagectl.platforms import read_config, read_labels
 from imagectl.rebase.publish import Rebaser
 from imagectl.recovery import is_our_build, record_of, state_from_labels
-from imagectl.registry import OciManifest, Reference, RegistryClient, parse_reference
+from imagectl.registry import (
+    ManifestInfo,
+    OciManifest,
+    Reference,
+    RegistryClient,
+    parse_reference,
+)
 from imagectl.registry.manifests import config_digest_of
 from imagectl.supply.signing import without_signing_secrets
 from imagectl.supply.step import KeyRing, check_base
@@ -125,6 +131,7 @@ class Job:
     moved: tuple[str, ...] = ()
     held: tuple[str, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
+    holders: list[ManifestInfo | None] | None = None  # the floating tags', read with verify's GET
 
     @property
     def name(self) -> str:
@@ -337,7 +344,7 @@ class ImageRunner:
             RegistryError: a lost race, or the pushed image is a different build.
         """
         action, ref, client = job.action, job.ref, self.ctx.client
-        manifest = client.get_manifest(ref)
+        manifest = self.read_pushed(job)
         if manifest.digest != job.digest:
             self.lost_race(action, ref, job.digest, manifest.digest, self.labels(action, ref))
         job.manifest = manifest
@@ -358,6 +365,28 @@ class ImageRunner:
                 )
         if config.labels.get(LABEL_CREATED) != req.labels.get(LABEL_CREATED):
             job.outcome.state = OutcomeState.ADOPTED  # an identical build, not ours
+
+    def read_pushed(self, job: Job) -> OciManifest:
+        """Verify's GET of the immutable tag; guarded, with the floating tags' holders.
+
+        Unclaimed, the tag step reads each floating tag's holder. When no step runs
+        between verify and tag (no `sign:`), those HEADs go with this GET, at once: the
+        holders are read one round trip earlier, and the image waits on one less.
+        """
+        get = partial(self.ctx.client.get_manifest, job.ref)
+        if not self.guarded or job.image.sign is not None:
+            return get()
+        heads = self.holder_heads(job.action)
+        calls: list[Callable[[], OciManifest | ManifestInfo | None]] = [get, *heads]
+        manifest, *holders = fan_out(calls)
+        assert isinstance(manifest, OciManifest)
+        job.holders = [h for h in holders if not isinstance(h, OciManifest)]
+        return manifest
+
+    def holder_heads(self, action: Action) -> list[Callable[[], ManifestInfo | None]]:
+        """A HEAD of each floating tag of `action`, to send."""
+        repo, head = parse_reference(action.repository), self.ctx.client.head_manifest
+        return [partial(head, repo.with_tag(tag)) for tag in action.floating_tags]
 
     def reread(self, job: Job) -> None:
         """Re-read the immutable tag: it must name the job's digest, else a lost race.
@@ -418,8 +447,11 @@ class ImageRunner:
         conflicts: list[Conflict] = []
         look = self.guarded or action.retag_only
         client = self.ctx.client
-        heads = [partial(client.head_manifest, repo.with_tag(t)) for t in action.floating_tags]
-        holders = fan_out(heads) if look else [None] * len(heads)  # at once: one round trip
+        heads = self.holder_heads(action)
+        if not look:
+            holders: list[ManifestInfo | None] = [None] * len(heads)
+        else:  # read with verify's GET, or now, all at once: one round trip
+            holders = job.holders if job.holders is not None else fan_out(heads)
         for tag, current in zip(action.floating_tags, holders, strict=True):
             if current is not None and current.digest == digest:
                 already.add(tag)
