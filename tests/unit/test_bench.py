@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -70,6 +71,19 @@ def test_apply_scenario_builds_every_image_through_the_stub(tmp_path: Path) -> N
     assert by_name["unclaimed: imagectl's own overhead per image"].goal == (
         apply_bench.GOAL_PER_IMAGE_MS
     )
+    trips = by_name[
+        "claimed (--git-push): imagectl's own overhead per image, in round trips of the stub"
+    ]
+    assert trips.value > 0 and trips.kind == "ratio" and trips.goal is None
+
+
+def test_apply_overhead_in_round_trips_is_the_overhead_over_one_stub_request() -> None:
+    stub = apply_bench.StubBuilder(cast(RegistryClient, None))
+    stub.seconds, stub.requests = 1.0, 40  # 25 ms per request of the stub's pushes
+    run = apply_bench.Run(built=10, wall=2.0, cpu=0.5, requests=30, tag_puts=10, stub=stub)
+    assert run.own_ms == pytest.approx(100.0)  # (2.0 s - 1.0 s) / 10 images
+    assert run.own_round_trips == pytest.approx(4.0)
+    assert run.own_requests == 2.0  # beyond the tag PUTs
 
 
 def test_apply_real_overhead_is_the_wall_difference_per_image() -> None:
