@@ -46,7 +46,7 @@ class VersionTagLookahead:
         with self._mutex:
             if self._closed:
                 return None
-            if self._pool is None:
+            if self._pool is None and self._refs:
                 self._start()
             future = self._futures.pop(image, None)
         if future is not None and future.cancelled():
