@@ -18,7 +18,9 @@ side goes first; each side's best wall time over the runs counts.
 
 imagectl's overhead per image at this size is (imagectl wall - script wall) / images.
 Part of it is a fixed cost (start-up, imports, plan, the report), measured by the same
-apply run again with nothing left to do; the rest is the per-image part. The goal is
+apply run again with nothing left to do, plus the builder's probes (`docker version`,
+`docker build --help`, ...: once per apply that builds, timed apart); the rest is the
+per-image part. The goal is
 for a 2,000-image apply: fixed cost / 2,000 + the per-image part < 20 ms.
 """
 
@@ -146,7 +148,13 @@ class Sides:
     images: int
     script: float
     imagectl: dict[str, float]  # mode -> wall of the apply
-    noop: dict[str, float]  # mode -> wall of an apply with nothing to do: the fixed cost
+    noop: dict[str, float]  # mode -> wall of an apply with nothing to do
+    probes: float = 0.0  # the builder's probes (`docker version`, ...): once per apply
+
+    def fixed(self, mode: str) -> float:
+        """imagectl's fixed cost: a no-op apply (start-up, plan, report) and the probes
+        of the builder, which only an apply that builds runs."""
+        return self.noop[mode] + self.probes
 
     def overhead_ms(self, mode: str) -> float:
         """imagectl's overhead per image at this size: (imagectl - script) / images."""
@@ -154,12 +162,12 @@ class Sides:
 
     def marginal_ms(self, mode: str) -> float:
         """The per-image part: (imagectl - fixed cost - script) / images."""
-        return (self.imagectl[mode] - self.noop[mode] - self.script) / self.images * 1000
+        return (self.imagectl[mode] - self.fixed(mode) - self.script) / self.images * 1000
 
     def at_scale_ms(self, mode: str, images: int = SCALE) -> float:
         """Overhead per image of an apply of `images`: the fixed cost shared, plus the
         per-image part."""
-        return self.noop[mode] / images * 1000 + self.marginal_ms(mode)
+        return self.fixed(mode) / images * 1000 + self.marginal_ms(mode)
 
     def figures(self) -> list[Figure]:
         n = self.images
@@ -171,8 +179,8 @@ class Sides:
             shown += [
                 Figure(f"{mode}: imagectl apply {flag}, wall", self.imagectl[mode], "s", "time"),
                 Figure(
-                    f"{mode}: fixed cost (the apply again, nothing to do)",
-                    self.noop[mode],
+                    f"{mode}: fixed cost (the apply again with nothing to do, + the probes)",
+                    self.fixed(mode),
                     "s",
                     "time",
                 ),
@@ -216,9 +224,15 @@ def compare(work: Path, registry: RegistryServer, images: int, runs: int) -> Sid
             else:
                 walls[side].append(run_imagectl(work, host, upstream, namespace, images, side))
     best = {mode: min(w) for mode, w in walls.items()}  # the best apply, its own no-op
-    return Sides(
-        images, min(script), {m: w[0] for m, w in best.items()}, {m: w[1] for m, w in best.items()}
-    )
+    applies, noops = {m: w[0] for m, w in best.items()}, {m: w[1] for m, w in best.items()}
+    return Sides(images, min(script), applies, noops, min(probe_seconds() for _ in range(runs)))
+
+
+def probe_seconds() -> float:
+    """Wall time of the docker builder's probes, as an apply that builds runs them once."""
+    start = time.perf_counter()
+    DockerBuilder().check()
+    return time.perf_counter() - start
 
 
 def remove_local_images(host: str) -> None:

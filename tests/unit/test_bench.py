@@ -91,7 +91,8 @@ def test_apply_real_overhead_is_the_wall_difference_per_image() -> None:
         30,
         script=18.0,
         imagectl={"unclaimed": 20.1, "claimed": 19.5},
-        noop={"unclaimed": 1.2, "claimed": 1.2},
+        noop={"unclaimed": 1.0, "claimed": 1.0},
+        probes=0.2,
     )
     figures = {f.name: f for f in sides.figures()}
     assert figures["plain script: build + push of 30 images, wall"].value == 18.0
@@ -114,6 +115,7 @@ def test_apply_real_builds_the_same_images_and_tags_both_ways(
     sides = apply_real.compare(tmp_path, builder_registry, images=2, runs=1)
     assert set(sides.imagectl) == {"unclaimed", "claimed"} and sides.script > 0
     assert all(0 < sides.noop[mode] < sides.imagectl[mode] for mode in sides.imagectl)
+    assert 0 < sides.probes < sides.noop["claimed"]
     script = (tmp_path / "script-0.sh").read_text()
     assert script.count(" build ") == 2 and script.count("push --all-tags") == 2
     assert "--network host" in script and "BASE_IMAGE=" in script and "@sha256:" in script
