@@ -9,9 +9,20 @@ Scenarios (default: all):
   apply    imagectl's own overhead per image of an in-process apply of a 2,000-image
            fleet (--images) with a stub builder against a real local registry, as
            under a git claim (--git-push) and unclaimed: the apply's wall time minus
-           the stub's pushes, per image (time goal < 20 ms), imagectl's CPU per image,
-           and its registry requests per image beyond the push and the tag PUTs
-           (count goal <= 2 when claimed).
+           the stub's pushes, per image (time goal < 20 ms), the same in round trips
+           of the stub's push (load moves it less), imagectl's CPU per image, and
+           its registry requests per image beyond the push and the tag PUTs (count
+           goal <= 2 when claimed).
+  apply-real
+           the same overhead with the real docker builder (bench/apply_real.py): 30
+           images (--real-images) of one COPY each, built and pushed one after the
+           other by a plain script (`docker build` + `docker push --all-tags`, same
+           client, flags, Dockerfiles and tags) and by `imagectl apply --jobs 1`
+           (a child process: start-up, plan, apply, lock), unclaimed and under
+           --git-push; each side of each run copies its own files (no shared cache).
+           Figures: (imagectl wall - script wall) / images; the fixed cost (the
+           apply again, nothing to do) and the per-image part beyond it; for a
+           2,000-image apply, fixed cost / 2,000 + per-image part (time goal < 20 ms).
   plan     in-process `plan --json` on generated fleets (bench/fleet.py: families of
            4 chains x depth 5 on 10 external bases) against a real local registry:
            one family (20 images, the fixed cost), 2,000 and 10,000 images, cold (no
@@ -48,11 +59,11 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench import apply_bench, plan_bench, rebase, record_bench, requests_cpu, startup
+from bench import apply_bench, apply_real, plan_bench, rebase, record_bench, requests_cpu, startup
 from bench.fleet import FleetShape
 from bench.goals import Figure, failed, table
 
-SCENARIOS = ("apply", "client", "plan", "rebase", "record", "startup")
+SCENARIOS = ("apply", "apply-real", "client", "plan", "rebase", "record", "startup")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -76,6 +87,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=int,
         default=2000,
         help="images of the apply scenario (a multiple of 20; default 2000)",
+    )
+    parser.add_argument(
+        "--real-images",
+        type=int,
+        default=30,
+        help="images of the apply-real scenario (default 30)",
     )
     parser.add_argument(
         "--rebase-images",
@@ -109,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
                     figures = record_bench.measure(work, args.runs)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
+        elif scenario == "apply-real":
+            figures = apply_real.measure(args.runs, args.real_images)
         elif scenario == "rebase":
             figures = rebase.figures(args.rebase_images)
         else:

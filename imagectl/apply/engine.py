@@ -123,6 +123,7 @@ def apply_plan(
             on_skip=skipped,
         )
     finally:
+        runner.close()
         recorder.finish()  # the run's journal compacted into the lock: one atomic write
     for name, result in results.items():
         if result.state is JobState.FAILED and runner.outcomes[name].state != "failed":

@@ -13,9 +13,12 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import NoReturn
 
+from imagectl.apply.fanout import Fanned, fan_out
+from imagectl.apply.lookahead import VersionTagLookahead
 from imagectl.apply.pipeline import STEPS, PipelineStep
 from imagectl.apply.producers import PRODUCERS, ProducerStep, chain
 from imagectl.apply.record import LockRecorder
@@ -48,7 +51,13 @@ from imagectl.plan.model import Action
 from imagectl.platforms import read_config, read_labels
 from imagectl.rebase.publish import Rebaser
 from imagectl.recovery import is_our_build, record_of, state_from_labels
-from imagectl.registry import OciManifest, Reference, RegistryClient, parse_reference
+from imagectl.registry import (
+    ManifestInfo,
+    OciManifest,
+    Reference,
+    RegistryClient,
+    parse_reference,
+)
 from imagectl.registry.manifests import config_digest_of
 from imagectl.supply.signing import without_signing_secrets
 from imagectl.supply.step import KeyRing, check_base
@@ -122,6 +131,7 @@ class Job:
     moved: tuple[str, ...] = ()
     held: tuple[str, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
+    holders: list[ManifestInfo | None] | None = None  # the floating tags', read with verify's GET
 
     @property
     def name(self) -> str:
@@ -160,6 +170,16 @@ class ImageRunner:
         self.builder_modes: dict[str, str] = {}
         self.keys = KeyRing(ctx.env)  # signing keys, decrypted once per run
         self.rebaser = Rebaser(ctx.client)
+        adopting = {
+            name: parse_reference(a.repository).with_tag(a.immutable_tag)
+            for name, a in actions.items()
+            if not a.blocked and chain(a, push=ctx.push)[0] is Producer.ADOPT
+        }
+        self.lookahead = VersionTagLookahead(ctx.client, adopting)
+
+    def close(self) -> None:
+        """End the run's background work (the version-tag looks nobody took)."""
+        self.lookahead.close()
 
     @property
     def guarded(self) -> bool:
@@ -239,13 +259,16 @@ class ImageRunner:
     def existing(self, action: Action, base_digest: str) -> tuple[str, Mapping[str, str]] | None:
         """The digest and labels of an identical build already under the immutable tag.
 
-        That is crash recovery (an earlier run died after its push), or a retag.
+        That is crash recovery (an earlier run died after its push), or a retag. The
+        first look at an image (the adopt producer's) was sent when the run started
+        (`apply/lookahead.py`); any later one (the check before a push) asks now.
 
         Raises:
             RegistryError: the tag exists and holds a different build.
         """
         ref = parse_reference(action.repository).with_tag(action.immutable_tag)
-        info = self.ctx.client.head_manifest(ref)
+        ahead = self.lookahead.take(action.image)  # the adopt producer's look, sent ahead
+        info = ahead.result() if ahead is not None else self.ctx.client.head_manifest(ref)
         if info is None:
             return None
         labels = self.labels(action, ref)
@@ -321,7 +344,7 @@ class ImageRunner:
             RegistryError: a lost race, or the pushed image is a different build.
         """
         action, ref, client = job.action, job.ref, self.ctx.client
-        manifest = client.get_manifest(ref)
+        manifest = self.read_pushed(job)
         if manifest.digest != job.digest:
             self.lost_race(action, ref, job.digest, manifest.digest, self.labels(action, ref))
         job.manifest = manifest
@@ -342,6 +365,28 @@ class ImageRunner:
                 )
         if config.labels.get(LABEL_CREATED) != req.labels.get(LABEL_CREATED):
             job.outcome.state = OutcomeState.ADOPTED  # an identical build, not ours
+
+    def read_pushed(self, job: Job) -> OciManifest:
+        """Verify's GET of the immutable tag; guarded, with the floating tags' holders.
+
+        Unclaimed, the tag step reads each floating tag's holder. When no step runs
+        between verify and tag (no `sign:`), those HEADs go with this GET, at once: the
+        holders are read one round trip earlier, and the image waits on one less.
+        """
+        get = partial(self.ctx.client.get_manifest, job.ref)
+        if not self.guarded or job.image.sign is not None:
+            return get()
+        heads = self.holder_heads(job.action)
+        calls: list[Callable[[], OciManifest | ManifestInfo | None]] = [get, *heads]
+        manifest, *holders = fan_out(calls)
+        assert isinstance(manifest, OciManifest)
+        job.holders = [h for h in holders if not isinstance(h, OciManifest)]
+        return manifest
+
+    def holder_heads(self, action: Action) -> list[Callable[[], ManifestInfo | None]]:
+        """A HEAD of each floating tag of `action`, to send."""
+        repo, head = parse_reference(action.repository), self.ctx.client.head_manifest
+        return [partial(head, repo.with_tag(tag)) for tag in action.floating_tags]
 
     def reread(self, job: Job) -> None:
         """Re-read the immutable tag: it must name the job's digest, else a lost race.
@@ -383,11 +428,12 @@ class ImageRunner:
     def move_floating(self, job: Job) -> bool:
         """Move the floating tags forward only; never one that names an immutable tag.
 
-        Guarded (no claim) or for a retag, each tag's holder is looked up first (HEAD):
-        its version comes from the lock's history when its digest is there, else from
-        its labels. Under a claim the plan's view holds (held tags and conflicts come
-        from the lock's history). The manifest bytes come from the job when in hand,
-        else one GET serves every PUT. Sets the job's moved, held and conflicting tags.
+        Guarded (no claim) or for a retag, each tag's holder is looked up first (the
+        HEADs sent at once): its version comes from the lock's history when its digest
+        is there, else from its labels. Under a claim the plan's view holds (held tags
+        and conflicts come from the lock's history). The manifest bytes come from the
+        job when in hand, else one GET serves every PUT; the PUTs are sent at once.
+        Sets the job's moved, held and conflicting tags.
 
         Returns:
             Whether a tag was PUT.
@@ -400,8 +446,13 @@ class ImageRunner:
         held: list[str] = list(action.held_tags)
         conflicts: list[Conflict] = []
         look = self.guarded or action.retag_only
-        for tag in action.floating_tags:
-            current = self.ctx.client.head_manifest(repo.with_tag(tag)) if look else None
+        client = self.ctx.client
+        heads = self.holder_heads(action)
+        if not look:
+            holders: list[ManifestInfo | None] = [None] * len(heads)
+        else:  # read with verify's GET, or now, all at once: one round trip
+            holders = job.holders if job.holders is not None else fan_out(heads)
+        for tag, current in zip(action.floating_tags, holders, strict=True):
             if current is not None and current.digest == digest:
                 already.add(tag)
                 continue
@@ -420,10 +471,17 @@ class ImageRunner:
                     continue
         skipped = already | set(held) | {c.tag for c in conflicts}
         to_put = [t for t in action.floating_tags if t not in skipped]
-        for tag in to_put:  # one at a time: a kill between two PUTs is a fault point
-            job.manifest = job.manifest or self.ctx.client.get_manifest(repo.with_digest(digest))
-            self.ctx.client.put_manifest(repo.with_tag(tag), job.manifest)
-            self.emit(action.image, StepEvent(StepName.TAGGED, tag))
+        if to_put:
+            manifest = job.manifest or client.get_manifest(repo.with_digest(digest))
+            job.manifest = manifest
+            # every PUT at once (one round trip); each tag's step, in tag order, as soon as
+            # its PUT is in: a kill there leaves the later tags moved or not, either way
+            # the re-run converges (tests/reliability/test_kills.py, `app:tagged:1.0`)
+            puts = Fanned(
+                [partial(client.put_manifest, repo.with_tag(t), manifest) for t in to_put]
+            )
+            for tag, _ in zip(to_put, puts.results(), strict=True):
+                self.emit(action.image, StepEvent(StepName.TAGGED, tag))
         job.moved = tuple(t for t in action.floating_tags if t in already or t in to_put)
         job.held, job.conflicts = tuple(held), tuple(conflicts)
         return bool(to_put)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.reliability.conftest import LABEL_BASE_DIGEST, Repo, UpstreamFactory
+from tests.reliability.fault_proxy import FaultProxy
 from tests.reliability.record import result
 
 pytestmark = pytest.mark.reliability
@@ -117,15 +118,25 @@ def rebuilt(out: str) -> set[str]:
 
 @pytest.mark.parametrize("point", ["base:pushed", "base:recorded", "app:tagged:1.0"])
 def test_kill_during_update_then_rerun_equals_uninterrupted(
-    point: str, make_repo: Callable[..., Repo], upstream: UpstreamFactory
+    point: str, make_repo: Callable[..., Repo], upstream: UpstreamFactory, proxy: FaultProxy
 ) -> None:
     with result("kills", f"update apply, SIGKILL at {point}", f"{KILL_ENV}={point}") as rec:
         upstream("v1")
-        repo = make_repo("gitops", IMAGES, upstream)
+        repo = make_repo("gitops", IMAGES, upstream, host=proxy.host)
         repo.ok("apply", "--jobs", "1")
         upstream("v2: security fix")  # the vendor re-publishes the base
         assert repo.planned() == ["base", "app"]
+        if point == "app:tagged:1.0":
+            # an image's tag PUTs are sent at once: the killed run's PUT of `1` is refused,
+            # so the kill after `1.0` moved always leaves `1` on the old build
+            path = rf"/{repo.namespace}/app/manifests/1$"
+            refused = proxy.add("status", "PUT", path, status=400)
         kill(repo, point)
+        if point == "app:tagged:1.0":
+            assert refused.hits == 1
+            assert (
+                repo.digest("app", "1") == repo.digest("app", "1.0.0") != repo.digest("app", "1.0")
+            )
         before = pushed_versions(repo)
         rerun = repo.run("apply", "--jobs", "1")
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr

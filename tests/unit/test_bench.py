@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import pytest
 
-from bench import apply_bench, record_bench
+from bench import apply_bench, apply_real, record_bench
 from bench.fleet import FleetShape
 from bench.goals import Figure, failed, table
 from bench.run import parse_args
+from devenv.registry import RegistryServer
+from imagectl.registry import RegistryClient, parse_reference
 
 
 def test_count_goals_fail_the_run_ratios_only_when_strict_times_never() -> None:
@@ -41,8 +44,8 @@ def test_unknown_scenarios_are_refused(capsys: pytest.CaptureFixture[str]) -> No
         parse_args(["bogus"])
     assert info.value.code == 2
     assert (
-        "unknown scenario 'bogus'; choose from: apply, client, plan, rebase, record, startup"
-        in capsys.readouterr().err
+        "unknown scenario 'bogus'; choose from: apply, apply-real, client, plan, rebase, record, "
+        "startup" in capsys.readouterr().err
     )
 
 
@@ -68,6 +71,61 @@ def test_apply_scenario_builds_every_image_through_the_stub(tmp_path: Path) -> N
     assert by_name["unclaimed: imagectl's own overhead per image"].goal == (
         apply_bench.GOAL_PER_IMAGE_MS
     )
+    trips = by_name[
+        "claimed (--git-push): imagectl's own overhead per image, in round trips of the stub"
+    ]
+    assert trips.value > 0 and trips.kind == "ratio" and trips.goal is None
+
+
+def test_apply_overhead_in_round_trips_is_the_overhead_over_one_stub_request() -> None:
+    stub = apply_bench.StubBuilder(cast(RegistryClient, None))
+    stub.seconds, stub.requests = 1.0, 40  # 25 ms per request of the stub's pushes
+    run = apply_bench.Run(built=10, wall=2.0, cpu=0.5, requests=30, tag_puts=10, stub=stub)
+    assert run.own_ms == pytest.approx(100.0)  # (2.0 s - 1.0 s) / 10 images
+    assert run.own_round_trips == pytest.approx(4.0)
+    assert run.own_requests == 2.0  # beyond the tag PUTs
+
+
+def test_apply_real_overhead_is_the_wall_difference_per_image() -> None:
+    sides = apply_real.Sides(
+        30,
+        script=18.0,
+        imagectl={"unclaimed": 20.1, "claimed": 19.5},
+        noop={"unclaimed": 1.0, "claimed": 1.0},
+        probes=0.2,
+    )
+    figures = {f.name: f for f in sides.figures()}
+    assert figures["plain script: build + push of 30 images, wall"].value == 18.0
+    assert figures["unclaimed: overhead per image at 30 images"].value == pytest.approx(70.0)
+    assert figures["unclaimed: overhead per image beyond the fixed cost"].value == pytest.approx(
+        30.0
+    )
+    unclaimed = figures["unclaimed: imagectl's own overhead per image at 2,000 images"]
+    claimed = figures["claimed: imagectl's own overhead per image at 2,000 images"]
+    assert unclaimed.value == pytest.approx(30.6) and unclaimed.unit == "ms"  # 1.2 s / 2,000
+    assert unclaimed.goal == apply_real.GOAL_PER_IMAGE_MS and unclaimed.met is False
+    assert claimed.value == pytest.approx(10.6) and claimed.met
+    assert not failed(list(figures.values()), strict=True)  # a time goal never fails the run
+
+
+def test_apply_real_builds_the_same_images_and_tags_both_ways(
+    tmp_path: Path, dockerd: str, builder_registry: RegistryServer
+) -> None:
+    """Real docker, a real registry: both sides push every image under every tag."""
+    sides = apply_real.compare(tmp_path, builder_registry, images=2, runs=1)
+    assert set(sides.imagectl) == {"unclaimed", "claimed"} and sides.script > 0
+    assert all(0 < sides.noop[mode] < sides.imagectl[mode] for mode in sides.imagectl)
+    assert 0 < sides.probes < sides.noop["claimed"]
+    script = (tmp_path / "script-0.sh").read_text()
+    assert script.count(" build ") == 2 and script.count("push --all-tags") == 2
+    assert "--network host" in script and "BASE_IMAGE=" in script and "@sha256:" in script
+    host = builder_registry.host
+    with RegistryClient(insecure_registries=[host]) as client:
+        for side in ("script-0", "unclaimed-0", "claimed-0"):
+            for tag in ("1.0.0", "1.0", "1"):
+                ref = parse_reference(f"{host}/{side}/img001:{tag}")
+                assert client.head_manifest(ref) is not None, ref
+    apply_real.remove_local_images(host)
 
 
 def test_client_scenario_reports_cpu_per_request_and_the_ratio_to_bare_httpx() -> None:
