@@ -7,6 +7,7 @@ goes on. No level barriers. Generic over the job so it is unit-testable.
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -55,25 +56,28 @@ def run_dag(
     names = set(order)
     waiting_on = {n: p for n, p in parents.items() if n in names and p in names}
     children: dict[str, list[str]] = {}
-    for name, parent in waiting_on.items():
+    for name in order:  # each parent's children in the order given: no scan per finished job
+        parent = waiting_on.get(name)
         if parent is not None:
             children.setdefault(parent, []).append(name)
     results: dict[str, JobResult] = {}
-    ready = [n for n in order if waiting_on.get(n) is None]
+    ready = deque(n for n in order if waiting_on.get(n) is None)
     running: dict[Future[None], str] = {}
 
     def skip_below(name: str, reason: str) -> None:
-        for child in children.get(name, []):
+        below = list(reversed(children.get(name, [])))
+        while below:  # depth first, in order, without recursion (chains may be long)
+            child = below.pop()
             if child not in results:
                 results[child] = JobResult(child, JobState.SKIPPED, reason=reason)
                 if on_skip:
                     on_skip(child, reason)
-                skip_below(child, reason)
+                below.extend(reversed(children.get(child, [])))
 
     with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="imagectl") as pool:
         while ready or running:
             while ready and len(running) < max(1, jobs) and not stop.is_set():
-                name = ready.pop(0)
+                name = ready.popleft()
                 running[pool.submit(job, name)] = name
             if stop.is_set():
                 for name in ready:
@@ -89,7 +93,7 @@ def run_dag(
                 error = future.exception()
                 if error is None:
                     results[name] = JobResult(name, JobState.DONE)
-                    ready.extend(c for c in order if c in children.get(name, []))
+                    ready.extend(children.get(name, []))
                 else:
                     results[name] = JobResult(name, JobState.FAILED, error=error)
                     skip_below(name, f"base {name} failed")
