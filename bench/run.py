@@ -8,11 +8,12 @@ Scenarios (default: all):
            floor), on 1 and on 8 threads. Ratio goal: imagectl <= 2x bare httpx.
   apply    imagectl's own overhead per image of an in-process apply of a 2,000-image
            fleet (--images) with a stub builder against a real local registry, as
-           under a git claim (--git-push) and unclaimed: the apply's wall time minus
-           the stub's pushes, per image (time goal < 20 ms), the same in round trips
-           of the stub's push (load moves it less), imagectl's CPU per image, and
-           its registry requests per image beyond the push and the tag PUTs (count
-           goal <= 2 when claimed).
+           `apply` runs (with or without --git-push) and under --guard-races: the
+           apply's wall time minus the stub's pushes, per image (time goal < 20 ms),
+           the same in round trips of the stub's push (load moves it less),
+           imagectl's CPU per image, and its registry requests per image beyond the
+           push and the tag PUTs (count goal <= 2; --guard-races adds reads by
+           choice: no goal).
   apply-real
            the same overhead with the real docker builder (bench/apply_real.py): 30
            images (--real-images) of one COPY each, built and pushed one after the

@@ -352,6 +352,14 @@ def apply(
     allow_dirty: Annotated[
         bool, typer.Option("--allow-dirty", help="Build uncommitted inputs (revision <sha>-dirty).")
     ] = False,
+    guard_races: Annotated[
+        bool,
+        typer.Option(
+            "--guard-races",
+            help="Without a git claim: re-read the registry around each push against "
+            "another apply of the same images running meanwhile.",
+        ),
+    ] = False,
     force: ForceOpt = None,
     only: OnlyOpt = None,
     refresh: RefreshOpt = False,
@@ -388,6 +396,7 @@ def apply(
         console=out_console(),
         pull=pull,
         allow_dirty=allow_dirty,
+        guard_races=guard_races,
     )
     raise typer.Exit(code)
 

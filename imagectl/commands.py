@@ -189,6 +189,7 @@ def apply_command(
     console: Console,
     pull: bool = False,
     allow_dirty: bool = False,
+    guard_races: bool = False,
 ) -> int:
     """Plan (or load a saved plan) and apply it under the repository lock; the exit code.
 
@@ -214,6 +215,7 @@ def apply_command(
         author=author,
         allow_dirty=allow_dirty,
         saved=plan_file is not None,
+        guard_races=guard_races,
     )
     with (
         ApplyMutex(state_dir(manifest) / "apply.lck", timeout=lock_timeout),

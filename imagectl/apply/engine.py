@@ -36,6 +36,7 @@ class ApplyOptions:
     revision: str | None = None  # fixed once per run (the HEAD the plan saw); None: HEAD now
     allow_dirty: bool = False  # --allow-dirty: build uncommitted inputs (then `dirty`)
     saved: bool = False  # the plan is a saved plan: applied exactly, never re-planned
+    guard_races: bool = False  # --guard-races: registry reads against a concurrent unclaimed run
 
 
 @dataclass
@@ -91,9 +92,8 @@ def apply_plan(
     source = gitops.source_url(probe) if probe else None
     log_dir = options.log_dir or (state_dir(manifest) / "logs" / now().strftime("%Y%m%dT%H%M%SZ"))
     log_dir.mkdir(parents=True, exist_ok=True)
-    claimed = record.session is not None  # the git claim is the compare-and-swap
     shared = (manifest, client, log_dir, revision, source, now, options.push)
-    ctx = RunContext(*shared, on_step=on_step, claimed=claimed)
+    ctx = RunContext(*shared, on_step=on_step, guard_races=options.guard_races)
     recorder = record.recorder(push=options.push)
     actions = {a.image: a for a in plan.actions}
     runner = ImageRunner(ctx, actions, recorder, builders)

@@ -9,8 +9,8 @@ started by the first `take`; `take` hands each answer out once (a later look, su
 as the check just before a push, asks the registry again).
 
 A rival that pushes the same version during the run is not what this look is for:
-under a git claim there is none, and unclaimed the check just before the push
-(and verify's read after it) see it.
+verify's read after the push sees it (and, under --guard-races, the check just
+before the push).
 """
 
 from __future__ import annotations

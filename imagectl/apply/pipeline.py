@@ -67,7 +67,7 @@ class Sign:
 
 
 class Tag:
-    """Move the floating tags forward only; unclaimed, re-read the immutable tag after."""
+    """Move the floating tags forward only; guarded, re-read the immutable tag after."""
 
     name = StepName.TAGGED
 

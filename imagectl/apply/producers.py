@@ -122,7 +122,7 @@ class Build:
         if not runner.ctx.push:
             return True
         job.request, job.image_id = req, built_image_id(builder, req)
-        # unclaimed, a rival may have pushed this version during the build: look again
+        # guarded, a rival may have pushed this version during the build: look again
         again = runner.existing(job.action, job.base_digest) if runner.guarded else None
         if again is not None:
             job.digest, job.labels = again

@@ -95,10 +95,12 @@ class Outcome:
 class RunContext:
     """What every image of one apply run shares.
 
-    `claimed`: this run's versions are claimed in git (--git-push, claims pushed). The
-    claim is the compare-and-swap the registry lacks, so the guards against a
-    concurrent run (a HEAD before the push, a HEAD per floating tag, the re-read after
-    the tag moves) are left out: see docs/versions-and-tags.md "Requests per build".
+    `guard_races` (`apply --guard-races`): read the registry around each push against
+    an apply of the same images that runs at the same time without a git claim (a HEAD
+    before the push, a HEAD per floating tag, the re-read after the tag moves). Off,
+    the plan's view is trusted: under --git-push the claim is the compare-and-swap
+    the registry lacks, and verify's read after the push is there in every mode; see
+    docs/versions-and-tags.md "Requests per build".
     """
 
     manifest: Manifest
@@ -110,7 +112,7 @@ class RunContext:
     push: bool = True
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     on_step: StepHook | None = None
-    claimed: bool = False
+    guard_races: bool = False
 
 
 @dataclass
@@ -183,8 +185,8 @@ class ImageRunner:
 
     @property
     def guarded(self) -> bool:
-        """Whether to guard against a concurrent run with registry reads (no git claim)."""
-        return not self.ctx.claimed
+        """Whether to guard against a concurrent unclaimed run with registry reads."""
+        return self.ctx.guard_races
 
     def builder(self, name: str) -> Builder:
         with self._builders_mutex:
@@ -369,7 +371,7 @@ class ImageRunner:
     def read_pushed(self, job: Job) -> OciManifest:
         """Verify's GET of the immutable tag; guarded, with the floating tags' holders.
 
-        Unclaimed, the tag step reads each floating tag's holder. When no step runs
+        Guarded, the tag step reads each floating tag's holder. When no step runs
         between verify and tag (no `sign:`), those HEADs go with this GET, at once: the
         holders are read one round trip earlier, and the image waits on one less.
         """
@@ -428,9 +430,9 @@ class ImageRunner:
     def move_floating(self, job: Job) -> bool:
         """Move the floating tags forward only; never one that names an immutable tag.
 
-        Guarded (no claim) or for a retag, each tag's holder is looked up first (the
+        Guarded (--guard-races) or for a retag, each tag's holder is looked up first (the
         HEADs sent at once): its version comes from the lock's history when its digest
-        is there, else from its labels. Under a claim the plan's view holds (held tags
+        is there, else from its labels. Otherwise the plan's view holds (held tags
         and conflicts come from the lock's history). The manifest bytes come from the
         job when in hand, else one GET serves every PUT; the PUTs are sent at once.
         Sets the job's moved, held and conflicting tags.

@@ -1,4 +1,5 @@
-"""The immutable tag is re-read after the push and after the floating tags move.
+"""The immutable tag is re-read after the push (always) and after the floating tags
+move (under `--guard-races`, the reads against an unclaimed rival).
 
 Another apply can push the same version between our push and our re-read (the
 registry has no compare-and-swap). The fault proxy holds one of our requests at
@@ -56,16 +57,17 @@ def rival_build(make_repo: Callable[..., Repo], upstream: UpstreamFactory) -> Re
 
 
 @pytest.mark.parametrize(
-    ("held", "method", "path"),
+    ("held", "method", "path", "flags"),
     [
-        ("after the push", "GET", r"/base/manifests/1\.0\.0$"),  # our re-read after the push
-        ("while moving a floating tag", "PUT", r"/base/manifests/1\.0$"),
+        ("after the push", "GET", r"/base/manifests/1\.0\.0$", ()),  # verify's read: always
+        ("while moving a floating tag", "PUT", r"/base/manifests/1\.0$", ("--guard-races",)),
     ],
 )
 def test_immutable_tag_repointed_by_a_rival_is_a_lost_race(
     held: str,
     method: str,
     path: str,
+    flags: tuple[str, ...],
     make_repo: Callable[..., Repo],
     upstream: UpstreamFactory,
     proxy: FaultProxy,
@@ -77,7 +79,7 @@ def test_immutable_tag_repointed_by_a_rival_is_a_lost_race(
         rival = rival_build(make_repo, upstream)
         repo = make_repo("gitops", IMAGES, upstream, host=proxy.host)
         hold = proxy.add("hold", method, f"/{repo.namespace}{path}")
-        run = repo.start("apply", "--jobs", "1")
+        run = repo.start("apply", "--jobs", "1", *flags)
         proxy.wait_hits(hold, 1)
         theirs = copy_image(
             registry.host, rival.repository("base"), repo.repository("base"), "1.0.0"

@@ -144,8 +144,9 @@ def start_both_past_their_first_check(
     clones: tuple[Repo, ...], proxy: FaultProxy, tag_path: str
 ) -> list[Running]:
     """Start an apply in each clone; return once each has looked for the tag (absent)
-    before building (their builds then wait at the gate)."""
-    runs = [clone.start("apply") for clone in clones]
+    before building (their builds then wait at the gate). Unclaimed, under
+    --guard-races: the check just before the push is what these races are about."""
+    runs = [clone.start("apply", "--guard-races") for clone in clones]
     proxy.wait_requests("HEAD", tag_path, len(clones))
     return runs
 
@@ -159,8 +160,8 @@ def test_two_clones_at_once_the_loser_adopts_the_identical_build(
     buildah_root: Path,
 ) -> None:
     injected = (
-        "two clones (own builders) apply the same manifest at once; the second's pre-push "
-        "check is held until the first has pushed, tagged and committed"
+        "two clones (own builders) apply --guard-races the same manifest at once; the "
+        "second's pre-push check is held until the first has pushed, tagged and committed"
     )
     with result("races", "two clones at once: one pushes, the other adopts", injected) as rec:
         one, two, token = two_clones(make_repo, upstream, proxy, gate, tmp_path, buildah=True)
@@ -322,8 +323,8 @@ def test_two_applies_on_one_docker_daemon_never_record_each_others_build(
     """A shared docker daemon keeps one local image per tag: the later build of
     `alpha:1.0.0` replaces the earlier one's, and `docker push` sends what the tag names."""
     injected = (
-        "two clones with different alpha inputs build alpha 1.0.0 on one docker daemon; "
-        "the first pushes only after the second's build re-tagged the local image"
+        "two clones with different alpha inputs (--guard-races) build alpha 1.0.0 on one "
+        "docker daemon; the first pushes only after the second's build re-tagged the local image"
     )
     with result("races", "two applies share one docker daemon", injected) as rec:
         one, two, token = two_clones(make_repo, upstream, proxy, gate, tmp_path, buildah=False)

@@ -7,10 +7,10 @@ imagectl sends beyond moving its floating tags (one manifest PUT per tag, the
 tag move itself) and beyond resolving the external base (once per reference per
 run, not per image). The test fails when the count grows (issue 12, goal 3).
 
-Two modes (docs/versions-and-tags.md "Requests per build"): under `--git-push`
-the run claims its versions in git first, and that claim is the compare-and-swap
-the registry lacks, so the reads that guard against a concurrent run are left
-out: at most 2 requests. Without a claim those guards stay.
+Three modes (docs/versions-and-tags.md "Requests per build"): a plain apply and
+one under `--git-push` (the run claims its versions in git first) trust the
+plan's view: at most 2 requests. `--guard-races` adds the reads that guard
+against another apply of the same images running meanwhile without a claim.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ IMAGES = {"base": "upstream", "app": "base"}
 FLOATING = ("1.0", "1")
 # imagectl's requests per built image (first build, update), beyond the builder's push
 # and the tag moves; docs/versions-and-tags.md "Requests per build" says what each is
-LIMITS = {"claimed": (2, 2), "unclaimed": (6, 6)}
+LIMITS = {"plain": (2, 2), "claimed": (2, 2), "guarded": (6, 6)}
+FLAGS = {"plain": (), "claimed": ("--git-push",), "guarded": ("--guard-races",)}
 
 
 def added_per_image(repo: Repo, seen: list[Seen], images: int) -> tuple[float, list[str]]:
@@ -47,7 +48,7 @@ def added_per_image(repo: Repo, seen: list[Seen], images: int) -> tuple[float, l
     return len(counted) / images, counted
 
 
-@pytest.mark.parametrize("mode", ["claimed", "unclaimed"])
+@pytest.mark.parametrize("mode", list(LIMITS))
 def test_registry_requests_per_built_image_do_not_grow(
     mode: str,
     make_repo: Callable[..., Repo],
@@ -55,7 +56,7 @@ def test_registry_requests_per_built_image_do_not_grow(
     proxy: FaultProxy,
     tmp_path: Path,
 ) -> None:
-    args = ("apply", "--jobs", "1", *(("--git-push",) if mode == "claimed" else ()))
+    args = ("apply", "--jobs", "1", *FLAGS[mode])
     upstream("v1")
     repo = make_repo("gitops", IMAGES, upstream, host=proxy.host)
     if mode == "claimed":

@@ -19,8 +19,6 @@ from typing import NamedTuple
 import pytest
 
 from imagectl.apply.engine import ApplyOptions, ApplyResult, apply_plan
-from imagectl.apply.protocol import ImageRunner, RunContext
-from imagectl.apply.record import LockRecorder
 from imagectl.apply.steps import OutcomeState, StepEvent
 from imagectl.builders.base import BuildRequest
 from imagectl.labels import LABEL_CREATED, LABEL_VERSION
@@ -121,6 +119,7 @@ def apply(
     kill_at: tuple[str, str] | None = None,
     steps: list[tuple[str, str]] | None = None,
     jobs: int = 1,
+    guard_races: bool = False,
 ) -> ApplyResult:
     """apply_plan with the fake builder; `kill_at` (image, step) kills the run there."""
     stop = threading.Event()
@@ -141,7 +140,7 @@ def apply(
         manifest,
         plan,
         client,
-        ApplyOptions(jobs=jobs, git=False),
+        ApplyOptions(jobs=jobs, git=False, guard_races=guard_races),
         on_step=on_step,
         stop=stop,
         now=lambda: NOW,
@@ -330,10 +329,11 @@ def test_an_older_line_never_takes_a_floating_tag_a_newer_version_holds(
     manifest = write_repo(tmp_path, {"base": ("", "1.0")})
     plan = plan_of(manifest, client)
     assert plan.actions[0].floating_tags == ("1.0", "1")
-    # after planning, 1.4.2 (another line, newer) took `1`; `1.0` belongs to 0.9.0 (older)
+    # after planning, 1.4.2 (another line, newer) took `1`; `1.0` belongs to 0.9.0 (older):
+    # a concurrent writer, which the holder reads of --guard-races see
     newer = registry.add_image("acme/base", "1", {LABEL_VERSION: "1.4.2"})
     older = registry.add_image("acme/base", "1.0", {LABEL_VERSION: "0.9.0"})
-    result = apply(manifest, plan, client, FakeBuilder(registry))
+    result = apply(manifest, plan, client, FakeBuilder(registry), guard_races=True)
     outcome = result.outcomes["base"]
     assert outcome.state == "built"
     assert outcome.tags_moved == ("1.0",) and outcome.tags_held == ("1",)
@@ -434,27 +434,6 @@ def test_a_kill_at_any_step_then_a_second_run_converges_to_the_same_registry_and
 # -- requests per built image ----------------------------------------------------------------
 
 
-def run_claimed(
-    manifest: Manifest, plan: Plan, client: RegistryClient, builder: FakeBuilder
-) -> None:
-    """Run every action as a run whose versions are claimed in git (--git-push) does."""
-    ctx = RunContext(
-        manifest=manifest,
-        client=client,
-        log_dir=manifest.root_dir / "logs",
-        revision=None,
-        source=None,
-        now=lambda: NOW,
-        claimed=True,
-    )
-    recorder = LockRecorder(manifest.lock_path, read_lock(manifest.lock_path))
-    runner = ImageRunner(ctx, {a.image: a for a in plan.actions}, recorder, {"docker": builder})
-    for action in plan.actions:  # parents first
-        runner.run(action.image)
-    recorder.finish()
-    assert {o.state for o in runner.outcomes.values()} == {"built"}
-
-
 def added(registry: FakeRegistry, plan: Plan) -> list[str]:
     """imagectl's requests to the images' repositories, without the floating-tag PUTs."""
     floating = {
@@ -469,21 +448,23 @@ def added(registry: FakeRegistry, plan: Plan) -> list[str]:
     ]
 
 
-def test_a_claimed_run_adds_at_most_two_requests_per_built_image(
+def test_a_run_adds_at_most_two_requests_per_built_image(
     tmp_path: Path, registry: FakeRegistry, client: RegistryClient
 ) -> None:
     manifest = write_repo(tmp_path, FLEET)
     builder = FakeBuilder(registry)
     registry.calls.clear()
     first = plan_of(manifest, client)  # a first build: the repositories do not exist
-    run_claimed(manifest, first, client, builder)
+    assert {o.state for o in apply(manifest, first, client, builder).outcomes.values()} == {"built"}
     assert len(added(registry, first)) <= 2 * len(FLEET), added(registry, first)
 
     registry.add_image(DEBIAN, "12", {"fix": "yes"})  # the base moved: everything rebuilds
     registry.calls.clear()
     update = plan_of(manifest, client)
     assert len(update.actions) == len(FLEET)
-    run_claimed(manifest, update, client, builder)
+    assert {o.state for o in apply(manifest, update, client, builder).outcomes.values()} == {
+        "built"
+    }
     requests = added(registry, update)
     # per image: the plan's HEAD of the new version tag, then one GET after the push
     assert sorted(requests) == sorted(

@@ -61,19 +61,17 @@ def test_record_scenario_compacts_what_it_records(tmp_path: Path) -> None:
 def test_apply_scenario_builds_every_image_through_the_stub(tmp_path: Path) -> None:
     """A real registry, a real in-process apply; `measure` fails unless all 20 are built."""
     figures = apply_bench.measure(tmp_path, 1, FleetShape(families=1, bases=1))
-    assert figures[0].name == "claimed (--git-push): apply 20 images, --jobs 1, wall"
+    assert figures[0].name == "apply: apply 20 images, --jobs 1, wall"
     assert 0 < figures[1].value < figures[0].value  # the stub's pushes are part of the apply
     by_name = {f.name: f for f in figures}
-    claimed = by_name["claimed (--git-push): imagectl's registry requests per image"]
-    unclaimed = by_name["unclaimed: imagectl's registry requests per image"]
-    assert claimed.value == 2 and claimed.met  # the version-tag check and verify's GET
-    assert unclaimed.value == 6
-    assert by_name["unclaimed: imagectl's own overhead per image"].goal == (
+    plain = by_name["apply: imagectl's registry requests per image"]
+    guarded = by_name["--guard-races: imagectl's registry requests per image"]
+    assert plain.value == 2 and plain.met  # the version-tag check and verify's GET
+    assert guarded.value == 6 and guarded.goal is None
+    assert by_name["apply: imagectl's own overhead per image"].goal == (
         apply_bench.GOAL_PER_IMAGE_MS
     )
-    trips = by_name[
-        "claimed (--git-push): imagectl's own overhead per image, in round trips of the stub"
-    ]
+    trips = by_name["apply: imagectl's own overhead per image, in round trips of the stub"]
     assert trips.value > 0 and trips.kind == "ratio" and trips.goal is None
 
 
