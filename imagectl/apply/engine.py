@@ -14,7 +14,7 @@ from imagectl.apply.claims import Me
 from imagectl.apply.protocol import ImageRunner, Outcome, OutcomeState, RunContext, Step
 from imagectl.apply.provenance import run_revision
 from imagectl.apply.run_record import RunRecord
-from imagectl.apply.scheduler import JobState, run_dag
+from imagectl.apply.scheduler import Finish, JobState, run_dag
 from imagectl.builders.base import Builder
 from imagectl.errors import GitOpsError
 from imagectl.manifest.models import Manifest
@@ -99,12 +99,26 @@ def apply_plan(
     runner = ImageRunner(ctx, actions, recorder, builders)
     parents = {a.image: (a.depends_on[0] if a.depends_on else None) for a in plan.actions}
 
-    def job(name: str) -> None:
-        runner.outcomes[name].started = time.monotonic()
+    def job(name: str) -> Finish | None:
+        outcome = runner.outcomes[name]
+        outcome.started = time.monotonic()
+        finish: Finish | None = None
         try:
-            runner.run(name)
+            finish = runner.start(name)
         finally:
-            runner.outcomes[name].finished = time.monotonic()
+            if finish is None:
+                outcome.finished = time.monotonic()
+        if finish is None:
+            return None
+        rest = finish
+
+        def finished() -> None:  # verify, sign, tag, record: off the build slot
+            try:
+                rest()
+            finally:
+                outcome.finished = time.monotonic()
+
+        return finished
 
     def skipped(name: str, reason: str) -> None:
         outcome = runner.outcomes[name]

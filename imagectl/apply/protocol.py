@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 from imagectl.apply.fanout import Fanned, fan_out
 from imagectl.apply.lookahead import VersionTagLookahead
@@ -63,6 +63,9 @@ from imagectl.supply.signing import without_signing_secrets
 from imagectl.supply.step import KeyRing, check_base
 
 Step = StepHook  # the name engine.py and older callers use
+
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -288,10 +291,29 @@ class ImageRunner:
         return info.digest, labels
 
     def run(self, name: str) -> None:
+        """The whole protocol of one image, in this thread."""
+        finish = self.start(name)
+        if finish is not None:
+            finish()
+
+    def start(self, name: str) -> Callable[[], None] | None:
+        """Produce the image (build and push, rebase, adopt); then what is left to do.
+
+        The returned step chain (verify, sign, tag, record) needs no builder: the
+        scheduler runs it off the build slot, so the next build starts meanwhile.
+        None: nothing is left (--no-push). A failure fails the image either way.
+        """
         outcome = self.outcomes[name]
         outcome.log_path = self.ctx.log_dir / f"{name}.log"
+        job = self._failing(outcome, partial(self._produce, name, outcome))
+        if not self.ctx.push:
+            return None  # --no-push: built into the local store only
+        return partial(self._failing, outcome, partial(self._finish, job))
+
+    def _failing(self, outcome: Outcome, work: Callable[[], _T]) -> _T:
+        """`work()`; an error fails the image (and is raised on)."""
         try:
-            self._run(name, outcome)
+            return work()
         except ImagectlError as exc:
             self.failed(outcome, str(exc))
             raise
@@ -304,7 +326,7 @@ class ImageRunner:
         if self.ctx.on_step is not None:
             self.ctx.on_step(outcome.image, OutcomeState.FAILED)
 
-    def _run(self, name: str, outcome: Outcome) -> None:
+    def _produce(self, name: str, outcome: Outcome) -> Job:
         action = self.actions[name]
         if action.blocked:
             raise PlanError(action.blocked)  # reported by plan; nothing is built or pushed
@@ -314,11 +336,12 @@ class ImageRunner:
         self.emit(name, StepEvent(StepName.START))
         check_base(self.ctx.client, self.ctx.manifest, action, base_digest)  # `verify:` key
         self.produce(job)
-        if not self.ctx.push:
-            return  # --no-push: built into the local store only
+        return job
+
+    def _finish(self, job: Job) -> None:
         for step in self.steps:
             if step.applies(self, job):
-                self.emit(name, StepEvent(step.name, begun=True))
+                self.emit(job.name, StepEvent(step.name, begun=True))
                 step.run(self, job)
 
     def produce(self, job: Job) -> None:

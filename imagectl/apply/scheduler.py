@@ -2,6 +2,12 @@
 
 A failed job fails alone: its descendants are skipped, everything independent
 goes on. No level barriers. Generic over the job so it is unit-testable.
+
+A job may hand back a finish: the rest of its work, which needs no slot (for
+apply: verify, sign, tag and record, after the builder pushed). The finish runs
+on a pool of its own while the next job takes the slot; the name is done, and
+its children may start, once the finish returns. So a slot (a builder) never
+waits on the registry round trips of the image it just pushed.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
+
+Finish = Callable[[], None]
 
 
 class JobState(StrEnum):
@@ -36,7 +45,7 @@ class JobResult:
 def run_dag(
     order: Sequence[str],
     parents: Mapping[str, str | None],
-    job: Callable[[str], None],
+    job: Callable[[str], Finish | None],
     *,
     jobs: int,
     stop: threading.Event | None = None,
@@ -47,9 +56,13 @@ def run_dag(
     Args:
         order: names, parents before children.
         parents: name -> the name it waits for (None or absent: none).
-        job: does the work; raising marks the name failed.
-        jobs: maximum concurrent jobs.
-        stop: when set, no new job starts; waiting ones are cancelled.
+        job: does the work in a slot; raising marks the name failed. It may return
+            a finish, run outside the slot; the name is done when that returns
+            (raising marks it failed).
+        jobs: maximum concurrent jobs (slots); at most as many finishes run at
+            once, and no job starts while more than that many are pending.
+        stop: when set, no new job starts; waiting ones are cancelled (finishes
+            of started jobs run to their end).
         on_skip: called with (name, reason) when a job is skipped or cancelled.
     """
     stop = stop or threading.Event()
@@ -62,7 +75,9 @@ def run_dag(
             children.setdefault(parent, []).append(name)
     results: dict[str, JobResult] = {}
     ready = deque(n for n in order if waiting_on.get(n) is None)
-    running: dict[Future[None], str] = {}
+    slots = max(1, jobs)
+    running: dict[Future[Finish | None], str] = {}
+    finishing: dict[Future[None], str] = {}
 
     def skip_below(name: str, reason: str) -> None:
         below = list(reversed(children.get(name, [])))
@@ -74,9 +89,20 @@ def run_dag(
                     on_skip(child, reason)
                 below.extend(reversed(children.get(child, [])))
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="imagectl") as pool:
-        while ready or running:
-            while ready and len(running) < max(1, jobs) and not stop.is_set():
+    def settle(name: str, error: BaseException | None) -> None:
+        if error is None:
+            results[name] = JobResult(name, JobState.DONE)
+            ready.extend(children.get(name, []))
+        else:
+            results[name] = JobResult(name, JobState.FAILED, error=error)
+            skip_below(name, f"base {name} failed")
+
+    with (
+        ThreadPoolExecutor(max_workers=slots, thread_name_prefix="imagectl") as pool,
+        ThreadPoolExecutor(max_workers=slots, thread_name_prefix="imagectl-finish") as tails,
+    ):
+        while ready or running or finishing:
+            while ready and len(running) < slots and len(finishing) <= slots and not stop.is_set():
                 name = ready.popleft()
                 running[pool.submit(job, name)] = name
             if stop.is_set():
@@ -85,18 +111,21 @@ def run_dag(
                     if on_skip:
                         on_skip(name, "interrupted")
                 ready.clear()
-            if not running:
+            if not running and not finishing:
                 break
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            pending: list[Future[Any]] = [*running, *finishing]
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
+                if future in finishing:
+                    settle(finishing.pop(future), future.exception())
+                    continue
                 name = running.pop(future)
                 error = future.exception()
-                if error is None:
-                    results[name] = JobResult(name, JobState.DONE)
-                    ready.extend(children.get(name, []))
+                finish = future.result() if error is None else None
+                if finish is not None:
+                    finishing[tails.submit(finish)] = name
                 else:
-                    results[name] = JobResult(name, JobState.FAILED, error=error)
-                    skip_below(name, f"base {name} failed")
+                    settle(name, error)
     for name in order:
         if name not in results:
             results[name] = JobResult(name, JobState.CANCELLED, reason="interrupted")

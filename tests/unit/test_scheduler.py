@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -81,3 +82,58 @@ def test_every_one_of_a_wide_fleet_runs_once(jobs: int) -> None:
     results = run_dag(order, parents, job, jobs=jobs)
     assert seen == dict.fromkeys(order, 1)
     assert all(r.state is JobState.DONE for r in results.values())
+
+
+def test_a_finish_runs_off_the_slot_and_children_wait_for_it() -> None:
+    """jobs=1: b's job starts while a's finish still runs; a1 starts only after it."""
+    order = ["a", "b", "a1"]
+    parents = {"a1": "a"}
+    b_started = threading.Event()
+    events: list[str] = []
+
+    def finish_a() -> None:
+        assert b_started.wait(10), "b never started while a was finishing"
+        events.append("a finished")
+
+    def job(name: str) -> Callable[[], None] | None:
+        events.append(f"{name} started")
+        if name == "b":
+            b_started.set()
+        return finish_a if name == "a" else None
+
+    results = run_dag(order, parents, job, jobs=1)
+    assert {r.state for r in results.values()} == {JobState.DONE}
+    assert events.index("b started") < events.index("a finished") < events.index("a1 started")
+
+
+def test_a_failed_finish_fails_the_job_and_skips_its_children() -> None:
+    def job(name: str) -> Callable[[], None] | None:
+        def finish() -> None:
+            raise RuntimeError("verify failed")
+
+        return finish if name == "a" else None
+
+    skipped: list[tuple[str, str]] = []
+    results = run_dag(
+        ["a", "a1", "b"], {"a1": "a"}, job, jobs=1, on_skip=lambda n, r: skipped.append((n, r))
+    )
+    assert results["a"].state is JobState.FAILED and str(results["a"].error) == "verify failed"
+    assert skipped == [("a1", "base a failed")]
+    assert results["b"].state is JobState.DONE
+
+
+def test_a_stop_lets_started_finishes_end_and_starts_nothing_new() -> None:
+    stop = threading.Event()
+    ran: list[str] = []
+
+    def job(name: str) -> Callable[[], None] | None:
+        stop.set()  # interrupted while the first image is being pushed
+
+        def finish() -> None:
+            ran.append(name)
+
+        return finish
+
+    results = run_dag(["a", "b"], {}, job, jobs=1, stop=stop)
+    assert ran == ["a"] and results["a"].state is JobState.DONE
+    assert results["b"].state is JobState.CANCELLED
