@@ -9,8 +9,9 @@ Scenarios (default: all):
   apply    imagectl's own overhead per image of an in-process apply of a 2,000-image
            fleet (--images) with a stub builder against a real local registry, as
            `apply` runs (with or without --git-push) and under --guard-races: the
-           apply's wall time minus the stub's pushes, per image (time goal < 20 ms),
-           the same in round trips of the stub's push (load moves it less),
+           apply's wall time minus that of the same pushes alone (replayed in a
+           loop), per image (time goal < 20 ms), the same in round trips of those
+           pushes (load moves it less),
            imagectl's CPU per image, and its registry requests per image beyond the
            push and the tag PUTs (count goal <= 2; --guard-races adds reads by
            choice: no goal).

@@ -63,6 +63,7 @@ def test_apply_scenario_builds_every_image_through_the_stub(tmp_path: Path) -> N
     figures = apply_bench.measure(tmp_path, 1, FleetShape(families=1, bases=1))
     assert figures[0].name == "apply: apply 20 images, --jobs 1, wall"
     assert 0 < figures[1].value < figures[0].value  # the stub's pushes are part of the apply
+    assert figures[2].name == "apply: the same pushes alone, in a loop" and figures[2].value > 0
     by_name = {f.name: f for f in figures}
     plain = by_name["apply: imagectl's registry requests per image"]
     guarded = by_name["--guard-races: imagectl's registry requests per image"]
@@ -75,11 +76,20 @@ def test_apply_scenario_builds_every_image_through_the_stub(tmp_path: Path) -> N
     assert trips.value > 0 and trips.kind == "ratio" and trips.goal is None
 
 
-def test_apply_overhead_in_round_trips_is_the_overhead_over_one_stub_request() -> None:
+def test_apply_overhead_is_the_apply_beyond_the_builds_alone() -> None:
     stub = apply_bench.StubBuilder(cast(RegistryClient, None))
-    stub.seconds, stub.requests = 1.0, 40  # 25 ms per request of the stub's pushes
-    run = apply_bench.Run(built=10, wall=2.0, cpu=0.5, requests=30, tag_puts=10, stub=stub)
-    assert run.own_ms == pytest.approx(100.0)  # (2.0 s - 1.0 s) / 10 images
+    stub.seconds, stub.requests = 1.5, 40  # inside the apply: slowed by imagectl's work beside
+    run = apply_bench.Run(
+        built=10,
+        wall=2.0,
+        cpu=0.5,
+        requests=30,
+        tag_puts=10,
+        stub=stub,
+        alone=1.0,
+        alone_requests=40,  # 25 ms per request of the pushes alone
+    )
+    assert run.own_ms == pytest.approx(100.0)  # (2.0 s - 1.0 s alone) / 10 images
     assert run.own_round_trips == pytest.approx(4.0)
     assert run.own_requests == 2.0  # beyond the tag PUTs
 
