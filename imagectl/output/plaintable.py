@@ -172,11 +172,15 @@ def _widths(
 
 
 def _word_width(cell: str) -> int:
-    return max((len(word) for word in cell.split()), default=_line_width(cell))
+    """rich's minimum width of a text: its longest word (its longest line without words)."""
+    if " " not in cell and "\n" not in cell:
+        return len(cell)
+    return max(map(len, cell.split()), default=_line_width(cell))
 
 
 def _line_width(cell: str) -> int:
-    return max((len(line) for line in cell.split("\n")), default=0)
+    """rich's maximum width of a text: its longest line."""
+    return len(cell) if "\n" not in cell else max(map(len, cell.split("\n")))
 
 
 def _body(table: Table, columns: list[list[str]], widths: list[int]) -> Iterator[str]:
