@@ -26,7 +26,7 @@ from devenv.token_server import TokenServer
 REGISTRY_BINARY = "docker-registry"
 # Go's garbage-collection target for the registry process unless the caller's environment
 # sets GOGC: a dev registry's heap is small, so collecting at 400 % growth instead of 100 %
-# costs a few MB and saves about 40 % of the registry's CPU per request.
+# costs a few MB and saves registry CPU on every request (docs/benchmarks.md, rebase).
 REGISTRY_GOGC = "400"
 
 
