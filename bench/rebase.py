@@ -20,7 +20,7 @@ times, and the rebase's wall time is split into its image jobs, the main thread'
 output and the rest. The rebase producer alone (no tag PUT, verify or lock) is timed after
 the timed apply, so that it mounts nothing ahead of it.
 
-Usage: python -m bench.rebase [--images 500] [--sample K] [--jobs 8] [--profile DIR]
+Usage: python -m bench.rebase [--images 500] [--sample K] [--jobs 16] [--profile DIR]
 """
 
 from __future__ import annotations
@@ -60,6 +60,9 @@ from imagectl.registry.manifests import OciManifest
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC).replace(microsecond=0)
 CORES = os.cpu_count() or 1
+# both sides' --jobs: 16 keeps the registry and dockerd busy while other images wait on
+# I/O; measured against 8 on both sides (docs/benchmarks.md, rebase)
+DEFAULT_JOBS = 16
 DOCKERFILE = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nCOPY app.txt /srv/app.txt\n"
 
 
@@ -282,6 +285,7 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
 
     profiler = cProfile.Profile(time.thread_time)
     code = 0
+    begun = time.perf_counter()
     try:
         if profile:
             profiler.runcall(cli_main)
@@ -290,6 +294,7 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     finally:
+        phases["main"] = time.perf_counter() - begun
         out.mkdir(parents=True, exist_ok=True)
         if profile:
             profiler.dump_stats(out / "apply.prof")
@@ -301,34 +306,61 @@ def child(out: Path, profile: bool, args: list[str]) -> None:
 
 
 def timing_phases() -> dict[str, float]:
-    """Seconds of wall time of the image jobs (`run_dag`) and of the main thread's console
-    output (plan table, summary table, notes), filled in while the CLI runs."""
+    """Seconds of wall time, filled in while the CLI runs: the image jobs (`run_dag`), the
+    main thread's console output (plan table, summary table, notes), the plan
+    (`service.plan`), the claims and checks before the jobs (`service.prepare` without the
+    plans it makes: "prepare"), what follows the jobs (`service.run` without them: lock, git) and
+    "main", all of the CLI's run (start-up is the child's wall time beyond it)."""
     from rich.console import Console
 
+    from imagectl import service
     from imagectl.apply import engine, scheduler
 
-    phases = {"jobs": 0.0, "output": 0.0}
-    run_dag, console_print = scheduler.run_dag, Console.print
+    phases = dict.fromkeys(("jobs", "output", "plan", "prepare", "run", "main"), 0.0)
 
-    def timed_dag(*args: Any, **kwargs: Any) -> Any:
-        start = time.perf_counter()
-        try:
-            return run_dag(*args, **kwargs)
-        finally:
-            phases["jobs"] += time.perf_counter() - start
+    def timed(function: Any, phase: str) -> Any:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                phases[phase] += time.perf_counter() - start
+
+        return wrapper
+
+    console_print = Console.print
 
     def timed_print(self: Console, *args: Any, **kwargs: Any) -> None:
         if threading.current_thread() is not threading.main_thread():
             return console_print(self, *args, **kwargs)  # progress lines: part of the jobs
-        start = time.perf_counter()
-        try:
-            return console_print(self, *args, **kwargs)
-        finally:
-            phases["output"] += time.perf_counter() - start
+        timed(console_print, "output")(self, *args, **kwargs)
 
-    vars(engine)["run_dag"] = timed_dag  # the name the engine calls
+    vars(engine)["run_dag"] = timed(scheduler.run_dag, "jobs")  # the name the engine calls
+    for name in ("plan", "prepare", "run"):  # the names commands.py calls
+        setattr(service, name, timed(getattr(service, name), name))
+    prepare = service.prepare
+
+    def claims(*args: Any, **kwargs: Any) -> Any:  # without a re-plan it makes
+        planned = phases["plan"]
+        try:
+            return prepare(*args, **kwargs)
+        finally:
+            phases["prepare"] -= phases["plan"] - planned
+
+    vars(service)["prepare"] = claims
     Console.print = timed_print  # type: ignore[method-assign]
     return phases
+
+
+def rest_split(wall: float, phases: dict[str, float]) -> str:
+    """The rebase's wall time beyond its jobs and console output, by phase."""
+    jobs, output, plan = phases.get("jobs", 0.0), phases.get("output", 0.0), phases["plan"]
+    claims, after = phases["prepare"], phases["run"] - jobs
+    other = phases["main"] - plan - claims - phases["run"] - output
+    return (
+        f"start-up {wall - phases['main']:.1f} s, plan {plan:.1f} s, claims and checks "
+        f"{claims:.1f} s, after the jobs (lock, git) {after:.1f} s, other {other:.1f} s"
+    )
 
 
 def producer_only(lock: Lock, host: str, upstream: str, jobs: int) -> tuple[float, int]:
@@ -419,6 +451,11 @@ class Result:
             f"summary tables) {output:.1f} s, the rest (start, plan, claims, lock, git) "
             f"{rebase.wall - jobs - output:.1f} s; CPU floor on {CORES} cores "
             f"{(rebase.cpu + rebase.registry_cpu) / CORES:.1f} s",
+            *(
+                [f"  the rest: {rest_split(rebase.wall, rebase.phases)}"]
+                if "main" in rebase.phases
+                else []
+            ),
             f"  registry requests: {rebase.request_total} ({per_rebase:.1f}/image beyond a "
             f"no-op apply's {self.noop_all.request_total}); per image: {kinds}",
             f"rebuild of {self.sample}: {rebuild.wall:.1f} s wall; CPU: apply {rebuild.cpu:.1f} s"
@@ -433,7 +470,7 @@ class Result:
         ]
 
 
-def figures(images: int = 500, jobs: int = 8) -> list[Figure]:
+def figures(images: int = 500, jobs: int = DEFAULT_JOBS) -> list[Figure]:
     """The `rebase` scenario of `python -m bench.run`: the whole measurement, as figures
     (the rebase's share of the rebuild's wall time has the goal: at most 0.10, i.e. at
     least 10x faster)."""
@@ -473,7 +510,13 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help="images rebuilt for the baseline (default: all; fewer extrapolate)",
     )
-    parser.add_argument("--jobs", type=int, default=8)
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=DEFAULT_JOBS,
+        help=f"--jobs of both applies (default {DEFAULT_JOBS}: on 2 cores no slower than 8 "
+        "for the rebuild, faster for the rebase; docs/benchmarks.md)",
+    )
     parser.add_argument(
         "--profile",
         type=Path,

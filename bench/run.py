@@ -37,7 +37,7 @@ Scenarios (default: all):
            new process. Time goals: 10k cold < 2 s, warm < 1 s of CPU.
   rebase   a family of COPY-only images (--rebase-images, default 500) after its base
            moved: republished by rebase (no builder may run) against rebuilt with
-           docker, same --jobs 8 (bench/rebase.py; a few minutes). Figures: both wall
+           docker, same --jobs 16 (bench/rebase.py; a few minutes). Figures: both wall
            times, their ratio (goal: rebase at most 0.10 of the rebuild, i.e. 10x
            faster) and imagectl's registry requests per rebased image.
   record   the lock recording of apply: 2,000 images recorded through the journal

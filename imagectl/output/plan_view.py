@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
+from imagectl.output.plaintable import FastTable
 from imagectl.plan.model import Action, Plan
 
 
@@ -18,8 +19,9 @@ def summary_line(plan: Plan) -> str:
     return text
 
 
-def plan_table(plan: Plan) -> Table:
-    """One row per action, in build order, a rule between dependency levels."""
+def plan_table(plan: Plan) -> FastTable:
+    """One row per action, in build order, a rule between dependency levels (printed
+    without rich's per-cell rendering off a terminal: plaintable.py)."""
     table = Table(header_style="bold")
     for column in ("image", "reasons", "method", "version", "tags"):
         table.add_column(column, overflow="fold")
@@ -37,7 +39,7 @@ def plan_table(plan: Plan) -> Table:
                 tags,
                 end_section=position == len(group) - 1 and index < len(groups) - 1,
             )
-    return table
+    return FastTable(table)
 
 
 def action_levels(plan: Plan) -> list[list[Action]]:

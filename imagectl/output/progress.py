@@ -16,6 +16,7 @@ from rich.text import Text
 from imagectl.apply.protocol import Outcome
 from imagectl.apply.steps import OutcomeState, StepEvent, StepName
 from imagectl.domain.producers import Producer
+from imagectl.output.plaintable import FastTable
 from imagectl.plan.model import Action
 
 # What an image is doing while a step runs (its `begun` event), by step; the producing
@@ -144,8 +145,9 @@ class Progress:
             self.console.print(f"{image}: {word}{elapsed}", highlight=False)
 
 
-def summary_table(actions: Iterable[Action], outcomes: dict[str, Outcome]) -> Table:
-    """image, old -> new version, digest, tags, state, duration."""
+def summary_table(actions: Iterable[Action], outcomes: dict[str, Outcome]) -> FastTable:
+    """image, old -> new version, digest, tags, state, duration (printed without rich's
+    per-cell rendering off a terminal: plaintable.py)."""
     table = Table(header_style="bold", title="imagectl apply")
     for column in ("image", "version", "digest", "tags", "state", "duration"):
         table.add_column(column, overflow="fold")
@@ -168,7 +170,7 @@ def summary_table(actions: Iterable[Action], outcomes: dict[str, Outcome]) -> Ta
             state,
             duration,
         )
-    return table
+    return FastTable(table)
 
 
 def summary_counts(outcomes: dict[str, Outcome]) -> str:

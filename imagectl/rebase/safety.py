@@ -1,11 +1,14 @@
 """When a rebase is safe: the image's own layers cannot depend on the base's content.
 
 Pure: reads a Dockerfile's text, never the registry. The layer check (the old image
-starts with exactly the old base's layers) is made at apply time by `publish`.
+starts with exactly the old base's layers) is made at apply time by `publish`. A text
+found safe is remembered (families share Dockerfiles: 500 images of the rebase
+benchmark parse one text once, not 500 times).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 
 from imagectl.lint.dockerfile import Dockerfile, Stage, parse_dockerfile
@@ -40,7 +43,19 @@ def rebase_problem(text: str, target: str | None = None, name: str = "Dockerfile
 
     Safe means: the final stage (or `target`) is ``FROM ${BASE_IMAGE}``, it has no RUN,
     and no COPY/ADD ``--from`` reads a stage or image that depends on the base.
+    `name` (the file's path) only locates the problem in its message.
     """
+    if _safe(text, target):
+        return None
+    return _problem(text, target, name)
+
+
+@functools.lru_cache(maxsize=1024)
+def _safe(text: str, target: str | None) -> bool:
+    return _problem(text, target, "Dockerfile") is None
+
+
+def _problem(text: str, target: str | None, name: str) -> str | None:
     dockerfile = parse_dockerfile(text, name)
     if dockerfile.problems:
         return f"{name} does not parse: {dockerfile.problems[0]}"

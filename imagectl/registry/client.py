@@ -479,15 +479,19 @@ class RegistryClient:
 def _upload_put_url(started: httpx.Response, digest: str, subject: str) -> str:
     """The URL that completes the upload `started` opened, with ``digest=`` added.
 
-    The reference registry answers with an absolute path carrying a long ``_state``
-    token: it is joined by text (an `httpx.URL` join and parameter merge parse that URL
-    twice more, about 0.3 ms of CPU per upload). Other forms go through `httpx.URL.join`.
+    The reference registry answers with an absolute URL on its own origin (or, with
+    ``relativeurls``, an absolute path) carrying a long ``_state`` token: it is used, or
+    joined, by text (an `httpx.URL` join and parameter merge parse that URL twice more,
+    0.4–0.6 ms of CPU per upload here). Other forms go through `httpx.URL.join`.
     """
-    location = started.headers.get("location", "")
+    location: str = started.headers.get("location", "")
     if not location:
         raise RegistryError(f"{subject}: the registry gave no upload location")
-    if location.startswith("/") and not location.startswith("//") and "#" not in location:
-        url = f"{started.url.scheme}://{started.url.netloc.decode('ascii')}{location}"
+    origin = f"{started.url.scheme}://{started.url.netloc.decode('ascii')}"
+    if "#" not in location and location.startswith(origin + "/"):
+        url = location
+    elif location.startswith("/") and not location.startswith("//") and "#" not in location:
+        url = origin + location
     else:
         url = str(started.url.join(location).copy_with(fragment=None))
     return url + ("&" if "?" in url else "?") + f"digest={digest}"

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +20,14 @@ from imagectl.registry.manifests import OciManifest, compute_digest
 from tests.fixtures.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, push_image
 
 pytestmark = pytest.mark.integration
+
+
+def test_the_registry_process_runs_with_gogc_400_unless_the_caller_set_it(
+    registry: RegistryServer,
+) -> None:
+    raw = Path(f"/proc/{registry.process.pid}/environ").read_bytes()
+    environ = dict(entry.split("=", 1) for entry in raw.decode().split("\0") if "=" in entry)
+    assert environ["GOGC"] == os.environ.get("GOGC", "400")
 
 
 def test_push_mount_and_has_blob(registry: RegistryServer, repo: str) -> None:

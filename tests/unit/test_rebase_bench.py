@@ -6,7 +6,7 @@ from collections import Counter
 
 import httpx
 
-from bench.rebase import Result, Run, request_kind
+from bench.rebase import Result, Run, request_kind, rest_split
 
 
 def _run(wall: float, requests: int = 0) -> Run:
@@ -54,3 +54,16 @@ def test_request_kinds() -> None:
     }
     for (method, url), kind in cases.items():
         assert request_kind(httpx.Request(method, url)) == kind
+
+
+def test_the_rest_of_the_rebase_wall_is_split_by_phase() -> None:
+    phases = {"jobs": 10.0, "output": 0.5, "plan": 1.0, "prepare": 0.5, "run": 11.0, "main": 13.5}
+    # start-up 0.5 (wall beyond main), after the jobs 1.0 (run without the jobs), other
+    # 0.5 (main without plan, prepare, run and output)
+    assert rest_split(14.0, phases) == (
+        "start-up 0.5 s, plan 1.0 s, claims and checks 0.5 s, after the jobs (lock, git) 1.0 s, "
+        "other 0.5 s"
+    )
+    rebase = Run(14.0, 9.0, 15.0, Counter(), 0.0, phases)
+    result = Result(100, 8, rebase, _run(300.0), 100, _run(6.0), _run(6.0), (2, 5))
+    assert f"  the rest: {rest_split(14.0, phases)}" in result.lines()

@@ -7,9 +7,11 @@ from dataclasses import replace
 import pytest
 
 from imagectl.errors import PlanError
+from imagectl.lint.dockerfile import Dockerfile
 from imagectl.manifest.models import Manifest
 from imagectl.plan.model import Action, Observed, PlanOptions
 from imagectl.plan.plan import make_plan
+from imagectl.rebase import safety
 from imagectl.rebase.safety import rebase_problem
 from tests.unit.test_plan import FLEET, NOW, world_after_first_apply
 
@@ -54,6 +56,27 @@ def test_rebase_problem(text: str, target: str | None, problem: str | None) -> N
         assert found is None
     else:
         assert found is not None and problem in found
+
+
+def test_a_dockerfile_shared_by_many_images_is_parsed_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parsed: list[str] = []
+    parse = safety.parse_dockerfile
+
+    def counting(text: str, name: str = "Dockerfile") -> Dockerfile:
+        parsed.append(name)
+        return parse(text, name)
+
+    monkeypatch.setattr(safety, "parse_dockerfile", counting)
+    shared = COPY_ONLY + "# shared by the images of this test\n"
+    assert [rebase_problem(shared, None, f"img{n}/Dockerfile") for n in range(50)] == [None] * 50
+    assert len(parsed) == 1
+    unsafe = "ARG BASE_IMAGE\nFROM ${BASE_IMAGE} AS app\nCOPY a /a\n# shared, unsafe\n"
+    for n in range(3):  # each message names its own file
+        assert rebase_problem(unsafe, "web", f"img{n}/Dockerfile") == (
+            f"img{n}/Dockerfile has no stage 'web'"
+        )
 
 
 def _auto(update: str, problems: dict[str, str] | None = None) -> tuple[Manifest, Observed]:

@@ -96,6 +96,10 @@ def test_a_registry_refusing_the_single_post_gets_a_session_upload() -> None:
             "/v2/acme/app/blobs/uploads/u1",
             "https://registry.test/v2/acme/app/blobs/uploads/u1?digest=",
         ),
+        (  # distribution 2.8's form: an absolute URL on the registry's own origin
+            "https://registry.test/v2/acme/app/blobs/uploads/u1?_state=a%3D",
+            "https://registry.test/v2/acme/app/blobs/uploads/u1?_state=a%3D&digest=",
+        ),
         ("u1?s=1", "https://registry.test/v2/acme/app/blobs/uploads/u1?s=1&digest="),
         ("https://registry.test/up/u1?s=1#x", "https://registry.test/up/u1?s=1&digest="),
         ("//registry.test/up/u1", "https://registry.test/up/u1?digest="),
@@ -113,3 +117,22 @@ def test_the_put_goes_where_the_location_says(location: str, put_url: str) -> No
     with _client(httpx.MockTransport(registry)) as client:
         client.push_small_blob(REF, DATA)
     assert puts == [put_url + compute_digest(DATA)]
+
+
+def test_a_location_on_the_registrys_origin_is_not_parsed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    joins: list[str] = []
+    join = httpx.URL.join
+
+    def counting(self: httpx.URL, url: str) -> httpx.URL:
+        joins.append(url)
+        return join(self, url)
+
+    monkeypatch.setattr(httpx.URL, "join", counting)
+    location = "https://registry.test/v2/acme/app/blobs/uploads/u1?_state=" + "s" * 400
+    test_the_put_goes_where_the_location_says(location, location + "&digest=")
+    test_the_put_goes_where_the_location_says(
+        "u1", "https://registry.test/v2/acme/app/blobs/uploads/u1?digest="
+    )
+    assert joins == ["u1"]
