@@ -86,9 +86,10 @@ class Rebase:
             labels=req.labels,
             annotations=req.annotations,
             created=req.labels[LABEL_CREATED],
+            known=runner.published.load(job.name),
         )
         try:
-            manifest = runner.rebaser.rebase(rebase)
+            manifest, docs = runner.rebaser.rebase_docs(rebase)
         except RebaseRefused as exc:
             with req.log_path.open("a", encoding="utf-8") as log:
                 log.write(f"imagectl: not rebased, building instead: {exc}\n")
@@ -99,6 +100,7 @@ class Rebase:
             job.outcome.state = OutcomeState.ADOPTED
         else:
             runner.ctx.client.put_manifest(job.ref, manifest)
+            runner.published.save(job.name, docs)  # what its next rebase reads
             job.digest, job.manifest = manifest.digest, manifest  # the bytes are in hand
             job.outcome.state = OutcomeState.BUILT
             with req.log_path.open("a", encoding="utf-8") as log:

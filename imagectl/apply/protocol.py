@@ -50,6 +50,7 @@ from imagectl.manifest.models import ImageConfig, Manifest
 from imagectl.plan.model import Action
 from imagectl.platforms import read_config, read_labels
 from imagectl.rebase.publish import Rebaser
+from imagectl.rebase.sources import Doc, PublishedDocs
 from imagectl.recovery import is_our_build, record_of, state_from_labels
 from imagectl.registry import (
     ManifestInfo,
@@ -175,6 +176,7 @@ class ImageRunner:
         self.builder_modes: dict[str, str] = {}
         self.keys = KeyRing(ctx.env)  # signing keys, decrypted once per run
         self.rebaser = Rebaser(ctx.client)
+        self.published = PublishedDocs.of(ctx.manifest.root_dir)  # for the next rebase
         adopting = {
             name: parse_reference(a.repository).with_tag(a.immutable_tag)
             for name, a in actions.items()
@@ -373,6 +375,9 @@ class ImageRunner:
         if manifest.digest != job.digest:
             self.lost_race(action, ref, job.digest, manifest.digest, self.labels(action, ref))
         job.manifest = manifest
+        if job.image.update != "build":  # the bytes its next rebase reads (a build the
+            # checks below refuse is not recorded: nothing asks for its digest)
+            self.published.save(job.name, {manifest.digest: Doc(manifest.media_type, manifest.raw)})
         ours = not manifest.is_index and config_digest_of(manifest, str(ref)) == job.image_id
         if job.image_id and ours:
             return  # this run's build: the config digest the builder reported

@@ -17,13 +17,14 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from imagectl.errors import ImagectlError
 from imagectl.platforms import entry_platform, same_platform
+from imagectl.rebase.sources import Doc, Docs
 from imagectl.registry import Reference, RegistryClient
-from imagectl.registry.manifests import OciManifest, config_digest_of
+from imagectl.registry.manifests import OciManifest, compute_digest, config_digest_of
 
 
 class RebaseRefused(ImagectlError):
@@ -41,6 +42,9 @@ class RebaseRequest:
     labels: Mapping[str, str]  # imagectl's labels for the new version (replace the old ones)
     annotations: Mapping[str, str]  # base name/digest manifest annotations, where present
     created: str  # RFC 3339 UTC
+    # documents of the old build kept from its publish (`sources`), by digest: each
+    # one found here is one GET less; the others are read from the registry
+    known: Docs = field(default_factory=dict)
 
 
 def _json(data: Any) -> bytes:
@@ -88,9 +92,10 @@ class Rebaser:
     manifest(s) and config, cached by (base digest, platform). A new base layer is
     mounted into an image's repository once, and not at all when the old image already
     lists it (the repository holds it). Per image that leaves: GET the old manifest,
-    GET its config, one mount per new base layer the old image lacks, and the new
-    config's upload (one request where the registry takes a single-POST upload, else
-    two). The caller's PUT of the manifest by tag follows.
+    GET its config (neither when the request knows them: `RebaseRequest.known`), one
+    mount per new base layer the old image lacks, and the new config's upload (one
+    request where the registry takes a single-POST upload, else two). The caller's PUT
+    of the manifest by tag follows.
     """
 
     def __init__(self, client: RegistryClient) -> None:
@@ -144,28 +149,63 @@ class Rebaser:
             RebaseRefused: the old image does not start with the old base's layers.
             RegistryError: the registry failed.
         """
+        return self.rebase_docs(req)[0]
+
+    def rebase_docs(self, req: RebaseRequest) -> tuple[OciManifest, dict[str, Doc]]:
+        """`rebase`, and every document of the new image by digest (its manifests and
+        configs: what its own next rebase reads, `RebaseRequest.known`)."""
         repo = req.repository
-        old = self.client.get_manifest(repo.with_digest(req.old_digest))
+        made: dict[str, Doc] = {}
+        old = self._manifest(req, req.old_digest)
         if not old.is_index:
-            return self._rebase_image(req, old, None, store=False)
-        entries = []
-        for entry in old.data.get("manifests") or []:
-            platform = entry_platform(entry)
-            if platform is None:
-                raise RebaseRefused(f"{repo.name}@{old.digest} holds attestations: build it")
-            image = self.client.get_manifest(repo.with_digest(str(entry["digest"])))
-            new = self._rebase_image(req, image, platform, store=True)
-            entries.append({**entry, "digest": new.digest, "size": len(new.raw)})
-        data = {**old.data, "manifests": entries}
-        if "annotations" in data:
-            data["annotations"] = {**data["annotations"], **req.annotations}
-        return OciManifest.from_bytes(_json(data), old.media_type)
+            top = self._rebase_image(req, old, None, made, store=False)
+        else:
+            entries = []
+            for entry in old.data.get("manifests") or []:
+                platform = entry_platform(entry)
+                if platform is None:
+                    raise RebaseRefused(f"{repo.name}@{old.digest} holds attestations: build it")
+                image = self._manifest(req, str(entry["digest"]))
+                new = self._rebase_image(req, image, platform, made, store=True)
+                entries.append({**entry, "digest": new.digest, "size": len(new.raw)})
+            data = {**old.data, "manifests": entries}
+            if "annotations" in data:
+                data["annotations"] = {**data["annotations"], **req.annotations}
+            top = OciManifest.from_bytes(_json(data), old.media_type)
+        made[top.digest] = Doc(top.media_type, top.raw)
+        return top, made
+
+    def _manifest(self, req: RebaseRequest, digest: str) -> OciManifest:
+        """The old build's manifest `digest`: kept from its publish, else a GET."""
+        doc = req.known.get(digest)
+        if doc is not None and doc.media_type:
+            try:
+                manifest = OciManifest.from_bytes(doc.data, doc.media_type)
+            except ImagectlError:
+                pass  # not a manifest after all: ask the registry
+            else:
+                if manifest.digest == digest:
+                    return manifest
+        return self.client.get_manifest(req.repository.with_digest(digest))
+
+    def _config(self, req: RebaseRequest, digest: str) -> bytes:
+        """The old build's config `digest`: kept from its publish, else a GET."""
+        doc = req.known.get(digest)
+        if doc is not None and compute_digest(doc.data) == digest:
+            return doc.data
+        return self.client.get_blob(req.repository, digest)
 
     def _rebase_image(
-        self, req: RebaseRequest, old: OciManifest, platform: str | None, *, store: bool
+        self,
+        req: RebaseRequest,
+        old: OciManifest,
+        platform: str | None,
+        made: dict[str, Doc],
+        *,
+        store: bool,
     ) -> OciManifest:
         repo = req.repository
-        config = json.loads(self.client.get_blob(repo, config_digest_of(old, str(repo))))
+        config = json.loads(self._config(req, config_digest_of(old, str(repo))))
         if platform is None:
             arch = "/".join(
                 str(config[k]) for k in ("os", "architecture", "variant") if config.get(k)
@@ -200,6 +240,7 @@ class Rebaser:
         }
         config_raw = _json(new_config)
         config_digest = self.client.push_small_blob(repo, config_raw)
+        made[config_digest] = Doc("", config_raw)
         data = dict(old.data)
         data["config"] = {**data["config"], "digest": config_digest, "size": len(config_raw)}
         data["layers"] = [*new_base.layers, *layers[count:]]
@@ -208,4 +249,5 @@ class Rebaser:
         manifest = OciManifest.from_bytes(_json(data), old.media_type)
         if store:
             self.client.put_manifest(repo.with_digest(manifest.digest), manifest)
+            made[manifest.digest] = Doc(manifest.media_type, manifest.raw)
         return manifest

@@ -15,6 +15,7 @@ import pytest
 from bench.rebase import request_kind
 from devenv.registry import RegistryServer
 from imagectl.rebase.publish import Rebaser, RebaseRefused, RebaseRequest
+from imagectl.rebase.sources import Doc
 from imagectl.registry import Reference, RegistryClient, parse_reference
 from imagectl.registry.manifests import OciManifest, compute_digest
 from tests.fixtures.oci import OCI_CONFIG, OCI_LAYER, OCI_MANIFEST, push_image
@@ -179,3 +180,57 @@ def test_a_small_blob_upload_is_one_request_where_the_registry_allows_it(
     assert transport.kinds == Counter(
         {"POST upload+digest": 1, "PUT upload+digest": 2, "POST upload": 1, "GET blob": 2}
     )
+
+
+def test_a_rebase_that_knows_the_old_documents_reads_none_and_makes_the_same_image(
+    registry: RegistryServer, repo: str
+) -> None:
+    """`RebaseRequest.known` (what the last publish kept): no GET of the old manifest or
+    config, the very same bytes as a rebase that reads them; a wrong document is a miss."""
+    with RegistryClient(insecure_registries=[registry.host]) as setup:
+        base = parse_reference(f"{registry.host}/{repo}/base:1")
+        v1 = _push(setup, base, [b"base v1"], 1, "v1")
+        v2 = _push(setup, base, [b"base v2"], 1, "v2")
+        app = parse_reference(f"{registry.host}/{repo}/app:1.0.0")
+        assert setup.mount_blob(app, compute_digest(b"base v1"), base)
+        old = _push(setup, app, [b"base v1", b"app files"], 2, "app")
+        kept_manifest = setup.get_manifest(app.with_digest(old))
+        config_digest = kept_manifest.data["config"]["digest"]
+        kept = {
+            old: Doc(kept_manifest.media_type, kept_manifest.raw),
+            config_digest: Doc("", setup.get_blob(app, config_digest)),
+        }
+
+    def request(known: dict[str, Doc]) -> RebaseRequest:
+        return RebaseRequest(
+            repository=app,
+            old_digest=old,
+            old_base=base.with_digest(v1),
+            new_base=base.with_digest(v2),
+            labels={"org.opencontainers.image.version": "1.0.1"},
+            annotations={},
+            created="2026-12-01T00:00:00Z",
+            known=known,
+        )
+
+    def rebased(known: dict[str, Doc]) -> tuple[OciManifest, dict[str, Doc], Counter[str]]:
+        transport = CountingTransport()
+        with RegistryClient(insecure_registries=[registry.host], transport=transport) as client:
+            manifest, made = Rebaser(client).rebase_docs(request(known))
+        return manifest, made, transport.kinds
+
+    plain, made, read = rebased({})
+    # the app's, the old base's and the new base's
+    assert read["GET manifest@digest"] == 3 and read["GET blob"] == 3
+    warm, _, fewer = rebased(kept)
+    assert warm.raw == plain.raw
+    assert fewer["GET manifest@digest"] == 2 and fewer["GET blob"] == 2  # the bases' only
+    config = made[plain.data["config"]["digest"]]
+    assert made == {
+        plain.digest: Doc(plain.media_type, plain.raw),
+        compute_digest(config.data): config,
+    }
+    wrong = {old: Doc(OCI_MANIFEST, b"{}"), config_digest: Doc("", b"{}")}
+    again, _, asked = rebased(wrong)
+    assert again.raw == plain.raw
+    assert asked["GET manifest@digest"] == 3 and asked["GET blob"] == 3

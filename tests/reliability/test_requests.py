@@ -76,3 +76,63 @@ def test_registry_requests_per_built_image_do_not_grow(
     for image in IMAGES:
         for tag in FLOATING:
             assert repo.digest(image, tag) == repo.digest(image, "1.0.1")
+
+
+COPY_ONLY = "ARG BASE_IMAGE\nFROM ${{BASE_IMAGE}}\nCOPY {name}.txt /{name}.txt\n"
+
+
+def old_image_reads(repo: Repo, seen: list[Seen]) -> list[str]:
+    """imagectl's reads by digest in the repository of `app`: its rebase's old manifest and
+    config (`base`'s repository also serves `app`'s rebase as its base: not counted)."""
+    return [
+        f"{s.method} {s.path}"
+        for s in seen
+        if IMAGECTL_AGENT in s.agent
+        and s.method == "GET"
+        and f"/{repo.namespace}/app/" in s.path
+        and re.search(r"/(manifests|blobs)/sha256:", s.path)
+    ]
+
+
+def test_a_rebase_reads_the_old_image_from_what_its_last_publish_kept(
+    make_repo: Callable[..., Repo],
+    upstream: UpstreamFactory,
+    proxy: FaultProxy,
+    tmp_path: Path,
+) -> None:
+    """After a build, the next rebase reads the old config only (verify kept the
+    manifest); after a rebase, the next one reads neither (issue 14, goal 5). A kept file
+    that no longer matches its digests is a miss: the registry is asked, nothing fails."""
+    upstream("v1")
+    dockerfiles = {name: COPY_ONLY.format(name=name) for name in IMAGES}
+    repo = make_repo("kept", IMAGES, upstream, host=proxy.host, dockerfiles=dockerfiles)
+    text = repo.manifest.read_text().replace(
+        "  network: host\n", "  network: host\n  update: auto\n"
+    )
+    repo.manifest.write_text(text)
+    repo.git("commit", "-qam", "update: auto")
+    no_builder = {"IMAGECTL_DOCKER": str(tmp_path / "no-docker")}
+    repo.ok("apply")
+    kept = repo.root / ".imagectl" / "cache" / "images"
+    assert sorted(p.name for p in kept.iterdir()) == ["app.json", "base.json"]
+
+    upstream("v2: security fix")
+    proxy.reset_log()
+    repo.ok("apply", env=no_builder)  # rebased: a builder would fail it
+    reads = old_image_reads(repo, proxy.requests(agent=None))
+    assert len(reads) == 1 and "/blobs/" in reads[0], reads  # the config: a build's is not kept
+
+    upstream("v3: another fix")
+    proxy.reset_log()
+    repo.ok("apply", env=no_builder)
+    assert old_image_reads(repo, proxy.requests(agent=None)) == []
+    assert repo.lock()["app"]["version"] == "1.0.2"
+
+    for path in kept.iterdir():  # damaged: every digest check fails, the registry answers
+        path.write_text(path.read_text().replace("sha256", "sha512"))
+    upstream("v4")
+    proxy.reset_log()
+    repo.ok("apply", env=no_builder)
+    assert len(old_image_reads(repo, proxy.requests(agent=None))) == 2  # manifest and config
+    for image in IMAGES:
+        assert repo.digest(image, "1.0") == repo.digest(image, "1.0.3")
