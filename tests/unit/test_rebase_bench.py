@@ -67,3 +67,16 @@ def test_the_rest_of_the_rebase_wall_is_split_by_phase() -> None:
     rebase = Run(14.0, 9.0, 15.0, Counter(), 0.0, phases)
     result = Result(100, 8, rebase, _run(300.0), 100, _run(6.0), _run(6.0), (2, 5))
     assert f"  the rest: {rest_split(14.0, phases)}" in result.lines()
+
+
+def test_the_next_rebase_is_reported_with_its_own_ratio() -> None:
+    again = Run(5.0, 1.0, 1.0, Counter({"PUT manifest:tag": 300}), 0.0)
+    result = Result(100, 8, _run(10.0), _run(300.0), 100, _run(6.0), _run(6.0), (2, 5), True, again)
+    lines = result.lines()
+    assert "rebase is 30.0x faster than rebuilding" in lines
+    assert lines[-1] == "the next rebase is 60.0x faster than rebuilding"
+    assert "5.0 s wall" in lines[-2] and "PUT manifest:tag 3.00" in lines[-2]
+    assert (
+        Result(100, 8, _run(10.0), _run(300.0), 100, _run(6.0), _run(6.0), (2, 5)).lines()[-1]
+        == "rebase is 30.0x faster than rebuilding"
+    )
