@@ -142,6 +142,23 @@ def _text_columns(table: Table) -> list[list[str]] | None:
     return columns
 
 
+def plain_line(console: Console, line: str) -> bool:
+    """Whether ``console.print(line, highlight=False)`` would write `line` and a newline,
+    nothing else: plain-text output, a single line of printable ASCII with no markup or
+    emoji code, no wider than the console (rich folds a longer one)."""
+    return (
+        not console.is_terminal
+        and console.color_system is None
+        and not console.record
+        and not console.quiet
+        and not console.legacy_windows
+        and "\n" not in line
+        and _plain_text(line)
+        and len(line) <= console.width
+        and line == line.strip()
+    )
+
+
 def _plain_text(cell: str) -> bool:
     return (
         cell.isascii()

