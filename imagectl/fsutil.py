@@ -18,11 +18,13 @@ def _fsync_dir(directory: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes, *, durable: bool = True) -> None:
     """Replace `path` with `data`: temp file beside it, fsync, rename, directory fsync.
 
     A reader sees the old content or the new, never a torn file; the file's mode
     is kept (0644 for a new file); on failure no temporary file is left behind.
+    `durable=False` skips both fsyncs: for a cache that checks what it reads (after a
+    crash the file may be empty or torn, never half old and half new).
 
     Raises:
         OSError: the file cannot be written (callers turn it into their own error).
@@ -36,14 +38,16 @@ def atomic_write(path: Path, data: bytes) -> None:
         with os.fdopen(fd, "wb") as handle:
             os.fchmod(handle.fileno(), mode)
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(path.parent)
+    if durable:
+        _fsync_dir(path.parent)
 
 
 def state_dir(directory: Path) -> Path:

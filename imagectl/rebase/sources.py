@@ -20,14 +20,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagectl.fsutil import state_dir
+from imagectl.fsutil import atomic_write, state_dir
 from imagectl.manifest.cache import enabled
 
 FORMAT = 1
@@ -111,12 +109,4 @@ class PublishedDocs:
         with contextlib.suppress(OSError):
             path.parent.mkdir(parents=True, exist_ok=True)
             # no fsync: a torn file after a crash fails the digest check, a miss
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as handle:
-                    handle.write(data)
-                os.replace(tmp, path)
-            except OSError:
-                with contextlib.suppress(OSError):
-                    os.unlink(tmp)
-                raise
+            atomic_write(path, data, durable=False)

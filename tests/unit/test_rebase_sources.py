@@ -72,3 +72,16 @@ def test_a_failing_write_never_fails_the_run(tmp_path: Path) -> None:
     (tmp_path / ".imagectl" / "cache" / "images").write_text("a file, not a directory")
     store.save("app", docs())
     assert store.load("app") == {}
+
+
+def test_a_kept_file_is_replaced_whole_without_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PublishedDocs.of(tmp_path)
+    synced: list[int] = []
+    monkeypatch.setattr("os.fsync", lambda fd: synced.append(fd))
+    store.save("app", docs())
+    store.save("app", {compute_digest(CONFIG): Doc("", CONFIG)})
+    assert synced == []  # a cache: a torn file after a crash is a digest-check miss
+    assert [p.name for p in (tmp_path / ".imagectl" / "cache" / "images").iterdir()] == ["app.json"]
+    assert store.load("app") == {compute_digest(CONFIG): Doc("", CONFIG)}
