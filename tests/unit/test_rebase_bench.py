@@ -1,12 +1,13 @@
-"""bench/rebase.py: the fair extrapolation of the rebuild and the request kinds."""
+"""bench/rebase.py: the fair extrapolation of the rebuild, the request kinds, the cleanup."""
 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 
 import httpx
 
-from bench.rebase import Result, Run, request_kind, rest_split
+from bench.rebase import Result, Run, remove_images, request_kind, rest_split
 
 
 def _run(wall: float, requests: int = 0) -> Run:
@@ -80,3 +81,24 @@ def test_the_next_rebase_is_reported_with_its_own_ratio() -> None:
         Result(100, 8, _run(10.0), _run(300.0), 100, _run(6.0), _run(6.0), (2, 5)).lines()[-1]
         == "rebase is 30.0x faster than rebuilding"
     )
+
+
+def test_the_images_a_run_built_are_removed_from_the_daemon_and_no_others(tmp_path: Path) -> None:
+    """Left in the daemon, a run's images would slow the next run's rebuild (its baseline)."""
+    calls = tmp_path / "calls"
+    docker = tmp_path / "docker"
+    docker.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {calls}\n'
+        'if [ "$2" = ls ]; then\n'
+        "  printf '127.0.0.1:5000/rebase-bench/img0000:1.0.1\\n"
+        "127.0.0.1:5000/rebase-bench/img0001:1.0\\n127.0.0.1:5001/other/app:1\\nbusybox:latest\\n'\n"
+        "fi\n"
+    )
+    docker.chmod(0o755)
+    remove_images("127.0.0.1:5000", str(docker))
+    lines = calls.read_text().splitlines()
+    assert lines[1:] == [
+        "image rm --force 127.0.0.1:5000/rebase-bench/img0000:1.0.1 "
+        "127.0.0.1:5000/rebase-bench/img0001:1.0"
+    ]
