@@ -8,7 +8,6 @@ what the producers and steps share: the builders, the registry checks, the recor
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
@@ -65,8 +64,6 @@ from imagectl.supply.signing import without_signing_secrets
 from imagectl.supply.step import KeyRing, check_base
 
 Step = StepHook  # the name engine.py and older callers use
-
-log = logging.getLogger("imagectl.apply")
 
 
 _T = TypeVar("_T")
@@ -378,8 +375,9 @@ class ImageRunner:
         if manifest.digest != job.digest:
             self.lost_race(action, ref, job.digest, manifest.digest, self.labels(action, ref))
         job.manifest = manifest
-        if job.image.update != "build":  # (a build the checks below refuse is not
-            self.keep_for_rebase(job, manifest)  # recorded: nothing asks for its digest)
+        if job.image.update != "build":  # the bytes its next rebase reads (a build the
+            # checks below refuse is not recorded: nothing asks for its digest)
+            self.published.save(job.name, {manifest.digest: Doc(manifest.media_type, manifest.raw)})
         ours = not manifest.is_index and config_digest_of(manifest, str(ref)) == job.image_id
         if job.image_id and ours:
             return  # this run's build: the config digest the builder reported
@@ -397,23 +395,6 @@ class ImageRunner:
                 )
         if config.labels.get(LABEL_CREATED) != req.labels.get(LABEL_CREATED):
             job.outcome.state = OutcomeState.ADOPTED  # an identical build, not ours
-
-    def keep_for_rebase(self, job: Job, manifest: OciManifest) -> None:
-        """Keep what the image's next rebase starts from (`PublishedDocs`).
-
-        The manifest is in hand; the config of an image (not of an index) is read
-        here, one GET at the end of a build, so that the rebase after it reads nothing
-        of this image from the registry, as after a rebase. Best effort: a config the
-        registry does not give is not kept (that rebase reads it).
-        """
-        docs = {manifest.digest: Doc(manifest.media_type, manifest.raw)}
-        if not manifest.is_index:
-            digest = config_digest_of(manifest, str(job.ref))
-            try:
-                docs[digest] = Doc("", self.ctx.client.get_blob(job.ref, digest))
-            except RegistryError as exc:
-                log.debug("%s: config %s not kept for the next rebase: %s", job.name, digest, exc)
-        self.published.save(job.name, docs)
 
     def read_pushed(self, job: Job) -> OciManifest:
         """Verify's GET of the immutable tag; guarded, with the floating tags' holders.

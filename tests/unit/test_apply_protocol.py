@@ -9,7 +9,6 @@ state a SIGKILL at that instant leaves behind.
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ import pytest
 from imagectl.apply.engine import ApplyOptions, ApplyResult, apply_plan
 from imagectl.apply.steps import OutcomeState, StepEvent
 from imagectl.builders.base import BuildRequest
-from imagectl.errors import RegistryError
 from imagectl.labels import LABEL_CREATED, LABEL_VERSION
 from imagectl.lockfile import journal_path, read_lock, render_lock
 from imagectl.manifest.loader import load_manifest
@@ -30,7 +28,6 @@ from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
 from imagectl.plan.model import Plan
 from imagectl.plan.plan import make_plan
-from imagectl.rebase.sources import PublishedDocs
 from imagectl.registry import RegistryClient
 from tests.fixtures.fake_builder import FakeBuilder, repo_and_tag
 from tests.fixtures.fake_registry import FakeRegistry, config_blob, digest_of
@@ -512,57 +509,3 @@ def test_the_image_id_tells_this_runs_build_else_the_config_does(
     assert result.outcomes["base"].state == "built"
     config = digest_of(config_blob(dict(builder.built[0].labels)))
     assert (("GET", f"/v2/acme/base/blobs/{config}") in registry.calls) is not identify
-
-
-def test_a_build_that_may_be_rebased_keeps_its_manifest_and_config_for_that_rebase(
-    tmp_path: Path, registry: FakeRegistry, client: RegistryClient
-) -> None:
-    """`update: auto`: verify reads the pushed config back (one GET per image) and keeps
-    both documents, the bytes the next rebase starts from; `update: build` keeps nothing."""
-    manifest = write_repo(tmp_path, FLEET)
-    path = tmp_path / "imagectl.yaml"
-    path.write_text(path.read_text() + "defaults:\n  update: auto\n")
-    manifest = load_manifest(path)
-    plan = plan_of(manifest, client)
-    registry.calls.clear()
-    apply(manifest, plan, client, FakeBuilder(registry))
-    lock = read_lock(manifest.lock_path)
-    assert lock is not None
-    kept = PublishedDocs.of(manifest.root_dir)
-    for name in FLEET:
-        record = lock.images[name]
-        raw, _ = registry.manifests[(f"acme/{name}", record.digest)]
-        config = json.loads(raw)["config"]["digest"]
-        docs = kept.load(name)
-        assert set(docs) == {record.digest, config}
-        assert docs[record.digest].data == raw
-        assert docs[config].data == registry.blobs[(f"acme/{name}", config)]
-        assert ("GET", f"/v2/acme/{name}/blobs/{config}") in registry.calls
-
-
-def test_a_config_the_registry_does_not_give_back_is_not_kept_and_fails_nothing(
-    tmp_path: Path, registry: FakeRegistry, client: RegistryClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    manifest = write_repo(tmp_path, {"base": ("", "1.0")})
-    path = tmp_path / "imagectl.yaml"
-    path.write_text(path.read_text() + "defaults:\n  update: rebase\n")
-    manifest = load_manifest(path)
-
-    def refuse(self: RegistryClient, ref: object, digest: str) -> bytes:
-        raise RegistryError(f"GET blob {digest}: 503 unavailable")
-
-    monkeypatch.setattr(RegistryClient, "get_blob", refuse)
-    result = apply(manifest, plan_of(manifest, client), client, FakeBuilder(registry))
-    assert result.outcomes["base"].state == "built"
-    lock = read_lock(manifest.lock_path)
-    assert lock is not None
-    assert set(PublishedDocs.of(manifest.root_dir).load("base")) == {lock.images["base"].digest}
-
-
-def test_an_image_only_ever_built_keeps_nothing_for_a_rebase(
-    tmp_path: Path, registry: FakeRegistry, client: RegistryClient
-) -> None:
-    manifest = write_repo(tmp_path, {"base": ("", "1.0")})  # update: build, the default
-    apply(manifest, plan_of(manifest, client), client, FakeBuilder(registry))
-    assert PublishedDocs.of(manifest.root_dir).load("base") == {}
-    assert not (tmp_path / ".imagectl" / "cache" / "images").exists()
