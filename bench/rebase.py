@@ -57,7 +57,7 @@ from imagectl.plan.model import Action, PlanOptions
 from imagectl.rebase.publish import Rebaser, RebaseRequest
 from imagectl.rebase.sources import Doc, PublishedDocs
 from imagectl.registry import RegistryClient, parse_reference
-from imagectl.registry.manifests import OciManifest, compute_digest
+from imagectl.registry.manifests import OciManifest
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -174,9 +174,8 @@ def imagectl(
 
 def clone_as(
     client: RegistryClient, model: Action, model_digest: str, action: Action, base_digest: str
-) -> tuple[OciManifest, bytes]:
-    """Publish image 0's build under `action`'s repository and tags with its own labels;
-    its manifest and config."""
+) -> OciManifest:
+    """Publish image 0's build under `action`'s repository and tags with its own labels."""
     source = parse_reference(model.repository)
     target = parse_reference(action.repository)
     manifest = client.get_manifest(source.with_digest(model_digest))
@@ -202,7 +201,7 @@ def clone_as(
     clone = OciManifest.from_bytes(json.dumps(data).encode(), manifest.media_type)
     for tag in action.tags:
         client.put_manifest(target.with_tag(tag), clone)
-    return clone, raw_config
+    return clone
 
 
 def seed(manifest_path: Path, host: str) -> int:
@@ -219,12 +218,10 @@ def seed(manifest_path: Path, host: str) -> int:
         published = PublishedDocs.of(manifest.root_dir)
         for action in plan.actions[1:]:
             assert action.base.digest is not None
-            clone, config = clone_as(client, first, model.digest, action, action.base.digest)
-            # what the verify of a build leaves for its next rebase: the manifest and the
-            # config (image 0's own apply kept its own the same way)
-            docs = {clone.digest: Doc(clone.media_type, clone.raw)}
-            docs[compute_digest(config)] = Doc("", config)
-            published.save(action.image, docs)
+            clone = clone_as(client, first, model.digest, action, action.base.digest)
+            # what the verify of a build leaves for its next rebase: the manifest, not
+            # the config (image 0's own apply wrote its file the same way)
+            published.save(action.image, {clone.digest: Doc(clone.media_type, clone.raw)})
             digest = clone.digest
             lock = lock.with_image(
                 action.image,

@@ -28,6 +28,7 @@ from imagectl.manifest.models import Manifest
 from imagectl.observe import observe
 from imagectl.plan.model import Plan
 from imagectl.plan.plan import make_plan
+from imagectl.rebase.sources import PublishedDocs
 from imagectl.registry import RegistryClient
 from tests.fixtures.fake_builder import FakeBuilder, repo_and_tag
 from tests.fixtures.fake_registry import FakeRegistry, config_blob, digest_of
@@ -509,3 +510,25 @@ def test_the_image_id_tells_this_runs_build_else_the_config_does(
     assert result.outcomes["base"].state == "built"
     config = digest_of(config_blob(dict(builder.built[0].labels)))
     assert (("GET", f"/v2/acme/base/blobs/{config}") in registry.calls) is not identify
+
+
+def test_a_build_that_may_be_rebased_still_adds_at_most_two_requests(
+    tmp_path: Path, registry: FakeRegistry, client: RegistryClient
+) -> None:
+    """`update: auto`: verify keeps the manifest it read for the image's next rebase and
+    reads nothing more for it (the config stays that rebase's to read), so a build of an
+    image that may be rebased keeps the promise of at most 2 requests beyond its push."""
+    write_repo(tmp_path, FLEET)
+    path = tmp_path / "imagectl.yaml"
+    path.write_text(path.read_text() + "defaults:\n  update: auto\n")
+    manifest = load_manifest(path)
+    plan = plan_of(manifest, client)
+    registry.calls.clear()
+    result = apply(manifest, plan, client, FakeBuilder(registry))
+    assert {o.state for o in result.outcomes.values()} == {"built"}
+    assert len(added(registry, plan)) <= 2 * len(FLEET), added(registry, plan)
+    lock = read_lock(manifest.lock_path)
+    assert lock is not None
+    kept = PublishedDocs.of(manifest.root_dir)
+    for name in FLEET:
+        assert set(kept.load(name)) == {lock.images[name].digest}  # the manifest only
