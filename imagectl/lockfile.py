@@ -167,8 +167,9 @@ def keeping_history(old: ImageRecord | None, record: ImageRecord) -> ImageRecord
 # --------------------------------------------------------------------------- writing
 
 
-def _version_order(version: str) -> list[str | int]:
-    return [int(part) if index % 2 else part for index, part in enumerate(_DIGITS.split(version))]
+@functools.lru_cache(maxsize=8192)  # the same few versions recur across a fleet's histories
+def _version_order(version: str) -> tuple[str | int, ...]:
+    return tuple(int(part) if i % 2 else part for i, part in enumerate(_DIGITS.split(version)))
 
 
 @functools.lru_cache(maxsize=4096)
