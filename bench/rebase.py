@@ -46,7 +46,7 @@ from typing import Any
 import httpx
 
 from bench.goals import Figure
-from devenv.dockerd import ensure_dockerd
+from devenv.dockerd import docker_cli, ensure_dockerd
 from devenv.registry import RegistryServer, start_registry
 from devenv.upstream import push_upstream_base
 from imagectl import service
@@ -598,8 +598,7 @@ def remove_images(host: str, docker: str | None = None) -> None:
     """Remove from the docker daemon the images this run built (all named after its
     registry, `host`). A daemon that keeps thousands of images builds more slowly: left
     behind, each run would make the next run's rebuild slower and its ratio larger."""
-    if docker is None:
-        docker = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else "docker"
+    docker = docker or docker_cli()
     listed = subprocess.run(
         [docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
         capture_output=True,

@@ -23,7 +23,8 @@ _LOCK = Path(tempfile.gettempdir()) / "imagectl-dockerd.lock"
 STARTED_PID = "started.pid"  # in the work directory: the dockerd this module started
 
 
-def _docker() -> str:
+def docker_cli() -> str:
+    """The docker client to run: docker.io's (BuildKit built in) when installed."""
     return "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else "docker"
 
 
@@ -36,7 +37,7 @@ PERMISSION_HINT = (
 def _answers() -> bool:
     """Whether a daemon answers; a permission error is raised at once, never waited out."""
     try:
-        result = run([_docker(), "info", "--format", "{{.ServerVersion}}"], timeout=20)
+        result = run([docker_cli(), "info", "--format", "{{.ServerVersion}}"], timeout=20)
     except CommandTimeout:
         return False
     if not result.ok and "permission denied" in result.output.lower():

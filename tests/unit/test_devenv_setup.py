@@ -32,7 +32,7 @@ def test_permission_denied_on_the_socket_is_named_at_once(
         "docker",
         "echo 'permission denied while trying to connect to the Docker daemon socket' >&2; exit 1",
     )
-    monkeypatch.setattr(dockerd, "_docker", lambda: str(docker))
+    monkeypatch.setattr(dockerd, "docker_cli", lambda: str(docker))
     started = time.monotonic()
     with pytest.raises(RuntimeError, match=r"permission denied: add your user to the docker group"):
         dockerd.ensure_dockerd(tmp_path / "work", ready_timeout=60)
